@@ -1,0 +1,2 @@
+"""cnn-zoo serving: export to TF Serving layout, an embedded TF Serving-compatible server, clients."""
+from zoo import _env  # noqa: F401  (quiet TensorFlow's start-up logs before TF is imported)
