@@ -1,0 +1,31 @@
+"""Shared fixtures. Importing zoo first quiets TensorFlow's start-up logs for the whole session."""
+import os
+import socket
+
+import pytest
+
+import zoo  # noqa: F401
+
+
+@pytest.fixture(scope="session")
+def digits():
+    return zoo.datasets.load("digits")
+
+
+@pytest.fixture
+def free_port():
+    """A currently free TCP port on 127.0.0.1."""
+    def _get() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+    return _get
+
+
+@pytest.fixture(scope="session")
+def subprocess_env():
+    """Environment for subprocesses: quiet TF, no GPU probing surprises, unbuffered output."""
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -1,0 +1,109 @@
+"""Builders, describe() and their validation, on real Keras models."""
+import numpy as np
+import pytest
+
+import zoo
+
+RULE_KWARGS = {"custom": {"filters": [4, 6, 8, 10]}}
+
+
+@pytest.mark.parametrize("block", sorted(zoo.BLOCKS))
+@pytest.mark.parametrize("rule", [r for r in zoo.list_models() if not r.startswith("test_")])
+def test_every_rule_and_block_builds_trains_and_matches_describe(rule, block):
+    model = zoo.build(rule, input_shape=(8, 8, 1), num_classes=3, depth=4, base_filters=4,
+                      block=block, max_filters=32, **RULE_KWARGS.get(rule, {}))
+    assert model.inputs[0].name == "images"
+    assert model.output_names == ["probabilities"] if hasattr(model, "output_names") else True
+    desc = zoo.describe(model)
+    assert desc.total_params == model.count_params()
+    assert [r["filters"] for r in desc.rows if r["layer"].startswith("layer")] == \
+        zoo.model_info(model)["filters"]
+    zoo.compile_classifier(model)
+    x = np.random.default_rng(0).random((6, 8, 8, 1), dtype=np.float32)
+    y = np.array([0, 1, 2, 0, 1, 2])
+    loss = model.train_on_batch(x, y)
+    assert np.all(np.isfinite(loss))
+    probs = model.predict_on_batch(x)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_defaults_give_32x32_rgb_10_classes():
+    model = zoo.build("doubling")
+    assert tuple(model.input_shape) == (None, 32, 32, 3)
+    assert tuple(model.output_shape) == (None, 10)
+    info = zoo.model_info(model)
+    assert info["rule"] == "doubling" and info["filters"] == zoo.plan("doubling")
+
+
+def test_large_rgb_input_and_strided_downsampling():
+    model = zoo.build("geometric", input_shape=(64, 64, 3), depth=8, base_filters=8,
+                      downsample="strided", block="residual")
+    desc = zoo.describe(model)
+    assert desc.rows[-2]["output_hw"] == (8, 8)  # downsamples after layers 1, 3, 5: 64 / 2^3
+    assert desc.total_params == model.count_params()
+    assert desc.receptive_field > 30
+
+
+def test_describe_macs_and_receptive_field_for_plain_convs():
+    model = zoo.build("constant", input_shape=(8, 8, 1), num_classes=2, depth=2, base_filters=4,
+                      downsample="none")
+    rows = zoo.describe(model).rows
+    assert rows[0]["macs"] == 8 * 8 * 3 * 3 * 1 * 4
+    assert rows[1]["macs"] == 8 * 8 * 3 * 3 * 4 * 4
+    assert [r["receptive_field"] for r in rows[:2]] == [3, 5]
+    assert rows[-1]["layer"] == "head" and rows[-1]["macs"] == 4 * 2
+
+
+def test_describe_by_name_and_text_table():
+    desc = zoo.describe("diamond", input_shape=(8, 8, 1), depth=4, base_filters=4)
+    text = str(desc)
+    assert "layer0" in text and "total" in text and f"{desc.total_params:,}" in text
+    assert desc.to_dict()["rows"][0]["layer"] == "layer0"
+
+
+def test_describe_generic_keras_model():
+    import keras
+    inp = keras.Input((8, 8, 1))
+    out = keras.layers.Dense(3)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(inp)))
+    model = keras.Model(inp, out)
+    desc = zoo.describe(model)
+    assert desc.total_params == model.count_params()
+    assert zoo.model_info(model) is None
+
+
+def test_user_rule_builds():
+    @zoo.register("test_wide_first")
+    def wide_first(layer, *, top: int = 32):
+        return top if layer.index == 0 else layer.base_filters
+
+    try:
+        model = zoo.build("test_wide_first", input_shape=(8, 8, 1), depth=3, base_filters=4, top=12)
+        assert zoo.model_info(model)["filters"] == [12, 4, 4]
+    finally:
+        zoo.unregister("test_wide_first")
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(name="nope"), ValueError, "unknown rule 'nope'; valid rules"),
+    (dict(block="dense"), ValueError, "unknown block 'dense'; valid blocks: plain, residual, separable"),
+    (dict(downsample="median"), ValueError, "unknown downsample 'median'; valid: max, avg, strided, none"),
+    (dict(input_shape=(8, 8, 1), depth=10), ValueError, "shrink the 8x8 input below 1x1"),
+    (dict(input_shape=(8, 8)), ValueError, "input_shape must be \\(height, width, channels\\)"),
+    (dict(input_shape=(8, 8, 0)), ValueError, "input_shape"),
+    (dict(num_classes=1), ValueError, "num_classes must be an int >= 2"),
+    (dict(base_filters=0), ValueError, "base_filters must be a positive int"),
+    (dict(kernel_size=0), ValueError, "kernel_size"),
+    (dict(dropout=1.5), ValueError, "dropout"),
+    (dict(wm=2.0), TypeError, "rule 'doubling' got unexpected keyword argument\\(s\\) wm; its parameters are: factor"),
+])
+def test_build_bad_input(kwargs, exc, match):
+    name = kwargs.pop("name", "doubling")
+    with pytest.raises(exc, match=match):
+        zoo.build(name, **kwargs)
+
+
+def test_describe_bad_input():
+    with pytest.raises(TypeError, match="keras.Model or a rule name"):
+        zoo.describe(42)
+    with pytest.raises(TypeError, match="only accepted with a rule name"):
+        zoo.describe(zoo.build("constant", input_shape=(8, 8, 1), depth=2), depth=3)

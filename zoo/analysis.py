@@ -1,0 +1,136 @@
+"""`describe`: a per-layer table (filters, output size, params, MACs, receptive field) with totals.
+
+Rows group the Keras layers of one zoo layer (`layer{i}_*`) and the classifier head; for any other
+model every Keras layer is its own row. MACs count the multiply-accumulates of convolutions and
+dense layers (BatchNorm, activations, pooling and additions are not counted, as in most papers).
+The receptive field follows the main path (residual projections never widen it).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import layers
+
+__all__ = ["describe", "Description"]
+
+_ZOO_LAYER = re.compile(r"^(layer\d+)_")
+
+
+@dataclass
+class Description:
+    rows: list[dict[str, Any]]
+    total_params: int
+    total_macs: int
+    receptive_field: int
+    model_name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model_name, "rows": self.rows, "total_params": self.total_params,
+                "total_macs": self.total_macs, "receptive_field": self.receptive_field}
+
+    def __str__(self) -> str:
+        head = ("layer", "kind", "filters", "output", "params", "MACs", "RF")
+        lines = [(r["layer"], r["kind"], str(r["filters"] or "-"),
+                  "x".join(str(d) for d in r["output_hw"]) if r["output_hw"] else "-",
+                  f"{r['params']:,}", f"{r['macs']:,}", str(r["receptive_field"]))
+                 for r in self.rows]
+        lines.append(("total", "", "", "", f"{self.total_params:,}", f"{self.total_macs:,}",
+                      str(self.receptive_field)))
+        widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
+        fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
+                                      for i, (c, w) in enumerate(zip(cells, widths)))
+        out = [f"{self.model_name}", fmt(head), fmt(tuple("-" * w for w in widths))]
+        out += [fmt(l) for l in lines[:-1]] + [fmt(tuple("-" * w for w in widths)), fmt(lines[-1])]
+        return "\n".join(out)
+
+
+def _spatial(shape) -> tuple[int, int] | None:
+    return (int(shape[1]), int(shape[2])) if len(shape) == 4 else None
+
+
+def _macs(layer: layers.Layer) -> int:
+    out = layer.output.shape
+    if isinstance(layer, layers.SeparableConv2D):
+        cin = int(layer.input.shape[-1])
+        kh, kw = layer.kernel_size
+        dm = layer.depth_multiplier
+        return out[1] * out[2] * (kh * kw * cin * dm + cin * dm * layer.filters)
+    if isinstance(layer, layers.DepthwiseConv2D):
+        kh, kw = layer.kernel_size
+        return out[1] * out[2] * kh * kw * int(layer.input.shape[-1]) * layer.depth_multiplier
+    if isinstance(layer, layers.Conv2D):
+        kh, kw = layer.kernel_size
+        cin = int(layer.input.shape[-1]) // layer.groups
+        return out[1] * out[2] * kh * kw * cin * layer.filters
+    if isinstance(layer, layers.Dense):
+        return int(layer.input.shape[-1]) * layer.units
+    return 0
+
+
+def _kernel_stride(layer: layers.Layer) -> tuple[int, int] | None:
+    if isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)):
+        return layer.kernel_size[0], layer.strides[0]
+    if isinstance(layer, (layers.MaxPooling2D, layers.AveragePooling2D)):
+        return layer.pool_size[0], layer.strides[0]
+    return None
+
+
+def _group(name: str) -> str:
+    m = _ZOO_LAYER.match(name)
+    if m:
+        return m.group(1)
+    return "head" if name.startswith("head_") or name == "probabilities" else name
+
+
+def describe(model_or_name: keras.Model | str, **build_kwargs: Any) -> Description:
+    """Describe a Keras model, or build `zoo.build(name, **build_kwargs)` and describe that."""
+    if isinstance(model_or_name, str):
+        from .builders import build
+        model = build(model_or_name, **build_kwargs)
+    elif isinstance(model_or_name, keras.Model):
+        if build_kwargs:
+            raise TypeError("build keyword arguments are only accepted with a rule name, "
+                            f"not with a model: {sorted(build_kwargs)}")
+        model = model_or_name
+    else:
+        raise TypeError(f"describe expects a keras.Model or a rule name, got {type(model_or_name).__name__}")
+
+    rows: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, str] = {}
+    first_kind: dict[str, str] = {}
+    rf, jump = 1, 1
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        key = _group(layer.name)
+        row = rows.setdefault(key, {"layer": key, "kind": "", "filters": None, "output_hw": None,
+                                    "params": 0, "macs": 0, "receptive_field": rf})
+        row["params"] += layer.count_params()
+        row["macs"] += _macs(layer)
+        on_main_path = "_proj" not in layer.name
+        ks = _kernel_stride(layer) if on_main_path else None
+        if ks:
+            rf += (ks[0] - 1) * jump
+            jump *= ks[1]
+        # A row is named after its first convolution (or dense layer), else its first layer.
+        if isinstance(layer, (layers.Conv2D, layers.SeparableConv2D)) and on_main_path:
+            row["filters"] = layer.filters
+            kinds.setdefault(key, type(layer).__name__)
+        elif isinstance(layer, layers.Dense):
+            row["filters"] = layer.units
+            kinds.setdefault(key, "Dense")
+        if on_main_path:
+            hw = _spatial(layer.output.shape)
+            if hw:
+                row["output_hw"] = hw
+        row["receptive_field"] = rf
+        first_kind.setdefault(key, type(layer).__name__)
+    for key, row in rows.items():
+        row["kind"] = kinds.get(key, first_kind[key])
+    table = list(rows.values())
+    return Description(rows=table, total_params=sum(r["params"] for r in table),
+                       total_macs=sum(r["macs"] for r in table), receptive_field=rf,
+                       model_name=model.name)
