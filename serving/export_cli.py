@@ -1,0 +1,125 @@
+"""`zoo-export`: export a saved Keras model file as a TF Serving version folder.
+
+    zoo-export MODEL.keras --base-dir saved_models --name NAME [--version N]
+               [--class-names a,b,c] [--overwrite] [--signatures predict,classify,bytes]
+               [--metadata FILE.json] [--base-path-style absolute|relative] [--no-config]
+
+Bad input prints one `zoo-export: error: ...` line and exits with status 2 (argparse's convention),
+without a traceback. The "best N models of a tuning run" source (`--run DIR`) plugs in as a second
+member of the source group in `build_parser` and a branch in `main`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
+
+PROG = "zoo-export"
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A user error to report as one line with exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Export Keras models as versioned SavedModels for TF Serving.")
+    # Where the model(s) come from. Exactly one source; `--run DIR` (best N of a zoo-tune run)
+    # is to be added to this group.
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("model", nargs="?", metavar="MODEL.keras",
+                        help="a Keras model file saved with model.save('x.keras')")
+    parser.add_argument("--base-dir", default="saved_models",
+                        help="TF Serving model root; the version goes to BASE_DIR/NAME/VERSION "
+                             "(default: saved_models)")
+    parser.add_argument("--name", help="served model name, [A-Za-z0-9_.-] (required with MODEL)")
+    parser.add_argument("--version", help="integer version (default: the next one)")
+    parser.add_argument("--class-names", help="comma-separated class labels, one per output "
+                                              "(default: 0..K-1)")
+    parser.add_argument("--signatures", default="predict,classify,bytes",
+                        help="comma-separated subset of predict,classify,bytes (default: all)")
+    parser.add_argument("--metadata", metavar="FILE.json",
+                        help="JSON object stored in assets.extra/zoo.json "
+                             "(e.g. {\"metrics\": {...}, \"hyperparameters\": {...}})")
+    parser.add_argument("--base-path-style", choices=("absolute", "relative"), default="absolute",
+                        help="how models.config points at the model: absolute (works with "
+                             "tensorflow_model_server) or relative to the config file's folder")
+    parser.add_argument("--no-config", action="store_true",
+                        help="do not create/update BASE_DIR/models.config and batching_parameters.txt")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    return parser
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _read_metadata(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise CliError(f"--metadata: cannot read {path!r}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CliError(f"--metadata: {path!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CliError(f"--metadata: {path!r} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def load_keras_model(path: str) -> Any:
+    """Load a `.keras` (or legacy `.h5`) model file without compiling it."""
+    if not os.path.isfile(path):
+        raise CliError(f"model file {path!r} does not exist")
+    if not path.endswith((".keras", ".h5", ".hdf5")):
+        raise CliError(f"model file {path!r}: expected a Keras file ending in .keras or .h5 "
+                       "(for a SavedModel folder, load and re-save it with Keras first)")
+    import keras
+
+    import zoo  # noqa: F401  (registers zoo's serializable layers before loading)
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001  (Keras raises many types for a bad file)
+        raise CliError(f"cannot load model file {path!r}: {exc}") from None
+
+
+def export_model_file(args: argparse.Namespace) -> Any:
+    from serving.export import export
+
+    if not args.name:
+        raise CliError("--name is required when exporting a model file")
+    model = load_keras_model(args.model)
+    return export(model, args.base_dir, name=args.name, version=args.version,
+                  class_names=_split(args.class_names), metadata=_read_metadata(args.metadata),
+                  signatures=_split(args.signatures) or [], overwrite=args.overwrite,
+                  base_path_style=args.base_path_style, update_config=not args.no_config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.version is not None:
+            from serving.names import validate_version
+            args.version = validate_version(args.version)
+        exported = [export_model_file(args)]
+    except (CliError, ValueError, TypeError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for ev in exported:
+        print(f"exported {ev.name} version {ev.version} to {ev.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
