@@ -1,0 +1,6 @@
+"""`python -m serving` runs the model server (same as `zoo-serve`)."""
+import sys
+
+from serving.cli import main
+
+sys.exit(main())

@@ -1,0 +1,213 @@
+"""REST API (aiohttp): TF Serving's /v1 routes, JSON row/columnar formats, {"error": ...} answers.
+
+aiohttp does the HTTP; the route grammar `/v1/models/NAME[/versions/N|/labels/L][:verb|/metadata]`
+is matched with one regex, as TF Serving's own handler does (aiohttp's router cannot express the
+`:predict` suffix). Model calls run in a thread pool so the event loop keeps accepting requests.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from concurrent import futures
+from typing import Any, Callable
+
+import grpc
+import numpy as np
+from aiohttp import web
+from google.protobuf import json_format
+from tensorflow_serving.apis import model_pb2
+
+from . import tensors
+from .errors import ServingError, as_serving_error, invalid_argument
+from .grpc_api import classification_result, metadata_response, model_status_response
+from .repository import ModelManager
+from .runtime import Servable
+
+_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
+                    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
+                    r"(?P<verb>:predict|:classify|:regress|/metadata)?$")
+
+
+def _json_response(obj: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(obj), status=status, content_type="application/json")
+
+
+def _error_response(error: ServingError) -> web.Response:
+    return _json_response({"error": error.message}, error.http_status)
+
+
+class RestApi:
+    """Builds the aiohttp application for one server."""
+
+    def __init__(self, manager: ModelManager, metrics: Any = None, *, timeout_ms: int = 5000,
+                 metrics_path: str | None = None, max_request_bytes: int = 2**31 - 1,
+                 executor: futures.Executor | None = None) -> None:
+        self.manager = manager
+        self.metrics = metrics
+        self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
+        self.metrics_path = metrics_path
+        self.max_request_bytes = max_request_bytes
+        self.executor = executor or futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="rest")
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_request_bytes)
+        if self.metrics_path and self.metrics is not None:
+            app.router.add_get(self.metrics_path, self._metrics)
+        app.router.add_route("*", "/v1/{tail:.*}", self._v1)
+        return app
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def _v1(self, request: web.Request) -> web.Response:
+        match = _ROUTE.match(request.path)
+        verb = match and match.group("verb")
+        is_get = request.method == "GET" and match and verb in (None, "/metadata")
+        is_post = request.method == "POST" and match and verb in (":predict", ":classify", ":regress")
+        if not (is_get or is_post):
+            return _error_response(invalid_argument(f"Malformed request: {request.method} {request.path}"))
+        name, label = match.group("name"), match.group("label")
+        version = int(match.group("version")) if match.group("version") else None
+        spec = model_pb2.ModelSpec(name=name)
+        if version is not None:
+            spec.version.value = version
+        elif label:
+            spec.version_label = label
+        api = (verb or "").strip(":/")
+        start = time.perf_counter()
+        status = "OK"
+        try:
+            if request.method == "GET":
+                if verb == "/metadata":
+                    response = await self._run(lambda d: metadata_response(self.manager, spec, ["signature_def"]))
+                    return _json_response(self._metadata_json(response))
+                response = await self._run(lambda d: model_status_response(self.manager, name, version, label))
+                return _json_response(json_format.MessageToDict(
+                    response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
+            try:
+                body = json.loads(await request.read() or b"null")
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise invalid_argument(f"JSON Parse error: {exc}") from None
+            if not isinstance(body, dict):
+                raise invalid_argument("JSON Value: the request body must be a JSON object")
+            handler = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[api]
+            return _json_response(await self._run(lambda d: handler(spec, body, d)))
+        except ServingError as exc:
+            status = exc.code.name
+            return _error_response(exc)
+        except Exception as exc:
+            error = as_serving_error(exc)
+            status = error.code.name
+            return _error_response(error)
+        finally:
+            if self.metrics is not None and request.method == "POST":
+                self.metrics.observe_request(name, api, "REST", status, (time.perf_counter() - start) * 1e6)
+
+    async def _run(self, fn: Callable[[float | None], Any]) -> Any:
+        """Run `fn(deadline)` in the pool, bounded by --rest_api_timeout_in_ms."""
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        future = asyncio.get_running_loop().run_in_executor(self.executor, fn, deadline)
+        try:
+            return await asyncio.wait_for(future, self.timeout)
+        except asyncio.TimeoutError:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out") from None
+
+    @staticmethod
+    def _metadata_json(response: Any) -> dict:
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        sig_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sig_map)
+        return {"model_spec": {"name": response.model_spec.name, "signature_name": "",
+                               "version": str(response.model_spec.version.value)},
+                "metadata": {"signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)}}
+
+    def _resolve(self, spec: model_pb2.ModelSpec) -> Servable:
+        from .grpc_api import resolve
+        return resolve(self.manager, spec)
+
+    # ------------------------------------------------------------------ predict
+    def _predict(self, spec: model_pb2.ModelSpec, body: dict, deadline: float | None) -> dict:
+        signature_name = body.get("signature_name", "")
+        if not isinstance(signature_name, str):
+            raise invalid_argument("'signature_name' must be a string")
+        has_rows, has_cols = "instances" in body, "inputs" in body
+        if has_rows == has_cols:
+            raise invalid_argument("Missing 'inputs' or 'instances' key" if not has_rows else
+                                   "Not formatted correctly: use only one of 'instances' (row format) "
+                                   "or 'inputs' (columnar format)")
+        servable = self._resolve(spec)
+        with servable.use():
+            sig = servable.signature(signature_name, "predict")
+            inputs = self._rows(sig.inputs, body["instances"]) if has_rows else self._columns(sig.inputs, body["inputs"])
+            _, outputs = servable.predict(signature_name, inputs, (), deadline)
+        if has_cols:
+            cols = {k: tensors.numpy_to_json(v, k) for k, v in outputs.items()}
+            return {"outputs": next(iter(cols.values())) if len(cols) == 1 else cols}
+        if len(outputs) == 1:
+            k, v = next(iter(outputs.items()))
+            return {"predictions": tensors.numpy_to_json(v, k)}
+        sizes = {k: (v.shape[0] if v.ndim else None) for k, v in outputs.items()}
+        if None in sizes.values() or len(set(sizes.values())) != 1:
+            raise invalid_argument(f"Output tensors do not share the batch dimension ({sizes}); "
+                                   "use the columnar format ('inputs') for this signature")
+        cols = {k: tensors.numpy_to_json(v, k) for k, v in outputs.items()}
+        n = next(iter(sizes.values()))
+        return {"predictions": [{k: cols[k][i] for k in cols} for i in range(n)]}
+
+    @staticmethod
+    def _is_named(value: Any) -> bool:
+        return isinstance(value, dict) and set(value) != {"b64"}
+
+    def _rows(self, specs: dict, instances: Any) -> dict[str, np.ndarray]:
+        if not isinstance(instances, list) or not instances:
+            raise invalid_argument("'instances' must be a non-empty list")
+        named = [self._is_named(x) for x in instances]
+        if any(named) and not all(named):
+            raise invalid_argument("'instances': mix of named (objects) and unnamed values")
+        if not named[0]:
+            if len(specs) != 1:
+                raise invalid_argument(f"'instances' must be objects naming each input ({sorted(specs)}) "
+                                       "when the signature has several inputs")
+            name, spec = next(iter(specs.items()))
+            return {name: tensors.json_to_numpy(instances, spec.dtype, name)}
+        for i, x in enumerate(instances):
+            if set(x) != set(specs):
+                raise invalid_argument(f"instances[{i}] has inputs {sorted(x)}; the signature expects "
+                                       f"{sorted(specs)}")
+        return {name: tensors.json_to_numpy([x[name] for x in instances], spec.dtype, name)
+                for name, spec in specs.items()}
+
+    def _columns(self, specs: dict, inputs: Any) -> dict[str, np.ndarray]:
+        if self._is_named(inputs):
+            unknown = set(inputs) - set(specs)
+            if unknown and len(specs) != 1:
+                raise invalid_argument(f"'inputs' names {sorted(unknown)}, not inputs of the signature "
+                                       f"({sorted(specs)})")
+            if not unknown:
+                # names not in the signature are reported by the servable's validation
+                return {k: tensors.json_to_numpy(v, specs[k].dtype, k) for k, v in inputs.items()}
+        if len(specs) != 1:
+            raise invalid_argument(f"'inputs' must be an object naming each input ({sorted(specs)})")
+        name, spec = next(iter(specs.items()))
+        return {name: tensors.json_to_numpy(inputs, spec.dtype, name)}
+
+    # ------------------------------------------------------------------ classify / regress
+    def _examples(self, body: dict) -> list[bytes]:
+        return tensors.examples_from_json(body.get("examples"), body.get("context"))
+
+    def _classify(self, spec: model_pb2.ModelSpec, body: dict, deadline: float | None) -> dict:
+        servable = self._resolve(spec)
+        with servable.use():
+            _, classes, scores = servable.classify(body.get("signature_name", ""), self._examples(body), deadline)
+        result = classification_result(classes, scores)
+        return {"results": [[[c.label, c.score] for c in row.classes] for row in result.classifications]}
+
+    def _regress(self, spec: model_pb2.ModelSpec, body: dict, deadline: float | None) -> dict:
+        servable = self._resolve(spec)
+        with servable.use():
+            _, values = servable.regress(body.get("signature_name", ""), self._examples(body), deadline)
+        return {"results": values.tolist()}
