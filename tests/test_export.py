@@ -430,3 +430,19 @@ def test_cli_console_script_usage_errors(subprocess_env, tmp_path):
     proc = subprocess.run([str(VENV_BIN / "zoo-export")], env=subprocess_env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "required" in proc.stderr
+
+
+def test_committed_example_is_servable():
+    """saved_models/ ships one small trained model and a config that finds it from any clone."""
+    root = Path(__file__).resolve().parent.parent / "saved_models"
+    config = model_config.read_model_server_config(root / "models.config")
+    (entry,) = config.model_config_list.config
+    assert entry.name == "digits" and Path(entry.base_path) == root / "digits"
+    assert list(version_dirs(root / "digits")) == [1]
+    version = root / "digits" / "1"
+    size = sum(p.stat().st_size for p in version.rglob("*") if p.is_file())
+    assert size < 1_000_000
+    info = json.loads((version / "assets.extra" / "zoo.json").read_text())
+    assert info["class_names"] == [str(i) for i in range(10)] and info["rule"] == "doubling"
+    assert info["metrics"]["test_accuracy"] >= 0.9
+    parse_batching_parameters((root / "batching_parameters.txt").read_text())
