@@ -1,0 +1,123 @@
+"""Budgets (max parameters, max MACs, max measured latency) and the costs a model is checked against.
+
+Parameters and MACs come from `zoo.describe` (exact, no training needed). Latency is measured on
+this machine: the median of a few timed single-image eager calls after a warm-up call, so it
+reflects this CPU/GPU, not a datasheet. A model over any budget is rejected by raising
+`keras_tuner.errors.FailedTrialError` from `HyperModel.build`, keras-tuner's own way to mark a
+trial FAILED without retrying it; the oracle then stops after `max_consecutive_failed_trials`.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import numpy as np
+
+from zoo import _env  # noqa: F401
+
+__all__ = ["Budgets", "Costs", "measure_costs", "measure_latency_ms", "REJECTED_PREFIX"]
+
+# Every rejection message starts with this, so reports can tell "over budget" from a crash.
+REJECTED_PREFIX = "over budget:"
+
+LATENCY_RUNS = 7
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Upper bounds a model must meet before it trains; None means unbounded."""
+
+    max_params: int | None = None
+    max_macs: int | None = None
+    max_latency_ms: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("max_params", "max_macs"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+        lat = self.max_latency_ms
+        if lat is not None and (isinstance(lat, bool) or not isinstance(lat, (int, float))
+                                or not math.isfinite(lat) or lat <= 0):
+            raise ValueError(f"max_latency_ms must be None or a positive number, got {lat!r}")
+
+    @classmethod
+    def coerce(cls, value: "Budgets | Mapping[str, Any] | None") -> "Budgets":
+        """Accept a Budgets, a dict with some of its fields, or None (no budget)."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - {"max_params", "max_macs", "max_latency_ms"})
+            if unknown:
+                raise ValueError(f"budgets got unknown key(s) {unknown}; valid: max_latency_ms, "
+                                 "max_macs, max_params")
+            return cls(**value)
+        raise TypeError(f"budgets must be a tuning.Budgets, a dict or None, got {type(value).__name__}")
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in asdict(self).values())
+
+    @property
+    def needs_latency(self) -> bool:
+        return self.max_latency_ms is not None
+
+    def violations(self, costs: "Costs") -> list[str]:
+        """Human-readable reasons `costs` breaks this budget (empty when it fits)."""
+        out = []
+        if self.max_params is not None and costs.params > self.max_params:
+            out.append(f"params {costs.params:,} > max_params {self.max_params:,}")
+        if self.max_macs is not None and costs.macs > self.max_macs:
+            out.append(f"MACs {costs.macs:,} > max_macs {self.max_macs:,}")
+        if (self.max_latency_ms is not None and costs.latency_ms is not None
+                and costs.latency_ms > self.max_latency_ms):
+            out.append(f"latency {costs.latency_ms:.2f} ms > max_latency_ms {self.max_latency_ms:g}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """What a model costs: parameters, multiply-accumulates per image, measured latency (ms)."""
+
+    params: int
+    macs: int
+    latency_ms: float | None = None
+
+    def as_metrics(self) -> dict[str, float]:
+        out = {"params": float(self.params), "macs": float(self.macs)}
+        if self.latency_ms is not None:
+            out["latency_ms"] = float(self.latency_ms)
+        return out
+
+
+def measure_latency_ms(model: Any, runs: int = LATENCY_RUNS) -> float:
+    """Median wall time (ms) of a single-image inference call of `model` on this machine."""
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"runs must be a positive int, got {runs!r}")
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    x = np.zeros((1, *shape), dtype="float32")
+    model(x, training=False)  # warm-up: first call builds and allocates
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        out = model(x, training=False)
+        np.asarray(out)  # make sure the result is materialised before stopping the clock
+        times.append((time.perf_counter() - start) * 1000.0)
+    return statistics.median(times)
+
+
+def measure_costs(model: Any, *, latency: bool = True) -> Costs:
+    """Params and MACs from `zoo.describe`, plus measured latency unless `latency=False`."""
+    import zoo
+
+    desc = zoo.describe(model)
+    return Costs(params=int(desc.total_params), macs=int(desc.total_macs),
+                 latency_ms=measure_latency_ms(model) if latency else None)

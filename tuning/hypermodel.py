@@ -1,0 +1,285 @@
+"""`ZooHyperModel`: a keras-tuner HyperModel over zoo's filter-growth rules or free per-layer widths.
+
+Two modes:
+- `mode="rule"`: `rule` is a Choice; each rule's own parameters (from its registered `space`) are
+  declared under `hp.conditional_scope("rule", [name])`, so a trial only carries the parameters
+  of the rule it uses. Plus `depth`, `base_filters`, `block` and the shared knobs below.
+- `mode="per_layer"`: `depth`, then one `filters_<i>` per possible layer, each declared under
+  `hp.conditional_scope("depth", [i+1 .. max_depth])`: a layer's width exists only while the
+  depth includes that layer, so no trial shows a stale value for a layer it does not have
+  (keras-tuner issues #66, #302, #523).
+
+Shared knobs (a single value becomes `hp.Fixed`, several become `hp.Choice`): `kernel_size`,
+`downsample`, `dropout`, `learning_rate`, and `batch_size`, which `fit` reads, as keras-tuner
+documents for fit-time hyperparameters. Budgets are checked in `build` before anything trains.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import keras_tuner as kt
+
+import zoo
+from zoo.rules import downsample_positions
+
+from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
+
+__all__ = ["ZooHyperModel", "MODES", "CostLogger"]
+
+MODES = ("rule", "per_layer")
+SAMPLINGS = ("log", "linear")
+# Rules that cannot be searched in rule mode: `custom` needs an explicit list (that is per_layer).
+_NOT_SEARCHABLE = ("custom",)
+
+
+def _int_range(value: Any, arg: str, low: int = 1) -> tuple[int, int]:
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{arg} must be a (min, max) pair of ints, got {value!r}") from None
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{arg} must be a (min, max) pair of ints >= {low}, got {value!r}")
+    if lo > hi:
+        raise ValueError(f"{arg}: min {lo} > max {hi}; pass (min, max) with min <= max")
+    return int(lo), int(hi)
+
+
+def _choices(value: Any, arg: str, valid: Sequence[Any] | None = None,
+             kind: type | tuple[type, ...] | None = None) -> list[Any]:
+    items = [value] if isinstance(value, (str, int, float)) else list(value or [])
+    if not items:
+        raise ValueError(f"{arg} must not be empty" + (f"; valid: {', '.join(map(str, valid))}"
+                                                       if valid else ""))
+    for item in items:
+        if valid is not None and item not in valid:
+            raise ValueError(f"unknown {arg} value {item!r}; valid: {', '.join(map(str, valid))}")
+        if kind is not None and (isinstance(item, bool) or not isinstance(item, kind)):
+            raise ValueError(f"{arg} values must be {getattr(kind, '__name__', kind)}, got {item!r}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"{arg} lists a value twice: {items}")
+    return items
+
+
+def _declare(hp: kt.HyperParameters, name: str, values: list[Any]) -> Any:
+    return hp.Fixed(name, values[0]) if len(values) == 1 else hp.Choice(name, values)
+
+
+def _declare_space(hp: kt.HyperParameters, name: str, spec: Any, default: Any) -> Any:
+    """One rule parameter from its registered space: (lo, hi) ints/floats or a list of choices."""
+    if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec) and isinstance(spec, tuple):
+        lo, hi = spec
+        if isinstance(lo, int) and isinstance(hi, int):
+            d = default if isinstance(default, int) and lo <= default <= hi else None
+            return hp.Int(name, lo, hi, default=d)
+        d = float(default) if isinstance(default, (int, float)) and lo <= default <= hi else None
+        return hp.Float(name, float(lo), float(hi), default=d)
+    return hp.Choice(name, list(spec))
+
+
+class CostLogger(keras.callbacks.Callback):
+    """Adds the model's costs (params, macs, latency_ms) to every epoch's logs.
+
+    Keras hands the same `logs` dict to every callback, so with this callback first the costs are
+    seen by keras-tuner's own callbacks and History: they become trial metrics, and a
+    multi-objective such as `[Objective("val_accuracy","max"), Objective("params","min")]` works.
+    """
+
+    def __init__(self, costs: Costs) -> None:
+        super().__init__()
+        self.costs = costs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs.update(self.costs.as_metrics())
+
+
+class ZooHyperModel(kt.HyperModel):
+    """A keras-tuner HyperModel over `zoo.build` (see module docstring for the search space).
+
+        hypermodel = ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(2, 4), filters=(8, 64))
+        tuner = kt.Hyperband(hypermodel, objective="val_accuracy", max_epochs=4, directory="runs")
+        tuner.search(x, y, validation_data=(xv, yv))
+
+    `budgets` (a `tuning.Budgets` or dict) rejects over-budget models in `build` by raising
+    `keras_tuner.errors.FailedTrialError`; `monitor`/`patience` configure early stopping in `fit`.
+    """
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, *, mode: str = "rule",
+                 rules: Sequence[str] | None = None, depth: tuple[int, int] = (2, 4),
+                 filters: tuple[int, int] = (8, 64), blocks: Sequence[str] | str = ("plain",),
+                 kernel_sizes: Sequence[int] | int = (3,), downsamples: Sequence[str] | str = ("max",),
+                 downsample_every: int | None = None, dropouts: Sequence[float] | float = (0.0,),
+                 learning_rates: Sequence[float] | float = (1e-3,),
+                 batch_sizes: Sequence[int] | int = (32,), filter_sampling: str = "log",
+                 filter_step: int | None = None, budgets: Budgets | Mapping[str, Any] | None = None,
+                 monitor: str = "val_accuracy", patience: int = 2, seed: int | None = None,
+                 name: str | None = None, tunable: bool = True) -> None:
+        super().__init__(name=name, tunable=tunable)
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+        self.mode = mode
+        try:
+            shape = tuple(input_shape)
+        except TypeError:
+            shape = ()
+        if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
+                                      for d in shape):
+            raise ValueError(f"input_shape must be (height, width, channels) with positive ints, "
+                             f"got {input_shape!r}")
+        self.input_shape = shape
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+        searchable = [r for r in zoo.list_models() if r not in _NOT_SEARCHABLE]
+        if mode == "rule":
+            if rules is not None and not isinstance(rules, (list, tuple)):
+                raise ValueError(f"rules must be a list of rule names, got {rules!r}; valid: "
+                                 f"{', '.join(searchable)}")
+            self.rules = _choices(list(searchable if rules is None else rules), "rules", searchable)
+        else:
+            if rules:
+                raise ValueError("rules only apply to mode='rule'; mode='per_layer' searches every "
+                                 "layer's width directly")
+            self.rules = []
+        self.depth = _int_range(depth, "depth")
+        self.filters = _int_range(filters, "filters")
+        self.blocks = _choices(blocks, "blocks", sorted(zoo.BLOCKS))
+        self.kernel_sizes = _choices(kernel_sizes, "kernel_sizes", kind=int)
+        if any(k < 1 for k in self.kernel_sizes):
+            raise ValueError(f"kernel_sizes must be positive ints, got {self.kernel_sizes}")
+        self.downsamples = _choices(downsamples, "downsamples", list(zoo.DOWNSAMPLERS))
+        self.dropouts = _choices(dropouts, "dropouts", kind=(int, float))
+        if any(not 0 <= d < 1 for d in self.dropouts):
+            raise ValueError(f"dropouts must be in [0, 1), got {self.dropouts}")
+        self.learning_rates = _choices(learning_rates, "learning_rates", kind=(int, float))
+        if any(lr <= 0 for lr in self.learning_rates):
+            raise ValueError(f"learning_rates must be positive, got {self.learning_rates}")
+        self.batch_sizes = _choices(batch_sizes, "batch_sizes", kind=int)
+        if any(b < 1 for b in self.batch_sizes):
+            raise ValueError(f"batch_sizes must be positive ints, got {self.batch_sizes}")
+        if filter_sampling not in SAMPLINGS:
+            raise ValueError(f"unknown filter_sampling {filter_sampling!r}; valid: {', '.join(SAMPLINGS)}")
+        self.filter_sampling = filter_sampling
+        if filter_step is None:
+            filter_step = 2 if filter_sampling == "log" else 8
+        if isinstance(filter_step, bool) or not isinstance(filter_step, int) or filter_step < 1 or (
+                filter_sampling == "log" and filter_step < 2):
+            raise ValueError(f"filter_step must be an int >= 2 for log sampling (a factor) or >= 1 "
+                             f"for linear sampling (an increment), got {filter_step!r}")
+        self.filter_step = filter_step
+        if downsample_every is not None and (isinstance(downsample_every, bool)
+                                             or not isinstance(downsample_every, int)
+                                             or downsample_every < 1):
+            raise ValueError(f"downsample_every must be None or a positive int, got {downsample_every!r}")
+        self.downsample_every = downsample_every
+        self._check_depth_fits()
+        self.budgets = Budgets.coerce(budgets)
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"monitor must be a metric name such as 'val_accuracy', got {monitor!r}")
+        self.monitor = monitor
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience must be an int >= 0 (0 disables early stopping), got {patience!r}")
+        self.patience = patience
+        self.seed = seed
+
+    # --- search space -------------------------------------------------------------------------
+
+    def _check_depth_fits(self) -> None:
+        """Fail now, not in trial 7, when the deepest network would shrink the input below 1x1."""
+        if self.downsamples == ["none"]:
+            return
+        hw = min(self.input_shape[:2])
+        n = len(downsample_positions(self.depth[1], self.downsample_every))
+        if hw / 2 ** n < 1:
+            raise ValueError(
+                f"depth max {self.depth[1]} downsamples {n} times, which shrinks the "
+                f"{self.input_shape[0]}x{self.input_shape[1]} input below 1x1; lower depth or raise "
+                f"downsample_every (at most {int(math.log2(hw))} downsamples fit)")
+
+    def _filters_hp(self, hp: kt.HyperParameters, name: str, default: int | None = None) -> int:
+        lo, hi = self.filters
+        return hp.Int(name, lo, hi, step=self.filter_step, sampling=self.filter_sampling,
+                      default=default)
+
+    def architecture(self, hp: kt.HyperParameters) -> dict[str, Any]:
+        """Declare the search space on `hp` and return the zoo.build arguments it selects.
+
+        Pure (no Keras): reports use it to recover a trial's per-layer filters from its values.
+        """
+        depth = hp.Int("depth", *self.depth)
+        arch: dict[str, Any] = {"depth": depth}
+        if self.mode == "rule":
+            rule = hp.Choice("rule", self.rules)
+            for name in self.rules:
+                r = zoo.get_rule(name)
+                with hp.conditional_scope("rule", [name]):
+                    kwargs = {p: _declare_space(hp, f"{name}_{p}", spec, r.params.get(p))
+                              for p, spec in r.space.items()}
+                if name == rule:
+                    arch["rule_kwargs"] = kwargs
+            arch.update(rule=rule, base_filters=self._filters_hp(hp, "base_filters"),
+                        min_filters=self.filters[0], max_filters=self.filters[1])
+        else:
+            counts = []
+            for i in range(self.depth[1]):
+                # Layer i exists only when depth >= i + 1.
+                active = list(range(max(i + 1, self.depth[0]), self.depth[1] + 1))
+                with hp.conditional_scope("depth", active):
+                    f = self._filters_hp(hp, f"filters_{i}")
+                if i < depth:
+                    counts.append(f)
+            arch.update(rule="custom", rule_kwargs={"filters": counts})
+        arch["block"] = _declare(hp, "block", self.blocks)
+        arch["kernel_size"] = _declare(hp, "kernel_size", self.kernel_sizes)
+        arch["downsample"] = _declare(hp, "downsample", self.downsamples)
+        arch["dropout"] = _declare(hp, "dropout", self.dropouts)
+        _declare(hp, "learning_rate", self.learning_rates)
+        _declare(hp, "batch_size", self.batch_sizes)
+        return arch
+
+    def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
+        self.architecture(hp)
+
+    def plan(self, hp: kt.HyperParameters) -> list[int]:
+        """Per-layer filters of the model `hp` selects (no Keras)."""
+        a = self.architecture(hp)
+        kw = dict(a.get("rule_kwargs", {}))
+        extra = {k: a[k] for k in ("base_filters", "min_filters", "max_filters") if k in a}
+        return zoo.plan(a["rule"], depth=a["depth"], downsample_every=self.downsample_every,
+                        **extra, **kw)
+
+    # --- build and fit --------------------------------------------------------------------------
+
+    def build_unchecked(self, hp: kt.HyperParameters) -> keras.Model:
+        """The compiled model `hp` selects, without budget checks."""
+        a = self.architecture(hp)
+        kw = dict(a.pop("rule_kwargs", {}))
+        model = zoo.build(a.pop("rule"), input_shape=self.input_shape, num_classes=self.num_classes,
+                          downsample_every=self.downsample_every, seed=self.seed, **a, **kw)
+        return zoo.compile_classifier(model, learning_rate=hp.get("learning_rate"))
+
+    def build(self, hp: kt.HyperParameters) -> keras.Model:
+        model = self.build_unchecked(hp)
+        costs = measure_costs(model)
+        problems = self.budgets.violations(costs)
+        if problems:
+            # FAILED (not INVALID): keras-tuner does not retry it and counts it towards
+            # max_consecutive_failed_trials.
+            raise kt.errors.FailedTrialError(f"{REJECTED_PREFIX} {'; '.join(problems)}")
+        model._zoo_costs = costs  # read back by fit() to log the costs as trial metrics
+        return model
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        costs = getattr(model, "_zoo_costs", None) or measure_costs(model)
+        callbacks = [CostLogger(costs)] + list(kwargs.pop("callbacks", None) or [])
+        if self.patience and not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks):
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=self.monitor, patience=self.patience, mode="auto"))
+        if "batch_size" not in kwargs:
+            kwargs["batch_size"] = hp.get("batch_size")
+        return model.fit(*args, callbacks=callbacks, **kwargs)

@@ -1,0 +1,134 @@
+"""keras-tuner's own tuners, each with a one-line progress report per finished trial.
+
+The only addition is `on_trial_end` (the hook keras-tuner offers for it): the search algorithms,
+resume (`overwrite=False` reloads the oracle) and chief/worker mode are keras-tuner's.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, TextIO
+
+import keras_tuner as kt
+
+from .budgets import REJECTED_PREFIX
+
+__all__ = ["TUNERS", "make_tuner", "trial_status", "trial_reason", "progress_line"]
+
+
+def trial_reason(trial: kt.engine.trial.Trial) -> str:
+    """The last line of a failed trial's message (keras-tuner stores the whole traceback)."""
+    lines = [ln.strip() for ln in (trial.message or "").strip().splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    last = lines[-1]
+    # "keras_tuner.src.errors.FailedTrialError: over budget: ..." -> "over budget: ..."
+    head, sep, tail = last.partition(": ")
+    return tail if sep and head.rsplit(".", 1)[-1].endswith(("Error", "Exception")) else last
+
+
+def trial_status(trial: kt.engine.trial.Trial) -> str:
+    """COMPLETED, REJECTED (over budget, never trained), FAILED, INVALID, RUNNING..."""
+    status = str(trial.status)
+    if status == "FAILED" and trial_reason(trial).startswith(REJECTED_PREFIX):
+        return "REJECTED"
+    return status
+
+
+def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name: str,
+                  seconds: float | None, done: int, total: int | None) -> str:
+    hp = trial.hyperparameters
+    parts = [f"[trial {trial.trial_id} | {done}{'/' + str(total) if total else ''} done]",
+             trial_status(trial)]
+    try:
+        values = hp.values
+        rule = values.get("rule", "per_layer")
+        filters = "-".join(map(str, hypermodel.plan(hp.copy())))
+        parts.append(f"{rule}/{values.get('block', '?')} depth={values.get('depth')} filters={filters}")
+    except Exception as exc:  # a report line must never stop the search
+        parts.append(f"(architecture unavailable: {exc})")
+    m = trial.metrics
+    for name, label, fmt in (("params", "params", "{:,.0f}"), ("macs", "MACs", "{:,.0f}"),
+                             ("latency_ms", "latency", "{:.2f} ms")):
+        if m.exists(name):
+            parts.append(f"{label}={fmt.format(m.get_last_value(name))}")
+    if trial.score is not None:
+        parts.append(f"{objective_name}={trial.score:.4f}")
+    if trial_status(trial) != "COMPLETED" and trial.message:
+        parts.append(f"({trial_reason(trial)})")
+    if seconds is not None:
+        parts.append(f"{seconds:.1f}s")
+    return " ".join(parts)
+
+
+class _ProgressMixin:
+    """Prints `progress_line` for every finished trial to `self.progress_stream`."""
+
+    progress_stream: TextIO | None = sys.stdout
+    progress_total: int | None = None
+
+    def on_trial_begin(self, trial):  # type: ignore[no-untyped-def]
+        self._zoo_started = time.perf_counter()
+        self._zoo_done = getattr(self, "_zoo_done", 0)
+        super().on_trial_begin(trial)  # type: ignore[misc]
+
+    def on_trial_end(self, trial):  # type: ignore[no-untyped-def]
+        super().on_trial_end(trial)  # type: ignore[misc]
+        if self.progress_stream is None:
+            return
+        # In chief/worker mode the oracle's copy holds the score; locally it is the same object.
+        ended = self.oracle.get_trial(trial.trial_id)
+        seconds = time.perf_counter() - getattr(self, "_zoo_started", time.perf_counter())
+        try:
+            done = sum(1 for t in self.oracle.trials.values()
+                       if str(t.status) not in ("RUNNING", "IDLE"))
+        except AttributeError:  # oracle client in a worker: no local trial table
+            self._zoo_done = getattr(self, "_zoo_done", 0) + 1
+            done = self._zoo_done
+        name = getattr(self.oracle.objective, "name", "score")
+        print(progress_line(ended, self.hypermodel, name, seconds, done, self.progress_total),
+              file=self.progress_stream, flush=True)
+
+
+class RandomSearch(_ProgressMixin, kt.RandomSearch):
+    pass
+
+
+class BayesianOptimization(_ProgressMixin, kt.BayesianOptimization):
+    pass
+
+
+class Hyperband(_ProgressMixin, kt.Hyperband):
+    pass
+
+
+class GridSearch(_ProgressMixin, kt.GridSearch):
+    pass
+
+
+TUNERS: dict[str, type] = {"random": RandomSearch, "bayesian": BayesianOptimization,
+                           "hyperband": Hyperband, "grid": GridSearch}
+
+
+def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_trials: int,
+               epochs: int, seed: int | None, max_consecutive_failed_trials: int,
+               executions_per_trial: int, directory: str, project_name: str, overwrite: bool,
+               distribution_strategy: Any = None, progress: TextIO | None = sys.stdout) -> kt.Tuner:
+    """One of TUNERS, configured the same way for every kind.
+
+    Hyperband has no `max_trials`: `max_epochs=epochs` and its own bracket schedule decide how
+    many trials run (`hyperband_iterations=1`).
+    """
+    if kind not in TUNERS:
+        raise ValueError(f"unknown tuner {kind!r}; valid: {', '.join(TUNERS)}")
+    common: dict[str, Any] = dict(
+        objective=objective, seed=seed, max_consecutive_failed_trials=max_consecutive_failed_trials,
+        executions_per_trial=executions_per_trial, directory=directory, project_name=project_name,
+        overwrite=overwrite, distribution_strategy=distribution_strategy)
+    if kind == "hyperband":
+        tuner = TUNERS[kind](hypermodel, max_epochs=max(epochs, 2), factor=3, **common)
+    else:
+        tuner = TUNERS[kind](hypermodel, max_trials=max_trials, **common)
+    tuner.progress_stream = progress
+    tuner.progress_total = None if kind == "hyperband" else max_trials
+    return tuner
