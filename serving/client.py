@@ -516,7 +516,9 @@ class Client:
         if "signature_def" not in response.metadata or not response.metadata["signature_def"].Unpack(sig_map):
             raise ClientError(grpc.StatusCode.INTERNAL, f"the server at {self.target} answered metadata "
                               "without a SignatureDefMap", target=self.target)
-        return {"model_spec": _to_dict(response.model_spec),
+        spec = _to_dict(response.model_spec)
+        spec.setdefault("signature_name", "")  # REST prints the empty default; answer the same dict
+        return {"model_spec": spec,
                 "metadata": {"signature_def": _to_dict(sig_map)}}
 
     def status(self, model: str, version: int | None = None, *, label: str | None = None,
