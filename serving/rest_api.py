@@ -23,7 +23,7 @@ from . import tensors
 from .errors import ServingError, as_serving_error, invalid_argument
 from .grpc_api import classification_result, metadata_response, model_status_response
 from .repository import ModelManager
-from .runtime import Servable
+from .runtime import Servable, check_input_names
 
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
@@ -174,22 +174,15 @@ class RestApi:
                                        "when the signature has several inputs")
             name, spec = next(iter(specs.items()))
             return {name: tensors.json_to_numpy(instances, spec.dtype, name)}
-        for i, x in enumerate(instances):
-            if set(x) != set(specs):
-                raise invalid_argument(f"instances[{i}] has inputs {sorted(x)}; the signature expects "
-                                       f"{sorted(specs)}")
+        for x in instances:
+            check_input_names(x, specs)
         return {name: tensors.json_to_numpy([x[name] for x in instances], spec.dtype, name)
                 for name, spec in specs.items()}
 
     def _columns(self, specs: dict, inputs: Any) -> dict[str, np.ndarray]:
         if self._is_named(inputs):
-            unknown = set(inputs) - set(specs)
-            if unknown and len(specs) != 1:
-                raise invalid_argument(f"'inputs' names {sorted(unknown)}, not inputs of the signature "
-                                       f"({sorted(specs)})")
-            if not unknown:
-                # names not in the signature are reported by the servable's validation
-                return {k: tensors.json_to_numpy(v, specs[k].dtype, k) for k, v in inputs.items()}
+            check_input_names(inputs, specs)
+            return {k: tensors.json_to_numpy(v, specs[k].dtype, k) for k, v in inputs.items()}
         if len(specs) != 1:
             raise invalid_argument(f"'inputs' must be an object naming each input ({sorted(specs)})")
         name, spec = next(iter(specs.items()))

@@ -77,6 +77,17 @@ def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
     return TensorSpec(info.dtype, tuple(d.size for d in info.tensor_shape.dim))
 
 
+def check_input_names(sent: Any, expected: Any) -> None:
+    """INVALID_ARGUMENT naming extra and missing inputs (TF Serving's message) unless names match."""
+    sent, expected = set(sent), set(expected)
+    if sent != expected:
+        fmt = lambda s: "{" + ",".join(sorted(s)) + "}"  # noqa: E731
+        raise invalid_argument(
+            f"input size does not match signature: {len(sent)}!={len(expected)} len({fmt(sent)}) != "
+            f"len({fmt(expected)}). Sent extra: {fmt(sent - expected)}. "
+            f"Missing but required: {fmt(expected - sent)}.")
+
+
 def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     """Signature defs of the SavedModel at `path` (serving tag set), read from saved_model.pb."""
     pb = os.path.join(path, "saved_model.pb")
@@ -227,13 +238,7 @@ class Servable:
             self.metrics.observe_batch(self.model_name, size, padded, waiting)
 
     def _validate(self, sig: Signature, inputs: dict[str, np.ndarray]) -> None:
-        sent, expected = set(inputs), set(sig.inputs)
-        if sent != expected:
-            fmt = lambda s: "{" + ",".join(sorted(s)) + "}"  # noqa: E731
-            raise invalid_argument(
-                f"input size does not match signature: {len(sent)}!={len(expected)} len({fmt(sent)}) != "
-                f"len({fmt(expected)}). Sent extra: {fmt(sent - expected)}. "
-                f"Missing but required: {fmt(expected - sent)}.")
+        check_input_names(inputs, sig.inputs)
         for name, array in inputs.items():
             spec = sig.inputs[name]
             got = tensors.data_type_of(array)

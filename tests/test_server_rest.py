@@ -1,0 +1,144 @@
+"""REST API of the embedded server over real HTTP (urllib as a third-party client would)."""
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import _serving_models as sm
+from serving.server import ModelServer, ServerOptions
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rest_models")
+    sm.write_model(str(root / "tiny"), 1, bias=1.0)
+    sm.write_model(str(root / "tiny"), 2, bias=2.0)
+    (root / "models.config").write_text(
+        'model_config_list { config { name: "tiny" base_path: "tiny" model_platform: "tensorflow" '
+        'model_version_policy { all {} } version_labels { key: "stable" value: 1 } } }')
+    (root / "monitoring.config").write_text('prometheus_config { enable: true path: "/metrics" }')
+    srv = ModelServer(ServerOptions(port=0, rest_api_port=0, model_config_file=str(root / "models.config"),
+                                    monitoring_config_file=str(root / "monitoring.config"),
+                                    file_system_poll_wait_seconds=0))
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def call(server, path, body=None, method=None, raw=None):
+    """(HTTP status, parsed JSON or text) for a request to the server's REST port."""
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}", data=data,
+                                 method=method or ("POST" if data is not None else "GET"))
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, ctype, text = resp.status, resp.headers["Content-Type"], resp.read().decode()
+    except urllib.error.HTTPError as err:
+        status, ctype, text = err.code, err.headers["Content-Type"], err.read().decode()
+    return status, (json.loads(text) if ctype.startswith("application/json") else text)
+
+
+def test_status_routes(server):
+    status, body = call(server, "/v1/models/tiny")
+    assert status == 200
+    assert body == {"model_version_status": [
+        {"version": "2", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}},
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]}
+    assert [s["version"] for s in call(server, "/v1/models/tiny/versions/1")[1]["model_version_status"]] == ["1"]
+    assert [s["version"] for s in call(server, "/v1/models/tiny/labels/stable")[1]["model_version_status"]] == ["1"]
+    assert call(server, "/v1/models/nope") == (404, {"error": "Could not find any versions of model nope"})
+
+
+def test_metadata_routes(server):
+    status, body = call(server, "/v1/models/tiny/metadata")
+    assert status == 200
+    assert body["model_spec"] == {"name": "tiny", "signature_name": "", "version": "2"}
+    sigs = body["metadata"]["signature_def"]["signature_def"]
+    assert sigs["serving_default"]["inputs"]["images"]["dtype"] == "DT_FLOAT"
+    assert sigs["regress"]["method_name"] == "tensorflow/serving/regress"
+    assert call(server, "/v1/models/tiny/versions/1/metadata")[1]["model_spec"]["version"] == "1"
+
+
+def test_predict_row_and_columnar(server):
+    x = sm.sample_images(2)
+    status, body = call(server, "/v1/models/tiny:predict", {"instances": x.tolist()})
+    assert status == 200
+    rows = body["predictions"]
+    assert len(rows) == 2 and set(rows[0]) == {"probabilities", "class_ids", "classes"}
+    assert rows[0]["classes"] == sm.CLASS_NAMES[rows[0]["class_ids"]]
+    named = call(server, "/v1/models/tiny/versions/1:predict",
+                 {"instances": [{"images": img.tolist()} for img in x]})[1]["predictions"]
+    status, cols = call(server, "/v1/models/tiny/labels/stable:predict", {"inputs": {"images": x.tolist()}})
+    assert status == 200
+    np.testing.assert_allclose(cols["outputs"]["probabilities"], [r["probabilities"] for r in named], rtol=1e-6)
+    assert call(server, "/v1/models/tiny:predict", {"inputs": x.tolist()})[1]["outputs"]["class_ids"] == \
+        [r["class_ids"] for r in rows]
+
+
+def test_predict_b64_bytes_signature(server):
+    png = tf.io.encode_png(tf.zeros([8, 8, 1], tf.uint8)).numpy()
+    status, body = call(server, "/v1/models/tiny:predict", {
+        "signature_name": "serving_bytes", "instances": [{"b64": base64.b64encode(png).decode()}]})
+    assert status == 200 and len(body["predictions"]) == 1
+
+
+def test_classify_and_regress(server):
+    x = sm.sample_images(2)
+    examples = [{"images": img.ravel().tolist()} for img in x]
+    status, body = call(server, "/v1/models/tiny:classify", {"signature_name": "classify", "examples": examples})
+    assert status == 200
+    assert [label for label, _ in body["results"][0]] == sm.CLASS_NAMES
+    assert sum(score for _, score in body["results"][0]) == pytest.approx(1.0, rel=1e-5)
+    status, body = call(server, "/v1/models/tiny/versions/1:regress", {"signature_name": "regress", "examples": examples})
+    assert status == 200
+    np.testing.assert_allclose(body["results"], x.sum(axis=(1, 2, 3)) + 1.0, rtol=1e-5)
+    # context is merged into each example
+    status, body = call(server, "/v1/models/tiny:regress", {"signature_name": "regress", "examples": [{}],
+                                                             "context": examples[0]})
+    assert body["results"][0] == pytest.approx(float(x[0].sum()) + 2.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("path, body, status, fragment", [
+    ("/v1/models/nope:predict", {"instances": [1]}, 404, "Servable not found for request: Latest(nope)"),
+    ("/v1/models/tiny/versions/9:predict", {"instances": [1]}, 404, "Specific(tiny, 9)"),
+    ("/v1/models/tiny/labels/canary:predict", {"instances": [1]}, 400, "Unrecognized servable version label: canary"),
+    ("/v1/models/tiny:predict", {"signature_name": "nope", "instances": [1]}, 400, 'Serving signature key "nope" not found.'),
+    ("/v1/models/tiny:predict", {"instances": [[[[0.5]]]]}, 400, "expected shape [-1,8,8,1]"),
+    ("/v1/models/tiny:predict", {"inputs": {"pixels": [1.0]}}, 400, "pixels"),
+    ("/v1/models/tiny:predict", {"instances": [[1], [1, 2]]}, 400, "images"),
+    ("/v1/models/tiny:predict", {}, 400, "Missing 'inputs' or 'instances' key"),
+    ("/v1/models/tiny:predict", {"inputs": [1], "instances": [1]}, 400, "only one of"),
+    ("/v1/models/tiny:classify", {"examples": [{"images": [0.0]}]}, 400, "Expected classification signature"),
+    ("/v1/models/tiny:classify", {"signature_name": "classify", "examples": []}, 400, "'examples'"),
+    ("/v1/models/tiny/versions/x:predict", {"instances": [1]}, 400, "Malformed request"),
+    ("/v1/nothing/here", {"instances": [1]}, 400, "Malformed request"),
+])
+def test_errors_map_to_http_status(server, path, body, status, fragment):
+    got_status, got = call(server, path, body)
+    assert got_status == status
+    assert fragment in got["error"]
+
+
+def test_malformed_json_and_get_on_verb(server):
+    status, body = call(server, "/v1/models/tiny:predict", raw=b"{not json")
+    assert status == 400 and "JSON Parse error" in body["error"]
+    assert call(server, "/v1/models/tiny:predict", method="GET")[0] == 400
+    status, body = call(server, "/v1/models/tiny:predict", raw=b'{"instances": [NaN]}')
+    assert status == 400 and "expected shape" in body["error"]  # NaN itself is accepted JSON
+
+
+def test_metrics_endpoint_has_tf_serving_names(server):
+    call(server, "/v1/models/tiny:predict", {"instances": sm.sample_images(1).tolist()})
+    status, text = call(server, "/metrics")
+    assert status == 200
+    assert ':tensorflow:serving:request_count{model_name="tiny",status="OK"}' in text
+    assert ':tensorflow:serving:request_count{model_name="nope",status="NOT_FOUND"}' in text
+    assert ':tensorflow:serving:request_latency_bucket{API="predict",entrypoint="REST",le=' in text
+    assert ':tensorflow:serving:runtime_latency_count{API="predict",model_name="tiny",runtime="TF2"}' in text
+    assert ":tensorflow:serving:model_warmup_latency_count" in text
