@@ -1,4 +1,4 @@
-"""The graphs inside an exported SavedModel: serving signatures, their method names, warmup records.
+"""Internal to serving.export: the graphs inside an exported SavedModel (signatures, method names, warmup).
 
 Everything here is plain TensorFlow so the SavedModel loads without this package or Keras:
 the Keras model is traced once inside `tf.function`s with explicit input names, and the class

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
-from serving import export_signatures as sigs
+from serving import _signatures as sigs
 from serving import model_config
 from serving.names import validate_model_name, validate_version
 
@@ -92,6 +92,9 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
     if not isinstance(update_config, bool):
         raise TypeError(f"update_config must be a bool, got {update_config!r}")
 
+    config_file = base_dir / model_config.CONFIG_FILENAME
+    if update_config and config_file.exists():
+        model_config.read_model_server_config(config_file)  # a broken config fails before writing
     model_dir = base_dir / name
     if version is not None and (model_dir / str(version)).exists() and not overwrite:
         raise ValueError(f"version {version} of model {name!r} already exists at "
@@ -256,6 +259,8 @@ def _make_dirs(base_dir: Path, model_dir: Path) -> list[Path]:
 
 def version_dirs(model_dir: str | os.PathLike) -> dict[int, Path]:
     """Integer-named version folders of a model (TF Serving's rule: `007` is version 7)."""
+    if isinstance(model_dir, bool) or not isinstance(model_dir, (str, os.PathLike)):
+        raise TypeError(f"model_dir must be a path (str or os.PathLike), got {model_dir!r}")
     found: dict[int, Path] = {}
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(model_dir):

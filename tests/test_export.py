@@ -275,6 +275,67 @@ def test_models_config_and_batching_file(exported, trained, tmp_path):
     assert "base_path: \"/models/x\"" in prefixed.read_text()
 
 
+@pytest.mark.parametrize("text, message", [
+    ("model_config_list { config { name: 'x' base_path: '/a' } config { name: 'x' base_path: '/b' } }",
+     "'x' is listed twice"),
+    ("model_config_list { config { name: 'x' } }", "'x' has no base_path"),
+    ("model_config_list { config { name: 'a/b' base_path: '/a' } }", "invalid model name"),
+    ("custom_model_config { }", "custom_model_config is not supported"),
+])
+def test_read_model_server_config_rejects(text, message, tmp_path):
+    path = tmp_path / "models.config"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        model_config.read_model_server_config(path)
+
+
+def test_model_config_helpers_validate(trained, tmp_path):
+    with pytest.raises(ValueError, match="cannot read model config file"):
+        model_config.read_model_server_config(tmp_path / "missing.config")
+    with pytest.raises(TypeError, match="path must be a non-empty path"):
+        model_config.read_model_server_config(None)
+    with pytest.raises(TypeError, match="config must be a ModelServerConfig"):
+        model_config.write_model_server_config(tmp_path / "x.config", "model_config_list {}")
+    with pytest.raises(ValueError, match="num_versions must be a positive int"):
+        model_config.update_model_config(tmp_path, "x", num_versions=0)
+    with pytest.raises(TypeError, match="relative must be a bool"):
+        model_config.update_model_config(tmp_path, "x", relative="yes")
+    with pytest.raises(ValueError, match="invalid model name"):
+        model_config.update_model_config(tmp_path, "../x")
+    with pytest.raises(TypeError, match="BatchingParameters"):
+        model_config.batching_parameters_text({"max_batch_size": 8})
+    with pytest.raises(TypeError, match="model_dir must be a path"):
+        version_dirs(3)
+    # A broken models.config stops an export before any version is written.
+    (tmp_path / "models.config").write_text("model_config_list { oops }")
+    with pytest.raises(ValueError, match="invalid model config file"):
+        export(trained, tmp_path, name="m", signatures=["predict"])
+    assert not (tmp_path / "m").exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "models.config"]
+
+
+def test_rgb_model_bytes_signature(tmp_path):
+    import tensorflow as tf
+
+    inputs = keras.Input((12, 12, 3), name="images")
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
+        keras.layers.GlobalAveragePooling2D()(x)))
+    ev = export(model, tmp_path, name="rgb", signatures=("predict", "bytes"))
+    rng = np.random.default_rng(0)
+    same = np.rint(rng.uniform(size=(12, 12, 3)) * 255) / 255
+    bigger = rng.uniform(size=(30, 20, 3))
+    gray = rng.uniform(size=(12, 12, 1))
+    blobs = [_png(same, mode="RGB"), _png(bigger, mode="RGB", fmt="JPEG"), _png(gray)]
+    out = tf.saved_model.load(str(ev.path)).signatures["serving_bytes"](images_bytes=tf.constant(blobs))
+    probs = out["probabilities"].numpy()
+    assert probs.shape == (3, 3) and np.allclose(probs.sum(-1), 1, atol=1e-5)
+    expected = model.predict(np.stack([same, np.repeat(np.rint(gray * 255) / 255, 3, -1)]).astype(
+        np.float32), verbose=0)
+    assert np.max(np.abs(probs[[0, 2]] - expected)) <= 1e-5  # gray PNGs are replicated to RGB
+    assert [c.decode() for c in out["classes"].numpy()] == [str(i) for i in out["class_ids"].numpy()]
+
+
 def test_next_version_and_overwrite(trained, tmp_path):
     first = export(trained, tmp_path, name="m", signatures=("predict",), update_config=False)
     second = export(trained, tmp_path, name="m", signatures=("predict",), update_config=False)
@@ -346,7 +407,7 @@ def test_bad_inputs_raise_and_write_nothing(trained, tmp_path):
 
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time, zoo
-    from serving import export_signatures
+    from serving import _signatures as export_signatures
     from serving.export import export
 
     real_save = export_signatures.save
