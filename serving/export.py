@@ -135,6 +135,11 @@ def _check_model(model: Any) -> tuple[tuple[int, int, int], int]:
 
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    try:
+        model.inputs, model.outputs  # noqa: B018  (an unbuilt Sequential has neither)
+    except (AttributeError, ValueError):
+        raise ValueError("model has no defined input yet: build it with keras.Input(shape=(H, W, C)) "
+                         "or call it on a batch before exporting") from None
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise ValueError(f"model must have exactly one input and one output (images -> "
                          f"probabilities), got {len(model.inputs)} inputs and {len(model.outputs)} outputs")

@@ -355,6 +355,7 @@ def _bad_cases(model_1d, model_2ch):
     return [
         (dict(model=model_1d), ValueError, "rank 4"),
         (dict(model="not a model"), TypeError, "keras.Model"),
+        (dict(model=keras.Sequential([keras.layers.Dense(3)])), ValueError, "no defined input"),
         (dict(name="a/b"), ValueError, "invalid model name"),
         (dict(name="../up"), ValueError, "invalid model name"),
         (dict(name="sp ace"), ValueError, "invalid model name"),
