@@ -127,7 +127,8 @@ def checks_table(checks: Sequence[dict[str, Any]], source: str | None = None) ->
             f"| {cid} | {c['what']} | {c['value_name']}: {fmt(c['value'])} {c['unit']} | "
             f"{c['limit_name']}: {fmt(c['limit'])} {c['unit']} | "
             f"{c['ratio_p50']:.3f} [{c['ratio_q1']:.3f}, {c['ratio_q3']:.3f}] | "
-            f"{c['direction']} {c['target']:g} | {'yes' if c['met'] else '**no**'} |")
+            + (f"{c['direction']} {c['target']:g} | {'yes' if c['met'] else '**no**'} |" if not c.get("informative")
+             else "(none) | n/a |"))
     return head + "\n".join(rows) + "\n"
 
 

@@ -1,0 +1,474 @@
+"""S1-S4: the embedded model server, measured against calling the SavedModel in-process.
+
+    python benchmarks/bench_serving.py [--quick] [--only S1,S3]
+
+Exports two models with `serving.export` (a `doubling` model on digits' 8x8x1 and the default
+32x32x3 `zoo.build("doubling")`), starts the real server twice as subprocesses (`python -m serving`,
+once plain and once with `--enable_batching` and the exported batching file), then:
+  S1  batch-1 gRPC Predict latency vs the loaded signature called in this process (target <= 1.3
+      on 32x32x3)
+  S2  throughput with 1/8/32 concurrent clients, each a separate process, batching off vs on vs
+      the in-process signature at the same batch size (targets at 32 clients: batched >= 0.7x
+      in-process, batched >= 3x unbatched)
+  S3  REST vs gRPC p50 at batch 1 and 32 (<= 1.5)
+  S4  time from a new version folder being renamed into place to AVAILABLE, poll period 1 s
+      (<= 2 poll periods)
+Clients send raw serialized PredictRequests (tensor_content) over grpcio's generic stubs and fully
+parse each response, so the client costs as little as a real client can.
+
+Module-level imports stay light (no TensorFlow): client processes are spawned and import this file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import _common
+import numpy as np
+
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+GET_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
+CHECKS = ("S1", "S2", "S3", "S4")
+
+
+# ----------------------------------------------------------------- client processes (grpc only)
+def _client_worker(commands: Any, results: Any) -> None:
+    """One load-generating client process.
+
+    Protocol per measurement: get `(target, request, seconds)`, warm the channel with a few calls,
+    report "warm", get the shared wall-clock start time, then send requests back to back until
+    start + seconds, counting the ones that completed inside the window.
+    """
+    import grpc
+
+    channels: dict[str, Any] = {}
+    results.put(("ready", 0, []))
+    while True:
+        cmd = commands.get()
+        if cmd is None:
+            break
+        target, request, seconds = cmd
+        try:
+            if target not in channels:
+                channels[target] = grpc.insecure_channel(target).unary_unary(PREDICT)
+            call = channels[target]
+            for _ in range(3):
+                call(request, timeout=30)
+            results.put(("warm", 0, []))
+        except Exception as exc:  # report, do not hang the parent
+            results.put(("error", repr(exc), []))
+            commands.get()
+            continue
+        start_at = commands.get()
+        while time.time() < start_at:
+            time.sleep(0.0005)
+        stop_at = start_at + seconds
+        done, lat = 0, []
+        try:
+            while True:
+                t0 = time.perf_counter()
+                call(request, timeout=30)
+                if time.time() > stop_at:
+                    break
+                done += 1
+                lat.append(time.perf_counter() - t0)
+            results.put(("ok", done, lat))
+        except Exception as exc:
+            results.put(("error", repr(exc), []))
+
+
+class ClientPool:
+    """N spawned client processes kept alive across measurements (spawning costs seconds)."""
+
+    def __init__(self, n: int) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # never fork a process that has TensorFlow and gRPC threads
+        self.results = ctx.Queue()
+        self.queues = [ctx.Queue() for _ in range(n)]
+        self.procs = [ctx.Process(target=_client_worker, args=(q, self.results), daemon=True)
+                      for q in self.queues]
+        for p in self.procs:
+            p.start()
+        self._collect(n, "ready", 300)
+
+    def _collect(self, n: int, expected: str, timeout: float) -> tuple[int, list[float]]:
+        done, lat, errors = 0, [], []
+        for _ in range(n):
+            status, count, ls = self.results.get(timeout=timeout)
+            if status == "error":
+                errors.append(count)
+            elif status != expected:
+                raise RuntimeError(f"client protocol: expected {expected!r}, got {status!r}")
+            else:
+                done += count
+                lat.extend(ls)
+        if errors:
+            raise RuntimeError(f"{len(errors)} client(s) failed: {errors[0]}")
+        return done, lat
+
+    def run(self, clients: int, target: str, request: bytes, seconds: float) -> dict[str, Any]:
+        """`clients` processes hammer `target` for `seconds`; returns requests/s and latencies."""
+        if not 1 <= clients <= len(self.queues):
+            raise ValueError(f"clients must be in [1, {len(self.queues)}], got {clients!r}")
+        active = self.queues[:clients]
+        for q in active:
+            q.put((target, request, seconds))
+        try:
+            self._collect(clients, "warm", 120)
+        finally:
+            start_at = time.time() + 0.2
+            for q in active:
+                q.put(start_at)
+        done, lat = self._collect(clients, "ok", seconds + 120)
+        if not lat:
+            raise RuntimeError(f"no request completed in {seconds} s with {clients} clients")
+        return {"rps": done / seconds, "requests": done, "latency_p50": _common.percentile(lat, 50),
+                "latency_p99": _common.percentile(lat, 99)}
+
+    def close(self) -> None:
+        for q in self.queues:
+            q.put(None)
+        for p in self.procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+
+
+# ----------------------------------------------------------------- server subprocess
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m serving ...` as a subprocess; ready once it prints its `zoo-serve ready` line."""
+
+    def __init__(self, workdir: Path, name: str, config: Path, extra: list[str]) -> None:
+        self.grpc_port, self.rest_port = free_port(), free_port()
+        self.log_path = workdir / f"{name}.log"
+        self.argv = [sys.executable, "-m", "serving", "--port", str(self.grpc_port),
+                     "--rest_api_port", str(self.rest_port), "--model_config_file", str(config),
+                     "--file_system_poll_wait_seconds", "1", *extra]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(self.argv, cwd=_common.ROOT, env=env, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
+        self.target = f"127.0.0.1:{self.grpc_port}"
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if "zoo-serve ready" in self.log_path.read_text(errors="replace"):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise RuntimeError(f"server {' '.join(self.argv)} did not become ready; log tail:\n"
+                           + self.log_path.read_text(errors="replace")[-3000:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+# ----------------------------------------------------------------- requests and timing
+def predict_request(model: str, x: np.ndarray) -> bytes:
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = model
+    req.model_spec.signature_name = "serving_default"
+    req.inputs["images"].CopyFrom(tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT, tensor_content=np.ascontiguousarray(x, dtype="float32").tobytes(),
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in x.shape])))
+    return req.SerializeToString()
+
+
+def decode_predict(raw: bytes) -> np.ndarray:
+    """Parse a PredictResponse and return its probabilities (tensor_content or float_val)."""
+    from tensorflow_serving.apis import predict_pb2
+
+    out = predict_pb2.PredictResponse.FromString(raw).outputs["probabilities"]
+    if out.tensor_content:
+        return np.frombuffer(out.tensor_content, dtype="float32")
+    return np.asarray(out.float_val, dtype="float32")
+
+
+def time_calls(fn: Callable[[], Any], n: int) -> list[float]:
+    lat = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        lat.append(time.perf_counter() - t0)
+    return lat
+
+
+def interleave(sides: dict[str, Callable[[], Any]], rounds: int, calls: int) -> dict[str, list[list[float]]]:
+    """Latencies per side per round; sides alternate every round in rotating order."""
+    for fn in sides.values():  # warm-up
+        time_calls(fn, max(5, calls // 4))
+    names = list(sides)
+    out: dict[str, list[list[float]]] = {s: [] for s in names}
+    for r in range(rounds):
+        for s in names[r % len(names):] + names[: r % len(names)]:
+            out[s].append(time_calls(sides[s], calls))
+    return out
+
+
+def latency_check(check_id: str, what: str, per_round: dict[str, list[list[float]]], value: str,
+                  limit: str, target: float) -> dict[str, Any]:
+    flat = {s: [v for rnd in per_round[s] for v in rnd] for s in (value, limit)}
+    ratios = [_common.percentile(a, 50) / _common.percentile(b, 50)
+              for a, b in zip(per_round[value], per_round[limit])]
+    sv, sl = _common.summarize(flat[value]), _common.summarize(flat[limit])
+    return _common.check(check_id, what, value=sv["p50"] * 1e3, limit=sl["p50"] * 1e3, ratios=ratios,
+                         target=target, direction="<=", unit="ms", value_name=value, limit_name=limit,
+                         extra={"value_p99_ms": sv["p99"] * 1e3, "limit_p99_ms": sl["p99"] * 1e3,
+                                "samples": sv["n"]})
+
+
+# ----------------------------------------------------------------- the benchmark
+class Bench:
+    def __init__(self, run: _common.Run) -> None:
+        import grpc
+        import tensorflow as tf
+
+        import serving
+        import zoo
+
+        self.run, self.quick = run, run.quick
+        self.tf, self.grpc = tf, grpc
+        self.work = Path(tempfile.mkdtemp(prefix="zoo-bench-serving-"))
+        base = self.work / "models"
+        self.models = {
+            "digits": zoo.build("doubling", input_shape=(8, 8, 1), num_classes=10, seed=0),
+            "doubling32": zoo.build("doubling", seed=0),
+        }
+        self.paths = {n: serving.export(m, base, n, 1).path for n, m in self.models.items()}
+        # S4's model is separate so new versions never disturb the latency measurements.
+        serving.export(self.models["digits"], base, "fresh", 1)
+        self.staged = serving.export(self.models["digits"], self.work / "staging", "fresh", 1,
+                                     update_config=False).path
+        config, batching = base / "models.config", base / "batching_parameters.txt"
+        self.batching_text = batching.read_text()
+        self.plain = ServerProcess(self.work, "plain", config, [])
+        self.batched = ServerProcess(self.work, "batched", config,
+                                     ["--enable_batching", "--batching_parameters_file", str(batching)])
+        run.details["server_argv"] = {"plain": self.plain.argv[1:], "batched": self.batched.argv[1:]}
+        run.details["batching_parameters"] = self.batching_text
+        self.plain.wait_ready()
+        self.batched.wait_ready()
+        self.loaded = {n: tf.saved_model.load(str(p)) for n, p in self.paths.items()}
+        self.rng = np.random.default_rng(0)
+        self.pool: ClientPool | None = None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+        for s in (self.plain, self.batched):
+            s.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def images(self, model: str, batch: int) -> np.ndarray:
+        shape = self.models[model].input_shape[1:]
+        return self.rng.random((batch, *shape), dtype=np.float32)
+
+    def in_process(self, model: str, x: np.ndarray) -> Callable[[], Any]:
+        fn = self.loaded[model].signatures["serving_default"]
+        tensor = self.tf.constant(x)
+
+        def call() -> Any:
+            return {k: v.numpy() for k, v in fn(images=tensor).items()}
+        return call
+
+    def grpc_call(self, server: ServerProcess, model: str, x: np.ndarray) -> Callable[[], Any]:
+        stub = self.grpc.insecure_channel(server.target).unary_unary(PREDICT)
+        request = predict_request(model, x)
+        return lambda: decode_predict(stub(request, timeout=30))
+
+    def rest_call(self, server: ServerProcess, model: str, x: np.ndarray) -> Callable[[], Any]:
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+        body = json.dumps({"instances": x.tolist()}).encode()
+        path = f"/v1/models/{model}:predict"
+
+        def call() -> Any:
+            conn.request("POST", path, body, {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"REST {resp.status}: {data[:300]!r}")
+            return json.loads(data)
+        return call
+
+    # S1 -----------------------------------------------------------------
+    def s1(self) -> None:
+        rounds, calls = (3, 30) if self.quick else (12, 150)
+        for model, target in (("digits", None), ("doubling32", 1.3)):
+            x = self.images(model, 1)
+            per = interleave({"served gRPC": self.grpc_call(self.plain, model, x),
+                              "in-process": self.in_process(model, x)}, rounds, calls)
+            shape = "x".join(map(str, self.models[model].input_shape[1:]))
+            c = latency_check(f"S1-{model}", f"batch-1 gRPC Predict p50 vs in-process signature, "
+                              f"{shape}" + ("" if target else " (no target)"),
+                              per, "served gRPC", "in-process", target or 1.3)
+            if target is None:  # the digits row is informative: its 'met' is not a target
+                c["informative"] = True
+            self.run.add(c)
+
+    # S3 -----------------------------------------------------------------
+    def s3(self) -> None:
+        rounds, calls = (3, 15) if self.quick else (10, 60)
+        for batch in (1, 32):
+            x = self.images("doubling32", batch)
+            per = interleave({"REST": self.rest_call(self.plain, "doubling32", x),
+                              "gRPC": self.grpc_call(self.plain, "doubling32", x)}, rounds, calls)
+            self.run.add(latency_check(f"S3-batch{batch}", f"REST vs gRPC Predict p50, 32x32x3, "
+                                       f"batch {batch}", per, "REST", "gRPC", 1.5))
+
+    # S2 -----------------------------------------------------------------
+    def s2(self) -> None:
+        rounds, seconds = (1, 1.0) if self.quick else (3, 3.0)
+        levels = (1, 8, 32)
+        if self.pool is None:
+            self.pool = ClientPool(max(levels))
+        model = "doubling32"
+        one = predict_request(model, self.images(model, 1))
+        rates: dict[str, list[float]] = {}
+        lat: dict[str, list[float]] = {}
+        for r in range(rounds):
+            variants = []
+            for c in levels:
+                variants += [(f"in-process batch {c}", c, None), (f"served off, {c} clients", c, self.plain),
+                             (f"served batching, {c} clients", c, self.batched)]
+            for name, c, server in variants[r % 3:] + variants[: r % 3]:
+                if server is None:
+                    fn = self.in_process(model, self.images(model, c))
+                    time_calls(fn, 3)
+                    t0, n = time.perf_counter(), 0
+                    while time.perf_counter() - t0 < seconds:
+                        fn()
+                        n += 1
+                    rates.setdefault(name, []).append(n * c / (time.perf_counter() - t0))
+                else:
+                    res = self.pool.run(c, server.target, one, seconds)
+                    rates.setdefault(name, []).append(res["rps"])
+                    lat.setdefault(name, []).append(res["latency_p50"] * 1e3)
+            print(f"  S2 round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()),
+                  flush=True)
+        on, off, inp = (rates["served batching, 32 clients"], rates["served off, 32 clients"],
+                        rates["in-process batch 32"])
+        med = lambda v: _common.percentile(v, 50)  # noqa: E731
+        self.run.add(_common.check(
+            "S2-vs-inprocess", "32 clients, batching on vs in-process signature at batch 32, images/s",
+            value=med(on), limit=med(inp), ratios=[a / b for a, b in zip(on, inp)], target=0.7,
+            direction=">=", unit="img/s", value_name="batching on", limit_name="in-process b32"))
+        self.run.add(_common.check(
+            "S2-vs-unbatched", "32 clients, batching on vs off, images/s",
+            value=med(on), limit=med(off), ratios=[a / b for a, b in zip(on, off)], target=3.0,
+            direction=">=", unit="img/s", value_name="batching on", limit_name="batching off"))
+        self.run.details["S2"] = {"images_per_s": rates, "client_latency_p50_ms": lat,
+                                  "seconds_per_measurement": seconds}
+
+    # S4 -----------------------------------------------------------------
+    def s4(self) -> None:
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        rounds = 2 if self.quick else 6
+        poll = 1.0
+        status = self.grpc.insecure_channel(self.plain.target).unary_unary(GET_STATUS)
+        model_dir = self.staged.parent.parent.parent / "models" / "fresh"
+
+        def available(version: int) -> bool:
+            req = get_model_status_pb2.GetModelStatusRequest()
+            req.model_spec.name = "fresh"
+            resp = get_model_status_pb2.GetModelStatusResponse.FromString(
+                status(req.SerializeToString(), timeout=10))
+            return any(v.version == version and v.state == 30 for v in resp.model_version_status)
+
+        times = []
+        for r in range(rounds):
+            version = r + 2
+            hidden = model_dir / f".copy-{version}"  # not an integer: the server ignores it
+            shutil.copytree(self.staged, hidden)
+            time.sleep(0.3 + 0.37 * r % 1.0)  # vary the phase against the server's poll clock
+            t0 = time.perf_counter()
+            os.rename(hidden, model_dir / str(version))
+            while not available(version):
+                if time.perf_counter() - t0 > 60:
+                    raise RuntimeError(f"version {version} of 'fresh' not AVAILABLE after 60 s")
+                time.sleep(0.01)
+            times.append(time.perf_counter() - t0)
+            print(f"  S4 round {r + 1}/{rounds}: {times[-1]:.2f} s", flush=True)
+        self.run.add(_common.check(
+            "S4", "new version folder -> AVAILABLE, in poll periods (1 s)",
+            value=_common.percentile(times, 50), limit=poll, ratios=[t / poll for t in times],
+            target=2.0, direction="<=", unit="s", value_name="time to AVAILABLE", limit_name="poll period",
+            extra={"times_s": times, "max_ratio": max(times) / poll}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="S1-S4 serving benchmarks")
+    parser.add_argument("--only", default=",".join(CHECKS),
+                        help=f"comma-separated subset of {', '.join(CHECKS)} (default all)")
+    run = _common.Run(
+        "serving", "S1-S4: serving latency, throughput, REST vs gRPC, version pickup",
+        "Real server subprocesses (`python -m serving`, default flags, one plain and one with "
+        "`--enable_batching` and the exported CPU batching file) on 127.0.0.1; models exported by "
+        "`serving.export`. Latency sides alternate in blocks of calls in rotating order after "
+        "warm-up; the ratio is computed per round (p50 over p50) and the headline is its median, "
+        "spread its IQR. Throughput clients are separate processes sending raw tensor_content "
+        "PredictRequests over grpcio generic stubs. The clients share the 2 cores with the server.",
+        argv, parser)
+    only = [s.strip() for s in run.args.only.split(",") if s.strip()]
+    bad = [s for s in only if s not in CHECKS]
+    if bad or not only:
+        parser.error(f"--only: unknown checks {bad}; valid: {', '.join(CHECKS)}")
+    bench = Bench(run)
+    try:
+        for name in CHECKS:
+            if name in only:
+                print(f"[serving] {name}", flush=True)
+                getattr(bench, name.lower())()
+    finally:
+        bench.close()
+    s2 = run.details.get("S2")
+    extra = ""
+    if s2:
+        extra = ("## S2 throughput per variant (images/s, median over rounds; client p50 latency)\n\n"
+                 "| variant | images/s | client p50 ms |\n|---|---|---|\n"
+                 + "\n".join(f"| {k} | {_common.percentile(v, 50):.0f} | "
+                             + (f"{_common.percentile(s2['client_latency_p50_ms'][k], 50):.2f}"
+                                if k in s2["client_latency_p50_ms"] else "-") + " |"
+                             for k, v in s2["images_per_s"].items()) + "\n")
+    lat_rows = [c for c in run.checks if c["id"].startswith(("S1", "S3"))]
+    if lat_rows:
+        extra += ("\n## Latency p99 (ms)\n\n| check | value p99 | limit p99 |\n|---|---|---|\n"
+                  + "\n".join(f"| {c['id']} | {c['value_name']}: {c['value_p99_ms']:.2f} | "
+                              f"{c['limit_name']}: {c['limit_p99_ms']:.2f} |" for c in lat_rows) + "\n")
+    run.finish(extra)
+
+
+if __name__ == "__main__":
+    main()
