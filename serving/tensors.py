@@ -126,12 +126,12 @@ def from_numpy(array: Any) -> tensor_pb2.TensorProto:
 
 def from_numpy_content(array: Any) -> tensor_pb2.TensorProto:
     """Encode a numeric array with `tensor_content` (what clients should send: one memcpy)."""
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array)  # (ascontiguousarray would turn a scalar into shape [1])
     dt = data_type_of(array)
     if dt == types_pb2.DT_STRING:
         return from_numpy(array)
     return tensor_pb2.TensorProto(dtype=dt, tensor_shape=shape_proto(array.shape),
-                                  tensor_content=array.tobytes())
+                                  tensor_content=array.tobytes(order="C"))
 
 
 def shape_proto(shape: Iterable[int]) -> tensor_shape_pb2.TensorShapeProto:
