@@ -204,3 +204,45 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def set_version_label(base_dir: str | os.PathLike, name: str, label: str, version: int, *,
+                      config_path: str | os.PathLike | None = None) -> Path:
+    """Point version label `label` (e.g. "stable") of model `name` at `version` in models.config.
+
+    TF Serving only accepts a label on a version it serves, so the version must exist on disk
+    (`base_dir/name/version`) and the entry's version policy must include it: a `latest`
+    policy is widened to keep every version from the labelled one up, a `specific` policy gets
+    the version added; `all` already serves it. Other labels and models are left untouched.
+    Not safe against concurrent writers by itself (like update_model_config).
+    """
+    from serving.names import validate_label, validate_version
+
+    base_dir = _as_path(base_dir, "base_dir")
+    validate_model_name(name)
+    label = validate_label(label)
+    version = validate_version(version)
+    if not (base_dir / name / str(version)).is_dir():
+        raise ValueError(f"version {version} of model {name!r} does not exist under {base_dir}; "
+                         "export it before labelling it")
+    config_path = base_dir / CONFIG_FILENAME if config_path is None else _as_path(config_path, "config_path")
+    if not config_path.exists():
+        raise ValueError(f"model config file {str(config_path)!r} does not exist; export the model first")
+    config = read_model_server_config(config_path, resolve_relative=False)
+    entry = next((e for e in config.model_config_list.config if e.name == name), None)
+    if entry is None:
+        raise ValueError(f"model {name!r} is not in {config_path}; models there: "
+                         f"{', '.join(model_names(config)) or 'none'}")
+    policy = entry.model_version_policy
+    kind = policy.WhichOneof("policy_choice")
+    if kind == "specific":
+        if version not in policy.specific.versions:
+            policy.specific.versions.append(version)
+    elif kind != "all":  # latest (or unset, which TF Serving treats as latest 1)
+        on_disk = sorted((int(p.name) for p in (base_dir / name).iterdir()
+                          if p.is_dir() and p.name.isdigit()), reverse=True)
+        needed = on_disk.index(version) + 1
+        if policy.latest.num_versions < needed:
+            policy.latest.num_versions = needed
+    entry.version_labels[label] = version
+    return write_model_server_config(config_path, config)

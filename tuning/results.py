@@ -1,0 +1,190 @@
+"""What a search leaves: the leaderboard (one row per trial), the Pareto front, `SearchResult`."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import keras_tuner as kt
+from keras_tuner.src.engine.objective import MultiObjective  # not exported publicly in 1.4
+
+import zoo
+
+from .tuners import trial_reason, trial_status
+
+__all__ = ["COST_METRICS", "LEADERBOARD_COLUMNS", "leaderboard_rows", "pareto_front",
+           "write_leaderboard", "SearchResult"]
+
+# Cost metrics logged on every trial by CostLogger; lower is better.
+COST_METRICS = ("params", "macs", "latency_ms")
+
+
+def primary_metric(objective: Any) -> str:
+    """The accuracy-like metric a report ranks by: the objective, or its first non-cost part."""
+    if isinstance(objective, MultiObjective):
+        names = [o.name for o in objective.objectives if o.name not in COST_METRICS]
+        return names[0] if names else objective.objectives[0].name
+    return getattr(objective, "name", str(objective))
+
+
+def metric_direction(objective: Any, metric: str) -> str:
+    objs = objective.objectives if isinstance(objective, MultiObjective) else [objective]
+    for o in objs:
+        if o.name == metric:
+            return o.direction
+    return "min" if "loss" in metric or metric in COST_METRICS else "max"
+
+
+LEADERBOARD_COLUMNS = ("rank", "trial", "status", "rule", "block", "depth", "filters", "params",
+                       "macs", "latency_ms", "metric", "score", "test_accuracy", "reason",
+                       "hyperparameters")
+
+
+def _trial_sort_key(trial_id: str) -> tuple[int, str]:
+    return (int(trial_id), "") if trial_id.isdigit() else (10 ** 9, trial_id)
+
+
+def _costs_without_training(hypermodel: Any, hp: kt.HyperParameters) -> tuple[int, int] | None:
+    """Params and MACs of a rejected trial's model (built, never trained)."""
+    try:
+        desc = zoo.describe(hypermodel.build_unchecked(hp.copy()))
+        return int(desc.total_params), int(desc.total_macs)
+    except Exception:
+        return None
+
+
+def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[str, float] | None = None
+                     ) -> list[dict[str, Any]]:
+    """One dict per trial (LEADERBOARD_COLUMNS; `metric` is named by the objective), best first.
+
+    Completed trials are ranked by keras-tuner's score; rejected/failed ones follow in trial
+    order with an empty rank. Filters come from the trial's hyperparameters (no Keras), costs
+    from the metrics CostLogger recorded (or a fresh build for trials rejected before training).
+    """
+    objective = tuner.oracle.objective
+    metric = primary_metric(objective)
+    test_accuracy = test_accuracy or {}
+    rows = []
+    rebuilt = False
+    for trial in sorted(tuner.oracle.trials.values(), key=lambda t: _trial_sort_key(t.trial_id)):
+        hp = trial.hyperparameters
+        values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+        status = trial_status(trial)
+        row: dict[str, Any] = {c: "" for c in LEADERBOARD_COLUMNS}
+        row.update(trial=trial.trial_id, status=status, reason=trial_reason(trial) if status != "COMPLETED" else "",
+                   hyperparameters=json.dumps(values, sort_keys=True, default=str),
+                   rule=values.get("rule", "per_layer"), block=values.get("block", ""),
+                   depth=values.get("depth", ""))
+        try:
+            row["filters"] = "-".join(map(str, hypermodel.plan(hp.copy())))
+        except Exception:
+            pass
+        m = trial.metrics
+        for name in COST_METRICS:
+            if m.exists(name):
+                value = m.get_last_value(name)
+                row[name] = round(float(value), 3) if name == "latency_ms" else int(value)
+        if row["params"] == "" and status == "REJECTED":
+            costs = _costs_without_training(hypermodel, hp)
+            rebuilt = True
+            if costs:
+                row["params"], row["macs"] = costs
+        if m.exists(metric):
+            row["metric"] = float(m.get_best_value(metric))
+        if trial.score is not None and status == "COMPLETED":
+            row["score"] = float(trial.score)
+        if trial.trial_id in test_accuracy:
+            row["test_accuracy"] = round(float(test_accuracy[trial.trial_id]), 4)
+        rows.append(row)
+    if rebuilt:
+        keras.backend.clear_session()
+    sign = -1.0 if objective.direction == "max" else 1.0
+    done = sorted((r for r in rows if r["score"] != ""), key=lambda r: sign * r["score"])
+    for i, r in enumerate(done, 1):
+        r["rank"] = i
+    return done + [r for r in rows if r["score"] == ""]
+
+
+def pareto_front(rows: Sequence[dict[str, Any]], *, cost: str = "params",
+                 direction: str = "max") -> list[dict[str, Any]]:
+    """Completed trials no other trial beats on both `metric` and `cost` (lower cost is better).
+
+    Sorted by increasing cost. `direction` is the metric's ("max" for accuracy, "min" for loss).
+    """
+    if cost not in COST_METRICS:
+        raise ValueError(f"unknown cost {cost!r}; valid: {', '.join(COST_METRICS)}")
+    if direction not in ("max", "min"):
+        raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
+    sign = 1.0 if direction == "max" else -1.0
+    pts = [r for r in rows if r["status"] == "COMPLETED" and r["metric"] != "" and r[cost] != ""]
+    front = []
+    for r in pts:
+        a, c = sign * r["metric"], r[cost]
+        dominated = any((sign * o["metric"] >= a and o[cost] <= c)
+                        and (sign * o["metric"] > a or o[cost] < c) for o in pts)
+        if not dominated:
+            front.append(r)
+    return sorted(front, key=lambda r: (r[cost], -sign * r["metric"]))
+
+
+def write_leaderboard(rows: Sequence[dict[str, Any]], path: Path, metric: str) -> Path:
+    """CSV with the objective's metric under its own name (e.g. `val_accuracy`)."""
+    columns = [metric if c == "metric" else c for c in LEADERBOARD_COLUMNS]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([r[c] for c in LEADERBOARD_COLUMNS])
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class SearchResult:
+    """The outcome of `tuning.search`; the keras-tuner `tuner` is there for anything else."""
+
+    tuner: kt.Tuner
+    hypermodel: Any
+    project_dir: Path
+    metric: str
+    rows: list[dict[str, Any]]
+    budgets: Any
+    report_path: Path | None = None
+    leaderboard_path: Path | None = None
+    plots: dict[str, Path] = field(default_factory=dict)
+    exported: list[Any] = field(default_factory=list)
+
+    def leaderboard(self) -> list[dict[str, Any]]:
+        """Rows of leaderboard.csv as dicts, best completed trial first."""
+        return [dict(r) for r in self.rows]
+
+    def best_models(self, n: int = 1) -> list[keras.Model]:
+        """The n best trained models (weights of each trial's best epoch), via keras-tuner."""
+        _check_n(n)
+        return self.tuner.get_best_models(n)
+
+    def best_hyperparameters(self, n: int = 1) -> list[kt.HyperParameters]:
+        _check_n(n)
+        return self.tuner.get_best_hyperparameters(n)
+
+    def pareto_front(self, cost: str = "params") -> list[dict[str, Any]]:
+        """Completed trials on the accuracy-vs-`cost` front (params, macs or latency_ms)."""
+        return pareto_front(self.rows, cost=cost,
+                            direction=metric_direction(self.tuner.oracle.objective, self.metric))
+
+    @property
+    def completed(self) -> int:
+        return sum(r["status"] == "COMPLETED" for r in self.rows)
+
+    @property
+    def rejected(self) -> int:
+        return sum(r["status"] == "REJECTED" for r in self.rows)
+
+
+def _check_n(n: int) -> None:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
