@@ -25,5 +25,9 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
+# Regenerate the committed example model saved_models/digits/1 (a few seconds on CPU).
+example-model: $(STAMP)
+	$(PY) scripts/make_example_model.py
+
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

@@ -107,3 +107,18 @@ def test_describe_bad_input():
         zoo.describe(42)
     with pytest.raises(TypeError, match="only accepted with a rule name"):
         zoo.describe(zoo.build("constant", input_shape=(8, 8, 1), depth=2), depth=3)
+
+
+@pytest.mark.parametrize("block, downsample", [("plain", "max"), ("residual", "strided"),
+                                               ("separable", "avg")])
+def test_model_info_survives_keras_file_round_trip(tmp_path, block, downsample):
+    import keras
+    model = zoo.build("linear", input_shape=(8, 8, 1), depth=4, base_filters=4, block=block,
+                      downsample=downsample, dropout=0.25)
+    path = tmp_path / "m.keras"
+    model.save(path)
+    recorded, loaded = zoo.model_info(model), zoo.model_info(keras.models.load_model(path))
+    assert loaded["rule"] is None  # the rule itself is not in the file
+    for key in ("block", "filters", "depth", "input_shape", "num_classes", "downsample",
+                "downsample_at", "kernel_size", "dropout"):
+        assert loaded[key] == recorded[key], key

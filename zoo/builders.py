@@ -123,9 +123,48 @@ def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: i
 
 
 def model_info(model: keras.Model) -> dict[str, Any] | None:
-    """What `build` recorded about `model` (rule, block, per-layer filters...), or None."""
+    """What `build` recorded about `model` (rule, block, per-layer filters...), or None.
+
+    A zoo model reloaded from a `.keras` file has lost the record; its structure is then read back
+    from the `layer{i}_*` layer names (rule and rule_kwargs are unknown: None).
+    """
     info = getattr(model, "_zoo_info", None)
-    return info.to_dict() if isinstance(info, ModelInfo) else None
+    if isinstance(info, ModelInfo):
+        return info.to_dict()
+    return _infer_info(model)
+
+
+def _infer_info(model: keras.Model) -> dict[str, Any] | None:
+    from .analysis import describe
+
+    names = [layer.name for layer in model.layers]
+    if "images" not in names or "probabilities" not in names or "layer0_" not in " ".join(names):
+        return None
+    rows = [r for r in describe(model).rows if r["layer"].startswith("layer")]
+    block = ("separable" if any(n.endswith("_sepconv") for n in names)
+             else "residual" if any(n.endswith("_a_conv") for n in names) else "plain")
+    pools = {n.split("_")[0]: n for n in names if n.endswith("_pool") and n.startswith("layer")}
+    kinds = {type(model.get_layer(n)).__name__ for n in pools.values()}
+    strided = [i for i, r in enumerate(rows[1:], 1)
+               if r["output_hw"] != rows[i - 1]["output_hw"]] if not pools else []
+    downsample = ("max" if "MaxPooling2D" in kinds else "avg" if kinds else
+                  "strided" if strided else "none")
+    at = sorted(int(k[5:]) for k in pools) if pools else [i - 1 for i in strided]
+    conv = next(layer for layer in model.layers if layer.name.startswith("layer0_"))
+    return {"rule": None, "block": block, "filters": [r["filters"] for r in rows],
+            "depth": len(rows), "base_filters": rows[0]["filters"],
+            "input_shape": [int(d) for d in model.input_shape[1:]],
+            "num_classes": int(model.output_shape[-1]), "downsample": downsample,
+            "downsample_at": at, "kernel_size": int(conv.kernel_size[0]),
+            "dropout": float(getattr(_layer_or_none(model, "head_dropout"), "rate", 0.0)),
+            "rule_kwargs": None}
+
+
+def _layer_or_none(model: keras.Model, name: str):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
 
 
 def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
