@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 
 __all__ = ["plot_pareto", "plot_filters"]
 
@@ -40,7 +41,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
     ax.set_title(f"{metric} vs parameters ({len(done)} trained trials)")
     ax.grid(alpha=0.3)
     if done or rejected:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -60,6 +61,7 @@ def plot_filters(best: Sequence[dict[str, Any]], reference: Sequence[int] | None
     if reference:
         ax.plot(range(len(reference)), list(reference), "k:", marker=".",
                 label="doubling, same depth and first width")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel("kernels (filters)")
     ax.set_title("per-layer filters of the best models")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -165,7 +166,10 @@ class SearchResult:
     def best_models(self, n: int = 1) -> list[keras.Model]:
         """The n best trained models (weights of each trial's best epoch), via keras-tuner."""
         _check_n(n)
-        return self.tuner.get_best_models(n)
+        with warnings.catch_warnings():
+            # keras-tuner restores weights into a fresh optimizer that has no slots yet: harmless.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return self.tuner.get_best_models(n)
 
     def best_hyperparameters(self, n: int = 1) -> list[kt.HyperParameters]:
         _check_n(n)

@@ -72,6 +72,20 @@ class _ProgressMixin:
         self._zoo_done = getattr(self, "_zoo_done", 0)
         super().on_trial_begin(trial)  # type: ignore[misc]
 
+    def _try_run_and_update_trial(self, trial, *fit_args, **fit_kwargs):  # type: ignore[no-untyped-def]
+        # keras-tuner prints the traceback of every failed trial (config.DEBUG defaults to True);
+        # a budget rejection is expected and its progress line says why, so only real failures
+        # get their traceback, on stderr.
+        from keras_tuner.src import config as kt_config
+
+        debug, kt_config.DEBUG = kt_config.DEBUG, False
+        try:
+            super()._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)  # type: ignore[misc]
+        finally:
+            kt_config.DEBUG = debug
+        if debug and trial.message and trial_status(trial) in ("FAILED", "INVALID"):
+            print(trial.message, file=sys.stderr, flush=True)
+
     def on_trial_end(self, trial):  # type: ignore[no-untyped-def]
         super().on_trial_end(trial)  # type: ignore[misc]
         if self.progress_stream is None:

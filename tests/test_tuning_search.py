@@ -1,0 +1,124 @@
+"""tuning.search end to end on digits (tiny budgets), in both modes, with export and a rejection."""
+import csv
+import json
+
+import pytest
+from tensorflow_serving.config import model_server_config_pb2
+from google.protobuf import text_format
+
+import tuning
+from tuning.results import pareto_front
+
+TINY = dict(epochs=1, train_limit=200, depth=(2, 3), filters=(8, 32), verbose=0, progress=None,
+            patience=0)
+
+
+@pytest.fixture(scope="module")
+def rule_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rule")
+    # 8..32 filters at depth 2..3: the biggest models (~19k params) break the budget, the
+    # smallest (~0.8k) meet it, so the run has both trained and rejected trials.
+    result = tuning.search("digits", "random", "rule", ["doubling", "linear", "diamond"],
+                           max_trials=5, max_params=6000, directory=root / "runs", seed=5,
+                           export=2, export_dir=root / "saved_models", export_name="digits_tuned",
+                           **TINY)
+    return root, result
+
+
+@pytest.fixture(scope="module")
+def per_layer_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("per_layer")
+    return root, tuning.search("digits", "random", "per_layer", max_trials=3,
+                               directory=root / "runs", seed=1, **TINY)
+
+
+def _csv_rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.parametrize("run", ["rule_run", "per_layer_run"])
+def test_search_leaves_every_file(run, request):
+    root, result = request.getfixturevalue(run)
+    project = result.project_dir
+    for name in ("leaderboard.csv", "report.md", "pareto.png", "filters.png", "oracle.json"):
+        assert (project / name).is_file(), name
+    assert (project / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = _csv_rows(project / "leaderboard.csv")
+    assert len(rows) == len(result.tuner.oracle.trials)
+    assert {"trial", "rule", "block", "depth", "filters", "params", "macs", "latency_ms",
+            "val_accuracy", "test_accuracy", "status"} <= set(rows[0])
+    best = rows[0]
+    assert best["status"] == "COMPLETED" and best["rank"] == "1"
+    assert 0.0 <= float(best["test_accuracy"]) <= 1.0
+    for r in rows:
+        assert len(r["filters"].split("-")) == int(r["depth"])  # no stale per-layer widths
+    report = result.report_path.read_text()
+    for section in ("## Budgets", "## Winner", "doubling plan", "## Best model per rule",
+                    "## Pareto front", "## Rejected and failed trials"):
+        assert section in report
+
+
+def test_rule_run_rejects_over_budget_without_training(rule_run):
+    _, result = rule_run
+    rows = result.leaderboard()
+    rejected = [r for r in rows if r["status"] == "REJECTED"]
+    done = [r for r in rows if r["status"] == "COMPLETED"]
+    assert rejected and done
+    assert all(r["params"] > 6000 and r["metric"] == "" for r in rejected)
+    assert all(r["params"] <= 6000 and r["latency_ms"] > 0 for r in done)
+    assert all("max_params 6,000" in r["reason"] for r in rejected)
+    assert "rejected over budget" in result.report_path.read_text()
+    # rule parameters exist only for the trial's own rule
+    for r in rows:
+        hp = json.loads(r["hyperparameters"])
+        others = {"doubling", "linear", "diamond"} - {r["rule"]}
+        assert not any(k.startswith(o + "_") for k in hp for o in others)
+
+
+def test_per_layer_run_names_only_existing_layers(per_layer_run):
+    _, result = per_layer_run
+    for hp in result.best_hyperparameters(len(result.leaderboard())):
+        layers = sorted(k for k in hp.values if k.startswith("filters_"))
+        assert layers == [f"filters_{i}" for i in range(hp.values["depth"])]
+
+
+def test_search_result_api(rule_run):
+    _, result = rule_run
+    models = result.best_models(1)
+    assert models[0].output_shape == (None, 10)
+    assert result.best_hyperparameters(1)[0].values["rule"] == result.leaderboard()[0]["rule"]
+    front = result.pareto_front()
+    assert front and front[0]["status"] == "COMPLETED"
+    assert result.leaderboard()[0] in front  # the most accurate model is always on the front
+    with pytest.raises(ValueError, match="unknown cost 'flops'; valid: params, macs, latency_ms"):
+        result.pareto_front("flops")
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        result.best_models(0)
+
+
+def test_export_best_two_labels_the_best_stable(rule_run):
+    root, result = rule_run
+    assert [e.name for e in result.exported] == ["digits_tuned", "digits_tuned"]
+    best, second = result.exported
+    assert best.version > second.version  # best exported last, so `latest` serves it too
+    meta = json.loads((best.path / "assets.extra" / "zoo.json").read_text())
+    assert meta["hyperparameters"]["rule"] == result.leaderboard()[0]["rule"]
+    assert 0 <= meta["metrics"]["test_accuracy"] <= 1 and "val_accuracy" in meta["metrics"]
+    config = text_format.Parse((root / "saved_models" / "models.config").read_text(),
+                               model_server_config_pb2.ModelServerConfig())
+    entry = config.model_config_list.config[0]
+    assert entry.name == "digits_tuned" and dict(entry.version_labels) == {"stable": best.version}
+
+
+def test_pareto_front_keeps_only_non_dominated_trials():
+    def row(acc, params):
+        return {"status": "COMPLETED", "metric": acc, "params": params}
+    rows = [row(0.9, 1000), row(0.8, 2000), row(0.95, 5000), row(0.95, 6000), row(0.5, 500),
+            {"status": "REJECTED", "metric": "", "params": 10}]
+    front = pareto_front(rows)
+    assert [(r["metric"], r["params"]) for r in front] == [(0.5, 500), (0.9, 1000), (0.95, 5000)]
+    loss_front = pareto_front([row(0.2, 100), row(0.1, 200), row(0.3, 300)], direction="min")
+    assert [r["params"] for r in loss_front] == [100, 200]
+    with pytest.raises(ValueError, match="direction must be 'max' or 'min'"):
+        pareto_front(rows, direction="up")
