@@ -296,3 +296,18 @@ def test_server_options_validate():
         ServerOptions(port=-1, model_base_path="/m").validate()
     with pytest.raises(ValueError, match="--max_request_bytes"):
         ServerOptions(model_base_path="/m", max_request_bytes=10).validate()
+
+
+def test_deploy_config_files_parse():
+    """deploy/ files are read by real TF Serving too: keep them valid for the same parsers."""
+    import pathlib
+
+    deploy = pathlib.Path(__file__).resolve().parent.parent / "deploy"
+    (digits,) = parse_model_config_text((deploy / "models.config").read_text(), str(deploy))
+    assert digits.base_path == "/models/digits"
+    gpu = config_files.parse_batching_parameters((deploy / "batching_gpu.txt").read_text())
+    assert gpu.allowed_batch_sizes[-1] == gpu.max_batch_size == 256
+    config_files.parse_batching_parameters((deploy / "batching_cpu.txt").read_text())
+    assert config_files.parse_monitoring_config((deploy / "monitoring.config").read_text()).prometheus_enable
+    compose = (deploy / "docker-compose.yml").read_text()
+    assert "tensorflow/serving:latest-gpu" in compose and "capabilities: [gpu]" in compose
