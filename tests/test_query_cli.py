@@ -1,0 +1,141 @@
+"""zoo-query against a real `python -m serving` serving the committed, trained saved_models/digits."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serving.query_cli import main
+from test_client import free_ports, start_server, stop_server
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "saved_models" / "digits"
+ZOO_QUERY = Path(sys.executable).parent / "zoo-query"  # the console script of this environment
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, subprocess_env):
+    log = tmp_path_factory.mktemp("query_server") / "server.log"
+    proc, grpc_port, rest_port = start_server(
+        ["--model_name", "digits", "--model_base_path", str(DIGITS), "--file_system_poll_wait_seconds", "0"],
+        subprocess_env, str(log))
+    from serving import Client
+    with Client(f"127.0.0.1:{grpc_port}", timeout=30) as c:
+        c.wait_until_available("digits", timeout=60)
+    yield {"grpc": ["--server", f"127.0.0.1:{grpc_port}"], "rest": ["--rest", f"http://127.0.0.1:{rest_port}"]}
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, digits):
+    """Held-out digits as a 32x32 grey PNG, an 8x8 RGB JPEG, an .npz, and a file that is no image."""
+    d = tmp_path_factory.mktemp("query_files")
+    pixels = [(digits.x_test[i, :, :, 0] * 255).astype(np.uint8) for i in range(2)]
+    png, jpg = d / "first.png", d / "second.jpg"
+    Image.fromarray(pixels[0]).resize((32, 32), Image.Resampling.NEAREST).save(png)
+    Image.fromarray(pixels[1]).convert("RGB").save(jpg, quality=100)
+    npz = d / "test.npz"
+    np.savez(npz, x_test=digits.x_test, y_test=digits.y_test)
+    (d / "bad.png").write_text("not an image")
+    np.savez(d / "wrong.npz", x_test=np.zeros((3, 5, 5, 1), np.float32))
+    return {"png": str(png), "jpg": str(jpg), "npz": str(npz), "bad": str(d / "bad.png"),
+            "wrong": str(d / "wrong.npz"), "labels": [int(y) for y in digits.y_test[:2]]}
+
+
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+def test_images_are_resized_and_top_k_printed(server, files, capsys, api):
+    assert main([*server[api], "--model", "digits", "--top-k", "2", files["png"], files["jpg"]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(":")[0] for line in lines] == [files["png"], files["jpg"]]
+    for line, label in zip(lines, files["labels"]):
+        tops = line.split(": ", 1)[1].split("  ")
+        assert len(tops) == 2 and tops[0].startswith(f"{label} (")  # the trained model gets both right
+        assert 0.5 < float(tops[0].split("(")[1].rstrip(")")) <= 1.0
+
+
+def test_json_and_npz_accuracy(server, files, capsys):
+    assert main([*server["rest"], "--model", "digits", "--version", "1", "--json", "--npz", files["npz"]]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["model"] == "digits" and len(doc["results"]) == 270 and doc["accuracy"] > 0.9
+    first = doc["results"][0]
+    assert first["input"] == "test.npz[0]" and len(first["top_k"]) == 3
+    probs = [t["probability"] for t in first["top_k"]]
+    assert probs == sorted(probs, reverse=True) and first["top_k"][0]["class"] == str(first["top_k"][0]["index"])
+
+
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+def test_status_and_metadata(server, capsys, api):
+    assert main([*server[api], "--model", "digits", "status"]) == 0
+    assert capsys.readouterr().out.strip() == "digits version 1: AVAILABLE"
+    assert main([*server[api], "--model", "digits", "metadata"]) == 0
+    text = capsys.readouterr().out
+    assert "signature serving_default (tensorflow/serving/predict)" in text
+    assert "input  images: DT_FLOAT [-1, 8, 8, 1]" in text
+    assert main([*server[api], "--model", "digits", "--json", "status"]) == 0
+    assert json.loads(capsys.readouterr().out)["versions"][0]["state"] == "AVAILABLE"
+
+
+def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str]]:
+    down = f"127.0.0.1:{free_ports(1)[0]}"
+    g = server["grpc"]
+    return {
+        "missing file": ([*g, "--model", "digits", "/no/such.png"], 2, "no such file"),
+        "not an image": ([*g, "--model", "digits", files["bad"]], 2, "not a readable PNG/JPEG"),
+        "server down": (["--server", down, "--model", "digits", files["png"]], 1, f"cannot reach a model server at {down}"),
+        "rest down": (["--rest", f"http://{down}", "--model", "digits", "status"], 1, "cannot reach"),
+        "unknown model": ([*g, "--model", "nope", files["png"]], 1, "NOT_FOUND"),
+        "unknown version": ([*server["rest"], "--model", "digits", "--version", "7", "status"], 1, "version 7"),
+        "unknown label": ([*g, "--model", "digits", "--label", "beta", files["png"]], 1, "label: beta"),
+        "no --model": ([*g, "status"], 2, "--model"),
+        "no images": ([*g, "--model", "digits"], 2, "give IMAGE files"),
+        "images and npz": ([*g, "--model", "digits", "--npz", files["npz"], files["png"]], 2, "not both"),
+        "npz key": ([*g, "--model", "digits", "--npz", files["npz"], "--npz-key", "zz"], 2, "--npz-key 'zz'"),
+        "npz shape": ([*g, "--model", "digits", "--npz", files["wrong"]], 2, "[N,8,8,1]"),
+        "npz not npz": ([*g, "--model", "digits", "--npz", files["bad"]], 2, "not a .npz"),
+        "top-k": ([*g, "--model", "digits", "--top-k", "0", files["png"]], 2, "--top-k"),
+        "bad label syntax": ([*g, "--model", "digits", "--label", "a-b", "status"], 2, "label"),
+        "server is a url": (["--server", "http://x:1", "--model", "digits", "status"], 2, "use --rest"),
+        "rest not a url": (["--rest", "x:1", "--model", "digits", "status"], 2, "--rest takes a URL"),
+        "both endpoints": ([*g, *server["rest"], "--model", "digits", "status"], 2, "not allowed"),
+        "unknown signature": ([*g, "--model", "digits", "--signature", "zz", files["png"]], 2, "no signature 'zz'"),
+    }
+
+
+CASES = ["missing file", "not an image", "server down", "rest down", "unknown model", "unknown version",
+         "unknown label", "no --model", "no images", "images and npz", "npz key", "npz shape",
+         "npz not npz", "top-k", "bad label syntax", "server is a url", "rest not a url", "both endpoints",
+         "unknown signature"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_stderr_line_and_nonzero_exit(server, files, capsys, case):
+    argv, code, text = _bad_cases(files, server)[case]
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo-query: error: "), captured.err
+    assert text in lines[0] and captured.out == ""
+
+
+def test_console_script_errors_have_no_traceback(files, subprocess_env):
+    """The installed entry point, in a fresh process: a dead server is one line and exit 1."""
+    assert ZOO_QUERY.exists(), f"{ZOO_QUERY} missing: pip install -e ."
+    down = f"127.0.0.1:{free_ports(1)[0]}"
+    result = subprocess.run([str(ZOO_QUERY), "--server", down, "--model", "digits", files["png"]],
+                            capture_output=True, text=True, env=subprocess_env, timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
+    assert down in result.stderr
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "status" in out and "--npz" in out and "--rest" in out
