@@ -1,0 +1,127 @@
+"""ZooHyperModel with keras-tuner's own tuners, written as a keras-tuner user would."""
+import keras
+import keras_tuner as kt
+import pytest
+
+import tuning
+from tuning import Budgets, ZooHyperModel
+
+
+@pytest.fixture(scope="module")
+def data():
+    import zoo
+
+    ds = zoo.datasets.load("digits")
+    return (ds.x_train[:160], ds.y_train[:160]), (ds.x_val[:80], ds.y_val[:80])
+
+
+def test_hyperband_as_a_keras_tuner_user_writes_it(data, tmp_path):
+    (x, y), (xv, yv) = data
+    tuner = kt.Hyperband(
+        tuning.ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(2, 3), filters=(8, 16)),
+        objective="val_accuracy", max_epochs=2, factor=2, directory=tmp_path, project_name="hb",
+        seed=0)
+    tuner.search(x, y, validation_data=(xv, yv), verbose=0)
+    trials = tuner.oracle.trials.values()
+    assert trials and all(t.status == "COMPLETED" for t in trials)
+    assert any(t.hyperparameters.values.get("tuner/epochs") == 2 for t in trials)
+    best = tuner.get_best_models(1)[0]
+    assert best.predict(xv[:4], verbose=0).shape == (4, 10)
+    # costs logged by the hypermodel are trial metrics, usable as objectives
+    assert tuner.oracle.get_best_trials(1)[0].metrics.exists("params")
+
+
+@pytest.mark.parametrize("tuner_cls", [kt.BayesianOptimization, kt.GridSearch, kt.RandomSearch])
+def test_other_tuners_run_the_rule_mode(tuner_cls, data, tmp_path):
+    (x, y), (xv, yv) = data
+    hm = ZooHyperModel((8, 8, 1), 10, rules=["doubling", "hourglass"], depth=(2, 2), filters=(8, 16),
+                       batch_sizes=[16, 64])
+    tuner = tuner_cls(hm, objective=kt.Objective("val_accuracy", "max"), max_trials=2,
+                      directory=tmp_path, project_name="t", seed=1)
+    tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
+    assert [t.status for t in tuner.oracle.trials.values()] == ["COMPLETED", "COMPLETED"]
+
+
+def test_conditional_scopes_leave_no_stale_values():
+    hm = ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(1, 3), filters=(8, 64))
+    hp = kt.HyperParameters()
+    hm.declare_hyperparameters(hp)
+    names = {p.name for p in hp.space}
+    assert {"filters_0", "filters_1", "filters_2"} <= names
+    assert set(hp.values) >= {"depth", "filters_0"} and "filters_1" not in hp.values  # depth 1
+    hp.values["depth"] = 2
+    assert hp.is_active("filters_1") and not hp.is_active("filters_2")
+    hp.values["filters_1"] = 32  # what an oracle fills in for a newly active layer
+    assert hm.plan(hp) == [8, 32]
+    f0 = next(p for p in hp.space if p.name == "filters_0")
+    assert (f0.sampling, f0.step, f0.min_value, f0.max_value) == ("log", 2, 8, 64)  # 8,16,32,64
+
+    rule = ZooHyperModel((8, 8, 1), 10, rules=["regnet", "diamond"])
+    hp = kt.HyperParameters()
+    rule.declare_hyperparameters(hp)
+    hp.values["rule"] = "diamond"
+    assert hp.is_active("diamond_peak") and not hp.is_active("regnet_wm")
+
+
+def test_build_rejects_over_budget_before_training():
+    hm = ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(2, 2), filters=(64, 64),
+                       budgets={"max_params": 1000})
+    with pytest.raises(kt.errors.FailedTrialError, match=r"over budget: params [\d,]+ > max_params 1,000"):
+        hm.build(kt.HyperParameters())
+    hm = ZooHyperModel((8, 8, 1), 10, depth=(2, 2), filters=(8, 8), rules=["constant"],
+                       budgets=Budgets(max_latency_ms=1e-6))
+    with pytest.raises(kt.errors.FailedTrialError, match="latency .* ms > max_latency_ms"):
+        hm.build(kt.HyperParameters())
+    ok = ZooHyperModel((8, 8, 1), 10, depth=(2, 2), filters=(8, 8), rules=["constant"],
+                       budgets={"max_params": 10**6, "max_macs": 10**9})
+    model = ok.build(kt.HyperParameters())
+    assert isinstance(model, keras.Model) and model.optimizer is not None
+
+
+def test_fit_uses_batch_size_hyperparameter_and_logs_costs(data):
+    (x, y), (xv, yv) = data
+    hm = ZooHyperModel((8, 8, 1), 10, depth=(2, 2), filters=(8, 8), rules=["constant"],
+                       batch_sizes=[40])
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
+    history = hm.fit(hp, model, x, y, validation_data=(xv, yv), epochs=1, verbose=0)
+    assert model.optimizer.iterations.numpy() == 4  # 160 examples / batch_size 40
+    assert history.history["params"] == [model.count_params()]
+    assert history.history["macs"][0] > 0 and history.history["latency_ms"][0] > 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mode="greedy"), "unknown mode 'greedy'; valid: rule, per_layer"),
+    (dict(rules=["fibonacci"]), "unknown rules value 'fibonacci'; valid: combinatorial, constant"),
+    (dict(rules=[]), "rules must not be empty"),
+    (dict(rules="doubling"), "rules must be a list of rule names"),
+    (dict(rules=["custom"]), "unknown rules value 'custom'"),
+    (dict(mode="per_layer", rules=["linear"]), "rules only apply to mode='rule'"),
+    (dict(depth=(4, 2)), r"depth: min 4 > max 2"),
+    (dict(filters=(64, 8)), r"filters: min 64 > max 8"),
+    (dict(filters=(0, 8)), r"filters must be a \(min, max\) pair of ints >= 1"),
+    (dict(depth=3), r"depth must be a \(min, max\) pair of ints"),
+    (dict(depth=(2, 12)), "shrinks the 8x8 input below 1x1"),
+    (dict(blocks=["dense"]), "unknown blocks value 'dense'; valid: plain, residual, separable"),
+    (dict(downsamples=["stride"]), "unknown downsamples value 'stride'"),
+    (dict(dropouts=[1.5]), r"dropouts must be in \[0, 1\)"),
+    (dict(learning_rates=[0.0]), "learning_rates must be positive"),
+    (dict(batch_sizes=[0]), "batch_sizes must be positive ints"),
+    (dict(kernel_sizes=[3, 3]), "kernel_sizes lists a value twice"),
+    (dict(filter_sampling="exp"), "unknown filter_sampling 'exp'; valid: log, linear"),
+    (dict(filter_step=1), "filter_step must be an int >= 2 for log sampling"),
+    (dict(budgets={"max_flops": 3}), r"budgets got unknown key\(s\) \['max_flops'\]"),
+    (dict(budgets={"max_params": -1}), "max_params must be None or a positive int"),
+    (dict(budgets={"max_latency_ms": 0}), "max_latency_ms must be None or a positive number"),
+    (dict(patience=-1), "patience must be an int >= 0"),
+])
+def test_hypermodel_validates_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ZooHyperModel((8, 8, 1), 10, **kwargs)
+
+
+@pytest.mark.parametrize("shape, classes, message", [
+    ((8, 8), 10, "input_shape must be"), ((8, 8, 1), 1, "num_classes must be an int >= 2")])
+def test_hypermodel_validates_shape_and_classes(shape, classes, message):
+    with pytest.raises(ValueError, match=message):
+        ZooHyperModel(shape, classes)
