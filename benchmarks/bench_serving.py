@@ -37,6 +37,8 @@ import numpy as np
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 GET_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 CHECKS = ("S1", "S2", "S3", "S4")
+METRICS_PATH = "/monitoring/prometheus/metrics"
+PREFIX = ":tensorflow:serving:"
 
 
 # ----------------------------------------------------------------- client processes (grpc only)
@@ -148,6 +150,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def scrape(server: "ServerProcess") -> dict[tuple[str, frozenset], float]:
+    """The server's Prometheus samples, keyed by (sample name, labels)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.rest_port}{METRICS_PATH}", timeout=10) as r:
+        text = r.read().decode()
+    return {(smp.name, frozenset(smp.labels.items())): smp.value
+            for fam in text_string_to_metric_families(text) for smp in fam.samples}
+
+
+def histogram_mean(before: dict, after: dict, name: str, **labels: str) -> tuple[float, float]:
+    """(mean, count) of histogram `name` observations between two scrapes, for matching labels."""
+    def total(d: dict, suffix: str) -> float:
+        return sum(v for (n, ls), v in d.items()
+                   if n == name + suffix and all((k, val) in ls for k, val in labels.items()))
+    count = total(after, "_count") - total(before, "_count")
+    return ((total(after, "_sum") - total(before, "_sum")) / count if count else float("nan")), count
 
 
 class ServerProcess:
@@ -268,10 +291,15 @@ class Bench:
         self.staged = serving.export(self.models["digits"], self.work / "staging", "fresh", 1,
                                      update_config=False).path
         config, batching = base / "models.config", base / "batching_parameters.txt"
+        monitoring = self.work / "monitoring.txt"  # server-side latency split and batch sizes
+        monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
+        watch = ["--monitoring_config_file", str(monitoring)]
+        self._server_args = (config, [*watch, "--enable_batching", "--batching_parameters_file", str(batching)])
+        self.batched_wide: ServerProcess | None = None  # started by S2 for its diagnosis row
         self.batching_text = batching.read_text()
-        self.plain = ServerProcess(self.work, "plain", config, [])
+        self.plain = ServerProcess(self.work, "plain", config, watch)
         self.batched = ServerProcess(self.work, "batched", config,
-                                     ["--enable_batching", "--batching_parameters_file", str(batching)])
+                                     [*watch, "--enable_batching", "--batching_parameters_file", str(batching)])
         run.details["server_argv"] = {"plain": self.plain.argv[1:], "batched": self.batched.argv[1:]}
         run.details["batching_parameters"] = self.batching_text
         self.plain.wait_ready()
@@ -279,12 +307,17 @@ class Bench:
         self.loaded = {n: tf.saved_model.load(str(p)) for n, p in self.paths.items()}
         self.rng = np.random.default_rng(0)
         self.pool: ClientPool | None = None
+        self.floors: dict[str, tuple[subprocess.Popen, str]] = {}
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
-        for s in (self.plain, self.batched):
-            s.stop()
+        for s in (self.plain, self.batched, self.batched_wide):
+            if s is not None:
+                s.stop()
+        for proc, _ in self.floors.values():
+            proc.terminate()
+            proc.wait(timeout=10)
         shutil.rmtree(self.work, ignore_errors=True)
 
     def images(self, model: str, batch: int) -> np.ndarray:
@@ -292,12 +325,27 @@ class Bench:
         return self.rng.random((batch, *shape), dtype=np.float32)
 
     def in_process(self, model: str, x: np.ndarray) -> Callable[[], Any]:
+        """numpy in, numpy out through the loaded signature: what an in-process caller pays."""
         fn = self.loaded[model].signatures["serving_default"]
-        tensor = self.tf.constant(x)
+        constant = self.tf.constant
 
         def call() -> Any:
-            return {k: v.numpy() for k, v in fn(images=tensor).items()}
+            return {k: v.numpy() for k, v in fn(images=constant(x)).items()}
         return call
+
+    def floor_call(self, mode: str) -> Callable[[], Any]:
+        """Round trip to a do-nothing grpcio server (`_grpc_floor.py`), started on first use."""
+        if mode not in self.floors:
+            port = free_port()
+            proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("_grpc_floor.py")),
+                                     str(port), mode], stdout=subprocess.PIPE, text=True,
+                                    env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"_grpc_floor.py {mode} did not start")
+            self.floors[mode] = (proc, f"127.0.0.1:{port}")
+        stub = self.grpc.insecure_channel(self.floors[mode][1]).unary_unary(PREDICT)
+        request = predict_request("doubling32", self.images("doubling32", 1))
+        return lambda: stub(request, timeout=30)
 
     def grpc_call(self, server: ServerProcess, model: str, x: np.ndarray) -> Callable[[], Any]:
         stub = self.grpc.insecure_channel(server.target).unary_unary(PREDICT)
@@ -323,10 +371,17 @@ class Bench:
     # S1 -----------------------------------------------------------------
     def s1(self) -> None:
         rounds, calls = (3, 30) if self.quick else (12, 150)
+        self.run.details["S1"] = {}
         for model, target in (("digits", None), ("doubling32", 1.3)):
             x = self.images(model, 1)
-            per = interleave({"served gRPC": self.grpc_call(self.plain, model, x),
-                              "in-process": self.in_process(model, x)}, rounds, calls)
+            sides = {"served gRPC": self.grpc_call(self.plain, model, x),
+                     "in-process": self.in_process(model, x)}
+            if model == "doubling32":  # what grpcio alone costs, sync and asyncio servers
+                sides["grpc floor (sync)"] = self.floor_call("sync")
+                sides["grpc floor (aio)"] = self.floor_call("aio")
+            before = scrape(self.plain)
+            per = interleave(sides, rounds, calls)
+            after = scrape(self.plain)
             shape = "x".join(map(str, self.models[model].input_shape[1:]))
             c = latency_check(f"S1-{model}", f"batch-1 gRPC Predict p50 vs in-process signature, "
                               f"{shape}" + ("" if target else " (no target)"),
@@ -334,6 +389,18 @@ class Bench:
             if target is None:  # the digits row is informative: its 'met' is not a target
                 c["informative"] = True
             self.run.add(c)
+            self.run.details["S1"][model] = {
+                side: {k: v * 1e3 for k, v in _common.summarize([t for rnd in per[side] for t in rnd]).items()
+                       if k != "n"} for side in per}
+            req_us, n_req = histogram_mean(before, after, PREFIX + "request_latency", model_name=model,
+                                           entrypoint="GRPC")
+            run_us, _ = histogram_mean(before, after, PREFIX + "runtime_latency", model_name=model)
+            self.run.details["S1"][model]["server_side_mean_ms"] = {
+                "served gRPC (client, mean)": self.run.details["S1"][model]["served gRPC"]["mean"],
+                "request_latency (server handler)": req_us / 1e3,
+                "runtime_latency (model call in server)": run_us / 1e3,
+                "in-process (mean)": self.run.details["S1"][model]["in-process"]["mean"],
+                "requests": n_req}
 
     # S3 -----------------------------------------------------------------
     def s3(self) -> None:
@@ -355,13 +422,28 @@ class Bench:
         one = predict_request(model, self.images(model, 1))
         rates: dict[str, list[float]] = {}
         lat: dict[str, list[float]] = {}
+        batch_sizes: dict[str, list[float]] = {}
+        # Diagnosis rows at 32 clients: the same batching server with enough gRPC threads to put
+        # 32 requests in flight (the default is 4 x cores), and a do-nothing gRPC server (the most
+        # requests/s these client processes can generate on this machine at all).
+        if self.batched_wide is None:
+            config, args = self._server_args
+            self.batched_wide = ServerProcess(self.work, "batched_wide", config,
+                                              [*args, "--grpc_max_threads", "64"])
+            self.batched_wide.wait_ready()
+            self.run.details["server_argv"]["batched_wide"] = self.batched_wide.argv[1:]
+        floor_target = (self.floor_call("sync"), self.floors["sync"][1])[1]
         for r in range(rounds):
-            variants = []
+            variants: list[tuple[str, int, Any]] = []
             for c in levels:
                 variants += [(f"in-process batch {c}", c, None), (f"served off, {c} clients", c, self.plain),
                              (f"served batching, {c} clients", c, self.batched)]
+            variants += [("served batching + 64 grpc threads, 32 clients", 32, self.batched_wide),
+                         ("do-nothing grpc server, 32 clients", 32, floor_target)]
             for name, c, server in variants[r % 3:] + variants[: r % 3]:
-                if server is None:
+                if isinstance(server, str):
+                    rates.setdefault(name, []).append(self.pool.run(c, server, one, seconds)["rps"])
+                elif server is None:
                     fn = self.in_process(model, self.images(model, c))
                     time_calls(fn, 3)
                     t0, n = time.perf_counter(), 0
@@ -370,9 +452,15 @@ class Bench:
                         n += 1
                     rates.setdefault(name, []).append(n * c / (time.perf_counter() - t0))
                 else:
+                    before = scrape(server)
                     res = self.pool.run(c, server.target, one, seconds)
                     rates.setdefault(name, []).append(res["rps"])
                     lat.setdefault(name, []).append(res["latency_p50"] * 1e3)
+                    if server is not self.plain:  # how full the batches really were
+                        mean, _ = histogram_mean(before, scrape(server),
+                                                 PREFIX + "batching_session:input_batch_size",
+                                                 model_name=model)
+                        batch_sizes.setdefault(name, []).append(mean)
             print(f"  S2 round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.0f}/s" for k, v in rates.items()),
                   flush=True)
         on, off, inp = (rates["served batching, 32 clients"], rates["served off, 32 clients"],
@@ -387,6 +475,7 @@ class Bench:
             value=med(on), limit=med(off), ratios=[a / b for a, b in zip(on, off)], target=3.0,
             direction=">=", unit="img/s", value_name="batching on", limit_name="batching off"))
         self.run.details["S2"] = {"images_per_s": rates, "client_latency_p50_ms": lat,
+                                  "mean_merged_batch_size": batch_sizes,
                                   "seconds_per_measurement": seconds}
 
     # S4 -----------------------------------------------------------------
@@ -432,6 +521,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="S1-S4 serving benchmarks")
     parser.add_argument("--only", default=",".join(CHECKS),
                         help=f"comma-separated subset of {', '.join(CHECKS)} (default all)")
+    parser.add_argument("--profile", type=Path, default=None,
+                        help="record the server with py-spy during each check into this folder "
+                             "(S2 profiles the batching server, the others the plain one)")
     run = _common.Run(
         "serving", "S1-S4: serving latency, throughput, REST vs gRPC, version pickup",
         "Real server subprocesses (`python -m serving`, default flags, one plain and one with "
@@ -450,18 +542,48 @@ def main(argv: list[str] | None = None) -> None:
         for name in CHECKS:
             if name in only:
                 print(f"[serving] {name}", flush=True)
-                getattr(bench, name.lower())()
+                if run.args.profile is None:
+                    getattr(bench, name.lower())()
+                    continue
+                import _profile
+
+                run.args.profile.mkdir(parents=True, exist_ok=True)
+                server = bench.batched if name == "S2" else bench.plain
+                raw = run.args.profile / f"{name}.txt"
+                with _profile.Recorder(server.proc.pid, raw):
+                    getattr(bench, name.lower())()
+                summary = _profile.summarize(raw)
+                (run.args.profile / f"{name}.md").write_text(_profile.report(summary, f"server during {name}"))
+                print(_profile.report(summary, f"server during {name}"), flush=True)
     finally:
         bench.close()
     s2 = run.details.get("S2")
     extra = ""
     if s2:
-        extra = ("## S2 throughput per variant (images/s, median over rounds; client p50 latency)\n\n"
-                 "| variant | images/s | client p50 ms |\n|---|---|---|\n"
-                 + "\n".join(f"| {k} | {_common.percentile(v, 50):.0f} | "
-                             + (f"{_common.percentile(s2['client_latency_p50_ms'][k], 50):.2f}"
-                                if k in s2["client_latency_p50_ms"] else "-") + " |"
-                             for k, v in s2["images_per_s"].items()) + "\n")
+        def med(d: dict, k: str, f: str) -> str:
+            return f.format(_common.percentile(d[k], 50)) if k in d else "-"
+        extra = ("## S2 throughput per variant (median over rounds)\n\n"
+                 "| variant | images/s | client p50 ms | mean merged batch |\n|---|---|---|---|\n"
+                 + "\n".join(f"| {k} | {med(s2['images_per_s'], k, '{:.0f}')} | "
+                             f"{med(s2['client_latency_p50_ms'], k, '{:.2f}')} | "
+                             f"{med(s2['mean_merged_batch_size'], k, '{:.1f}')} |"
+                             for k in s2["images_per_s"]) + "\n")
+    s1 = run.details.get("S1")
+    if s1:
+        extra += ("\n## S1 batch-1 latency per side (ms)\n\n| model | side | p50 | p99 |\n|---|---|---|---|\n"
+                  + "\n".join(f"| {m} | {side} | {st['p50']:.3f} | {st['p99']:.3f} |"
+                              for m, sides in s1.items() for side, st in sides.items()
+                              if side != "server_side_mean_ms") + "\n")
+        extra += ("\n### Where the served time goes (means, ms; server side from its Prometheus "
+                  "histograms)\n\n| model | client round trip | server handler | model call in server "
+                  "| in-process call |\n|---|---|---|---|---|\n"
+                  + "\n".join(f"| {m} | {d['served gRPC (client, mean)']:.3f} | "
+                              f"{d['request_latency (server handler)']:.3f} | "
+                              f"{d['runtime_latency (model call in server)']:.3f} | "
+                              f"{d['in-process (mean)']:.3f} |"
+                              for m, sides in s1.items() for d in [sides["server_side_mean_ms"]]) + "\n")
+        extra += ("\nThe grpc floor rows are a do-nothing grpcio server (`_grpc_floor.py`) answering the "
+                  "same request: the part of the served latency no Python gRPC server can remove.\n")
     lat_rows = [c for c in run.checks if c["id"].startswith(("S1", "S3"))]
     if lat_rows:
         extra += ("\n## Latency p99 (ms)\n\n| check | value p99 | limit p99 |\n|---|---|---|\n"
