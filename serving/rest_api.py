@@ -17,11 +17,11 @@ import grpc
 import numpy as np
 from aiohttp import web
 from google.protobuf import json_format
-from tensorflow_serving.apis import model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from . import tensors
 from .errors import ServingError, as_serving_error, invalid_argument
-from .grpc_api import classification_result, metadata_response, model_status_response
+from .grpc_api import classification_result, metadata_response, model_status_response, resolve
 from .repository import ModelManager
 from .runtime import Servable, check_input_names
 
@@ -98,6 +98,9 @@ class RestApi:
         except ServingError as exc:
             status = exc.code.name
             return _error_response(exc)
+        except web.HTTPException as exc:  # e.g. 413 over --max_request_bytes: keep aiohttp's status
+            status = "RESOURCE_EXHAUSTED" if exc.status == 413 else "UNKNOWN"
+            return _json_response({"error": exc.reason}, exc.status)
         except Exception as exc:
             error = as_serving_error(exc)
             status = error.code.name
@@ -117,8 +120,6 @@ class RestApi:
 
     @staticmethod
     def _metadata_json(response: Any) -> dict:
-        from tensorflow_serving.apis import get_model_metadata_pb2
-
         sig_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(sig_map)
         return {"model_spec": {"name": response.model_spec.name, "signature_name": "",
@@ -126,7 +127,6 @@ class RestApi:
                 "metadata": {"signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)}}
 
     def _resolve(self, spec: model_pb2.ModelSpec) -> Servable:
-        from .grpc_api import resolve
         return resolve(self.manager, spec)
 
     # ------------------------------------------------------------------ predict

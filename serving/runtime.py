@@ -69,6 +69,7 @@ class Signature:
     fn: Callable[..., dict[str, tf.Tensor]]
     batchable: bool  # every input has an unknown dimension 0
     batcher: Batcher | None = None
+    runner: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None  # cached at load
 
 
 def _spec(info: meta_graph_pb2.TensorInfo) -> TensorSpec:
@@ -141,10 +142,12 @@ class Servable:
                 self.signatures[key] = Signature(
                     key, sdef.method_name, inputs, {k: _spec(v) for k, v in sdef.outputs.items()},
                     self._loaded.signatures[key], batchable)
+            for sig in self.signatures.values():
+                sig.runner = self._runner(sig)
             if self.batching is not None:
                 for sig in self.signatures.values():
                     if sig.batchable:
-                        sig.batcher = Batcher(self.batching, self._runner(sig),
+                        sig.batcher = Batcher(self.batching, sig.runner,
                                               name=f"batch-{self.model_name}-{self.version}-{sig.name}",
                                               observe=self._observe_batch)
             self._warmup()
@@ -257,10 +260,8 @@ class Servable:
             return sig.batcher.submit(inputs, deadline)
         if deadline is not None and time.monotonic() > deadline:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded")
-        runner = getattr(sig, "_runner", None)
-        if runner is None:
-            runner = sig._runner = self._runner(sig)  # type: ignore[attr-defined]
-        return runner(inputs)
+        assert sig.runner is not None
+        return sig.runner(inputs)
 
     def predict(self, signature_name: str, inputs: dict[str, np.ndarray], output_filter: list[str] | tuple = (),
                 deadline: float | None = None) -> tuple[str, dict[str, np.ndarray]]:

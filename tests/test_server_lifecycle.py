@@ -153,6 +153,40 @@ def test_batching_merges_concurrent_requests(tmp_path):
         assert info.value.details() == "Task size 9 is larger than maximum input batch size 8"
 
 
+def test_rest_timeout_is_504_and_a_failing_warmup_fails_the_load(tmp_path, free_port):
+    sm.write_model(str(tmp_path / "tiny"), 1, warmup=False)
+    # a 2 s batching window keeps the request queued past the 300 ms REST timeout
+    params = tmp_path / "batching.txt"
+    params.write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 2000000 }\n")
+    with ModelServer(ServerOptions(port=0, rest_api_port=0, model_name="tiny", model_base_path=str(tmp_path / "tiny"),
+                                   enable_batching=True, batching_parameters_file=str(params),
+                                   rest_api_timeout_in_ms=300)) as srv:
+        import json
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"http://127.0.0.1:{srv.rest_port}/v1/models/tiny:predict", method="POST",
+                                     data=json.dumps({"instances": sm.sample_images(1).tolist()}).encode())
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=30)
+        assert info.value.code == 504 and json.load(info.value) == {"error": "Request timed out"}
+
+    # a warmup record the model cannot run (unknown input name) fails the version's load
+    sm.write_model(str(tmp_path / "warm"), 1)
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    bad = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="warm"))
+    bad.inputs["pixels"].CopyFrom(tf.make_tensor_proto(sm.sample_images(1)))
+    with tf.io.TFRecordWriter(str(tmp_path / "warm" / "1" / "assets.extra" / "tf_serving_warmup_requests")) as w:
+        w.write(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=bad)).SerializeToString())
+    srv = ModelServer(ServerOptions(port=0, model_name="warm", model_base_path=str(tmp_path / "warm")))
+    with pytest.raises(Exception, match="Warmup failed .* Sent extra: {pixels}"):
+        srv.start()
+    text = srv.metrics.exposition()[0].decode()
+    assert 'model_warmup_latency_count{model_path="' + str(tmp_path / "warm" / "1") + '",status="INVALID_ARGUMENT"} 1.0' in text
+
+
 def _self_signed(tmp_path):
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",

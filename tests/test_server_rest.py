@@ -25,7 +25,7 @@ def server(tmp_path_factory):
     (root / "monitoring.config").write_text('prometheus_config { enable: true path: "/metrics" }')
     srv = ModelServer(ServerOptions(port=0, rest_api_port=0, model_config_file=str(root / "models.config"),
                                     monitoring_config_file=str(root / "monitoring.config"),
-                                    file_system_poll_wait_seconds=0))
+                                    file_system_poll_wait_seconds=0, max_request_bytes=200_000))
     srv.start()
     yield srv
     srv.stop()
@@ -142,3 +142,8 @@ def test_metrics_endpoint_has_tf_serving_names(server):
     assert ':tensorflow:serving:request_latency_bucket{API="predict",entrypoint="REST",le=' in text
     assert ':tensorflow:serving:runtime_latency_count{API="predict",model_name="tiny",runtime="TF2"}' in text
     assert ":tensorflow:serving:model_warmup_latency_count" in text
+
+
+def test_request_over_max_request_bytes_is_refused(server):
+    status, body = call(server, "/v1/models/tiny:predict", raw=b'{"instances": [' + b"0," * 150_000 + b"0]}")
+    assert status == 413 and "Too Large" in body["error"]  # refused before the body is parsed
