@@ -1,0 +1,101 @@
+"""zoo-tune / tuning.search bad input: one clear line on stderr, exit status 2, no traceback."""
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+import tuning
+from tuning.cli import main
+
+BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose", "0"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tuner", "annealing"], "unknown tuner 'annealing'; valid: random, bayesian, hyperband, grid"),
+    (["--mode", "greedy"], "unknown mode 'greedy'; valid: rule, per_layer"),
+    (["--rules", "doubling,fibonacci"], "unknown rules value 'fibonacci'; valid: combinatorial"),
+    (["--rules", ","], "rules is empty; name at least one of: combinatorial"),
+    (["--dataset", "imagenet"], "unknown dataset 'imagenet'; valid: "),
+    (["--depth", "4", "2"], "depth: min 4 > max 2"),
+    (["--filters", "64", "8"], "filters: min 64 > max 8"),
+    (["--max-trials", "0"], "max_trials must be an int >= 1, got 0"),
+    (["--export", "-1"], "export must be an int >= 0"),
+    (["--max-params", "100"], r"no model in the search space meets the budget: the smallest "
+                              r"\(depth 2, 8 filters per layer, block plain"),
+    (["--max-macs", "10"], "MACs [0-9,]+ > max_macs 10"),
+    (["--distribution", "tpu"], "unknown distribution 'tpu'; valid: mirrored"),
+    (["--project", "../up"], "project must be a folder name"),
+    (["--blocks", "dense"], "unknown blocks value 'dense'"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
+    assert main(BASE + ["--directory", str(tmp_path / "runs")] + argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("zoo-tune: error: ")
+    assert __import__("re").search(message, err), err
+    assert not (tmp_path / "runs" / "digits-rule-random").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-trials", "many"], "argument --max-trials: invalid int value: 'many'"),
+    (["--depth", "2"], "argument --depth: expected 2 arguments"),
+    (["--verbose", "5"], "argument --verbose: invalid choice: 5"),
+])
+def test_argparse_errors_are_one_line_too(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_directory(tmp_path, capsys):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        assert main(BASE + ["--directory", str(ro / "runs")]) == 2
+    finally:
+        ro.chmod(stat.S_IRWXU)
+    err = capsys.readouterr().err
+    assert "zoo-tune: error: directory" in err and "is not writable" in err
+
+
+def test_directory_under_a_file_is_not_writable(tmp_path, capsys):
+    # Works as root too (where permission bits do not stop writes).
+    (tmp_path / "file").write_text("x")
+    assert main(BASE + ["--directory", str(tmp_path / "file" / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not writable: Not a directory" in err
+
+
+def test_budget_no_sampled_model_meets_stops_after_n_rejections(tmp_path):
+    # The all-8 network (1,410 params) fits, so the up-front check passes, but random sampling of
+    # 8..64 on three layers almost never draws it: keras-tuner's max_consecutive_failed_trials stops.
+    with pytest.raises(tuning.BudgetError, match=r"no model meets the budget: 3 trials in a row were "
+                                                  r"rejected \(last params [\d,]+ > max_params"):
+        tuning.search("digits", "random", "per_layer", max_trials=20, epochs=1, depth=(3, 3),
+                      filters=(8, 64), max_params=1500, max_consecutive_failures=3, seed=0,
+                      directory=tmp_path, verbose=0, progress=None)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(objective=[]), "objective must be a metric name"),
+    (dict(overwrite="yes"), "overwrite must be a bool"),
+    (dict(export=1, export_name="a/b"), "export_name: invalid model name 'a/b'"),
+    (dict(train_limit=0), "train_limit must be an int >= 1"),
+])
+def test_search_validates_other_arguments(kwargs, message, tmp_path):
+    with pytest.raises(tuning.SearchError, match=message):
+        tuning.search(directory=tmp_path, **kwargs)
+
+
+def test_python_m_tuning_exits_2_without_traceback(tmp_path, subprocess_env):
+    proc = subprocess.run([sys.executable, "-m", "tuning", "--tuner", "nope", "--directory",
+                           str(tmp_path)], capture_output=True, text=True, env=subprocess_env,
+                          timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("zoo-tune: error: unknown tuner 'nope'")
