@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--enable_batching", type=_bool, nargs="?", const=True, default=False, help="dynamic batching")
     a("--batching_parameters_file", help="text BatchingParameters (max_batch_size { value: N } ...)")
     a("--monitoring_config_file", help="text MonitoringConfig (prometheus_config { enable: true })")
-    a("--grpc_max_threads", type=_non_negative(int), default=0, help="gRPC worker threads (0 = 4 x cores)")
-    a("--rest_api_num_threads", type=_non_negative(int), default=0, help="REST worker threads (0 = 4 x cores)")
+    a("--grpc_max_threads", type=_non_negative(int), default=0, help="gRPC worker threads (0 = 4 x cores, or 2 x max_batch_size x num_batch_threads "
+           "with batching if larger)")
+    a("--rest_api_num_threads", type=_non_negative(int), default=0, help="REST worker threads (0 = as gRPC)")
     a("--rest_api_timeout_in_ms", type=_non_negative(int), default=30000, help="REST request timeout")
     a("--per_process_gpu_memory_fraction", type=_fraction, default=0.0,
       help="cap each GPU at this fraction of its memory (0 = TF default)")

@@ -46,8 +46,8 @@ class ServerOptions:
     enable_batching: bool = False
     batching_parameters_file: str | None = None
     monitoring_config_file: str | None = None
-    grpc_max_threads: int = 0  # 0 = 4 x CPU cores, as TF Serving
-    rest_api_num_threads: int = 0  # 0 = 4 x CPU cores
+    grpc_max_threads: int = 0  # 0 = 4 x CPU cores (TF Serving's default), more with batching
+    rest_api_num_threads: int = 0  # 0 = the same as grpc_max_threads
     rest_api_timeout_in_ms: int = 30000
     per_process_gpu_memory_fraction: float = 0.0
     gpu_memory_growth: bool = False
@@ -165,16 +165,20 @@ class ModelServer:
                                     config_poll_seconds=o.model_config_file_poll_wait_seconds)
         self.manager.start()
         cpus = os.cpu_count() or 1
+        # A sync gRPC server runs at most `threads` RPCs at once; with batching those threads mostly
+        # wait for their batch, so by default allow two full batches in flight (threads start lazily;
+        # capped at 512) or batches stay small.
+        threads = max(4 * cpus, min(512, 2 * batching.max_batch_size * batching.num_batch_threads) if batching else 0)
         config_dir = os.path.dirname(os.path.abspath(o.model_config_file)) if o.model_config_file else os.getcwd()
         try:
             self._grpc, self.grpc_port, self._health = build_grpc_server(
                 self.manager, self.metrics, host=o.host, port=o.port,
-                max_threads=o.grpc_max_threads or 4 * cpus, max_request_bytes=o.max_request_bytes,
+                max_threads=o.grpc_max_threads or threads, max_request_bytes=o.max_request_bytes,
                 credentials=credentials, config_dir=config_dir)
             self._grpc.start()
             log.info("Running gRPC ModelServer at %s:%d%s", o.host, self.grpc_port, " (TLS)" if credentials else "")
             if o.rest_api_port is not None:
-                self._start_rest(monitoring, o.rest_api_num_threads or 4 * cpus)
+                self._start_rest(monitoring, o.rest_api_num_threads or threads)
                 log.info("Exporting HTTP/REST API at:%s:%d", o.host, self.rest_port)
         except Exception:
             self.stop(grace=0)
