@@ -1,0 +1,104 @@
+"""Fault tolerance and chief/worker mode, with real `python -m tuning` processes (slow)."""
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TRIAL_LINE = re.compile(r"^\[trial (\S+) \|")
+
+
+def _cmd(directory, max_trials, *extra):
+    return [sys.executable, "-m", "tuning", "--mode", "per_layer", "--depth", "2", "3",
+            "--filters", "8", "16", "--epochs", "2", "--train-limit", "200", "--patience", "0",
+            "--max-trials", str(max_trials), "--directory", str(directory), "--verbose", "0",
+            "--seed", "7", *extra]
+
+
+def _finished_trials(output):
+    return [m.group(1) for line in output.splitlines() if (m := TRIAL_LINE.match(line))]
+
+
+def _oracle_trials(project_dir):
+    trials = {}
+    for d in sorted(project_dir.glob("trial_*")):
+        t = json.loads((d / "trial.json").read_text())
+        trials[t["trial_id"]] = t["status"]
+    return trials
+
+
+def test_kill_9_mid_search_then_rerun_resumes(tmp_path, subprocess_env):
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(_cmd(runs, 5), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=subprocess_env)
+    first = []
+    deadline = time.monotonic() + 240
+    try:
+        for line in proc.stdout:  # kill -9 as soon as two trials have finished
+            if TRIAL_LINE.match(line):
+                first.append(TRIAL_LINE.match(line).group(1))
+                if len(first) == 2:
+                    time.sleep(0.5)  # the third trial is now being built/trained
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            assert time.monotonic() < deadline, "search too slow"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL and len(first) == 2
+
+    second = subprocess.run(_cmd(runs, 5), capture_output=True, text=True, env=subprocess_env,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    rerun = _finished_trials(second.stdout)
+    assert not set(rerun) & set(first), "a completed trial ran again"
+    project = runs / "digits-per_layer-random"
+    trials = _oracle_trials(project)
+    assert len(trials) == 5 and set(trials.values()) == {"COMPLETED"}
+    assert sorted(first + rerun) == sorted(trials)  # every trial finished exactly once
+    with open(project / "leaderboard.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 5
+
+    # A third run of the same command has nothing left to do and trains nothing.
+    third = subprocess.run(_cmd(runs, 5), capture_output=True, text=True, env=subprocess_env,
+                           timeout=300)
+    assert third.returncode == 0 and _finished_trials(third.stdout) == []
+
+
+def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, free_port):
+    runs = tmp_path / "runs"
+    port = free_port()
+    env = dict(subprocess_env, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port))
+    cmd = _cmd(runs, 4, "--project", "dist")
+    chief = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(3)  # let the chief bind its port; workers also retry while it starts
+    workers = [subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID=f"tuner{i}"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for i in range(2)]
+    outs = []
+    try:
+        for p in workers + [chief]:
+            out, _ = p.communicate(timeout=300)
+            outs.append(out)
+            assert p.returncode == 0, out[-3000:]
+    finally:
+        for p in workers + [chief]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    ran = [t for out in outs[:2] for t in _finished_trials(out)]
+    assert all(_finished_trials(out) for out in outs[:2]), "a worker ran no trial"
+    assert sorted(ran) == sorted(set(ran)) and len(ran) == 4  # every trial once, none twice
+    with open(runs / "dist" / "leaderboard.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(r["trial"] for r in rows) == sorted(ran)
+    assert {r["status"] for r in rows} == {"COMPLETED"}
+    assert (runs / "dist" / "report.md").is_file()
