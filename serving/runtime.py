@@ -219,14 +219,14 @@ class Servable:
 
     # ------------------------------------------------------------------ running
     def _runner(self, sig: Signature) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-        fn = sig.fn
+        call = _fast_call(sig.fn, sig.inputs)
         api = {CLASSIFY_METHOD: "classify", REGRESS_METHOD: "regress"}.get(sig.method_name, "predict")
         metrics, model = self.metrics, self.model_name
 
         def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             start = time.perf_counter()
             try:
-                out = fn(**{k: tf.convert_to_tensor(v) for k, v in inputs.items()})
+                out = call({k: tf.convert_to_tensor(v) for k, v in inputs.items()})
             except tf.errors.OpError as exc:
                 raise as_serving_error(exc) from None
             result = {k: v.numpy() for k, v in out.items()}
@@ -368,6 +368,35 @@ class Servable:
                     self.regress(task.model_spec.signature_name, examples)
         else:
             raise invalid_argument(f"unsupported warmup record type: {kind}")
+
+
+def _fast_call(fn: Any, keys: Any) -> Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]]:
+    """Call a loaded signature with its inputs already validated.
+
+    `fn(**kwargs)` re-canonicalises the arguments against the function type on every call (~0.15 ms,
+    15% of a small CNN at batch 1). Inputs were already checked against the SignatureDef, so call
+    the flat function directly, in the parameter order of its function type, with the captured
+    variables resolved once. This uses ConcreteFunction._call_flat (private, stable since TF 2.x):
+    if it is missing, the parameters do not match, or ZOO_SERVING_PLAIN_CALL=1, use the public call.
+    """
+    def plain(tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return fn(**tensors)
+
+    if os.environ.get("ZOO_SERVING_PLAIN_CALL") == "1":
+        return plain
+    try:
+        order = list(fn.function_type.parameters)
+        call_flat = fn._call_flat
+        captured = list(fn.captured_inputs)
+    except (AttributeError, TypeError):
+        return plain
+    if sorted(order) != sorted(keys):
+        return plain
+
+    def fast(tensors: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return call_flat([tensors[k] for k in order], captured)
+
+    return fast
 
 
 def configure_devices(memory_fraction: float = 0.0, memory_growth: bool = False) -> str:

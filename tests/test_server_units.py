@@ -311,3 +311,25 @@ def test_deploy_config_files_parse():
     assert config_files.parse_monitoring_config((deploy / "monitoring.config").read_text()).prometheus_enable
     compose = (deploy / "docker-compose.yml").read_text()
     assert "tensorflow/serving:latest-gpu" in compose and "capabilities: [gpu]" in compose
+
+
+def test_fast_signature_call_matches_the_public_call(tmp_path, monkeypatch):
+    """runtime calls signatures through ConcreteFunction._call_flat; it must equal fn(**kwargs)."""
+    import _serving_models as sm
+    from serving.runtime import Servable
+
+    sm.write_model(str(tmp_path / "m"), 1, bias=3.0, warmup=False)
+    fast = Servable("m", 1, str(tmp_path / "m" / "1"))
+    assert fast.load()
+    monkeypatch.setenv("ZOO_SERVING_PLAIN_CALL", "1")
+    plain = Servable("m", 1, str(tmp_path / "m" / "1"))
+    assert plain.load()
+    x = sm.sample_images(3)
+    a, b = fast.predict("", {"images": x})[1], plain.predict("", {"images": x})[1]
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    ex = [tf.train.Example(features=tf.train.Features(feature={"images": tf.train.Feature(
+        float_list=tf.train.FloatList(value=img.ravel()))})).SerializeToString() for img in x]
+    np.testing.assert_allclose(fast.regress("regress", ex)[1], x.sum(axis=(1, 2, 3)) + 3.0, rtol=1e-5)
+    np.testing.assert_array_equal(fast.regress("regress", ex)[1], plain.regress("regress", ex)[1])
