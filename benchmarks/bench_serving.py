@@ -152,6 +152,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all threads) from /proc/PID/stat (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
 def scrape(server: "ServerProcess") -> dict[tuple[str, frozenset], float]:
     """The server's Prometheus samples, keyed by (sample name, labels)."""
     import urllib.request
@@ -423,6 +432,7 @@ class Bench:
         rates: dict[str, list[float]] = {}
         lat: dict[str, list[float]] = {}
         batch_sizes: dict[str, list[float]] = {}
+        cpu: dict[str, list[tuple[float, float]]] = {}
         # Diagnosis rows at 32 clients: the same batching server with enough gRPC threads to put
         # 32 requests in flight (the default is 4 x cores), and a do-nothing gRPC server (the most
         # requests/s these client processes can generate on this machine at all).
@@ -442,7 +452,10 @@ class Bench:
                          ("do-nothing grpc server, 32 clients", 32, floor_target)]
             for name, c, server in variants[r % 3:] + variants[: r % 3]:
                 if isinstance(server, str):
+                    clients0 = sum(cpu_seconds(p.pid) for p in self.pool.procs[:c])
                     rates.setdefault(name, []).append(self.pool.run(c, server, one, seconds)["rps"])
+                    cpu.setdefault(name, []).append(
+                        (float("nan"), (sum(cpu_seconds(p.pid) for p in self.pool.procs[:c]) - clients0)))
                 elif server is None:
                     fn = self.in_process(model, self.images(model, c))
                     time_calls(fn, 3)
@@ -453,7 +466,13 @@ class Bench:
                     rates.setdefault(name, []).append(n * c / (time.perf_counter() - t0))
                 else:
                     before = scrape(server)
+                    server0, clients0 = (cpu_seconds(server.proc.pid),
+                                         sum(cpu_seconds(p.pid) for p in self.pool.procs[:c]))
                     res = self.pool.run(c, server.target, one, seconds)
+                    # CPU used while the clients warmed up and ran (window + ~1 s of warm-up)
+                    cpu.setdefault(name, []).append(
+                        (cpu_seconds(server.proc.pid) - server0,
+                         sum(cpu_seconds(p.pid) for p in self.pool.procs[:c]) - clients0))
                     rates.setdefault(name, []).append(res["rps"])
                     lat.setdefault(name, []).append(res["latency_p50"] * 1e3)
                     if server is not self.plain:  # how full the batches really were
@@ -476,6 +495,7 @@ class Bench:
             direction=">=", unit="img/s", value_name="batching on", limit_name="batching off"))
         self.run.details["S2"] = {"images_per_s": rates, "client_latency_p50_ms": lat,
                                   "mean_merged_batch_size": batch_sizes,
+                                  "cpu_seconds_server_clients": cpu,
                                   "seconds_per_measurement": seconds}
 
     # S4 -----------------------------------------------------------------
@@ -563,11 +583,16 @@ def main(argv: list[str] | None = None) -> None:
         def med(d: dict, k: str, f: str) -> str:
             return f.format(_common.percentile(d[k], 50)) if k in d else "-"
         extra = ("## S2 throughput per variant (median over rounds)\n\n"
-                 "| variant | images/s | client p50 ms | mean merged batch |\n|---|---|---|---|\n"
+                 "| variant | images/s | client p50 ms | mean merged batch | CPU s server / clients |\n"
+                 "|---|---|---|---|---|\n"
                  + "\n".join(f"| {k} | {med(s2['images_per_s'], k, '{:.0f}')} | "
                              f"{med(s2['client_latency_p50_ms'], k, '{:.2f}')} | "
-                             f"{med(s2['mean_merged_batch_size'], k, '{:.1f}')} |"
-                             for k in s2["images_per_s"]) + "\n")
+                             f"{med(s2['mean_merged_batch_size'], k, '{:.1f}')} | "
+                             + (" / ".join(f"{_common.percentile([t[i] for t in s2['cpu_seconds_server_clients'][k]], 50):.1f}"
+                                           for i in (0, 1)) if k in s2["cpu_seconds_server_clients"] else "-")
+                             + " |" for k in s2["images_per_s"]) + "\n"
+                 f"\nCPU seconds are per measurement ({s2['seconds_per_measurement']:g} s window plus the "
+                 "clients' warm-up), out of 2 cores x that time; they show who had the CPU.\n")
     s1 = run.details.get("S1")
     if s1:
         extra += ("\n## S1 batch-1 latency per side (ms)\n\n| model | side | p50 | p99 |\n|---|---|---|---|\n"
