@@ -1,22 +1,396 @@
-"""The main job, end to end (issue 2 stage): build a zoo model, describe it, train it on digits."""
+"""`make demo`: the main job end to end, from a kernel-count search to a served answer.
+
+1. (make) set up .venv when missing;
+2. search `digits` with keras-tuner (what `zoo-tune` runs) over growth rules, doubling among them,
+   and over free per-layer kernel counts, both under a parameter budget;
+3. export the best two models as versions of one served model; label the best `stable` and the
+   runner-up `canary`;
+4. start `zoo-serve` (python -m serving) on 127.0.0.1 in the background, wait until AVAILABLE;
+5. query it with the held-out test images over gRPC and REST: served accuracy, the leaderboard
+   head, the winner against doubling (params, accuracy), latency p50/p99, where the reports are;
+6. stop the server, also on Ctrl-C, SIGTERM or failure.
+
+Re-running resumes the searches (keras-tuner reloads finished trials) and re-exports in place.
+Every size is a flag with an environment default (DEMO_TRIALS, DEMO_EPOCHS, ...) so tests run
+the same pipeline with a tiny budget. `--keep-serving` leaves the server up until Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
+from typing import Any, Sequence
 
-import zoo
+ROOT = Path(__file__).resolve().parents[1]
+RULES = "doubling,constant,linear,geometric,regnet,hourglass,diamond"
+MODEL = "digits"
 
 
-def main() -> int:
-    data = zoo.datasets.load("digits")
-    print(data)
+def _env(name: str, default: Any) -> Any:
+    value = os.environ.get(name)
+    return default if value in (None, "") else type(default)(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dir", default=_env("DEMO_DIR", str(ROOT / "runs" / "demo")),
+                   help="where searches, exports and logs go (DEMO_DIR; default runs/demo)")
+    p.add_argument("--rules", default=_env("DEMO_RULES", RULES), help="comma-separated rules (DEMO_RULES)")
+    p.add_argument("--trials", type=int, default=_env("DEMO_TRIALS", 10), help="rule-mode trials (DEMO_TRIALS)")
+    p.add_argument("--per-layer-trials", type=int, default=_env("DEMO_PER_LAYER_TRIALS", 6),
+                   help="per-layer-mode trials (DEMO_PER_LAYER_TRIALS)")
+    p.add_argument("--epochs", type=int, default=_env("DEMO_EPOCHS", 10), help="epochs per trial (DEMO_EPOCHS)")
+    p.add_argument("--max-params", type=int, default=_env("DEMO_MAX_PARAMS", 40000),
+                   help="parameter budget; bigger models are rejected untrained (DEMO_MAX_PARAMS)")
+    p.add_argument("--depth", type=int, nargs=2, default=[2, 4], metavar=("MIN", "MAX"))
+    p.add_argument("--filters", type=int, nargs=2, default=[8, 64], metavar=("MIN", "MAX"))
+    p.add_argument("--train-limit", type=int, default=_env("DEMO_TRAIN_LIMIT", 0),
+                   help="use only the first N training images, 0 = all (DEMO_TRAIN_LIMIT)")
+    p.add_argument("--latency-requests", type=int, default=_env("DEMO_LATENCY_REQUESTS", 200),
+                   help="single-image requests per API for p50/p99 (DEMO_LATENCY_REQUESTS)")
+    p.add_argument("--port", type=int, default=_env("DEMO_PORT", 8500),
+                   help="gRPC port; a free one is used when busy, 0 = any free (DEMO_PORT)")
+    p.add_argument("--rest-port", type=int, default=_env("DEMO_REST_PORT", 8501), help="REST port (DEMO_REST_PORT)")
+    p.add_argument("--keep-serving", action="store_true", help="leave the server up until Ctrl-C")
+    return p
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+def _banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def _port(wanted: int) -> int:
+    """`wanted` when it is free on 127.0.0.1, else (or for 0) any free port."""
+    for candidate in ([wanted] if wanted else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError("no free TCP port on 127.0.0.1")
+
+
+def _trial_count(project_dir: Path) -> int:
+    board = project_dir / "leaderboard.csv"
+    if not board.exists():
+        return 0
+    with open(board, newline="", encoding="utf-8") as fh:
+        return sum(1 for _ in csv.DictReader(fh))
+
+
+def _percentiles(seconds: Sequence[float]) -> str:
+    import numpy as np
+    ms = np.asarray(seconds) * 1000
+    return f"p50 {np.percentile(ms, 50):6.2f} ms   p99 {np.percentile(ms, 99):6.2f} ms   ({len(ms)} requests)"
+
+
+class _Stop(Exception):
+    """SIGTERM/SIGHUP: unwind through the `finally` that stops the server."""
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+# ------------------------------------------------------------------------------------ steps
+
+def run_searches(args: argparse.Namespace, data: Any) -> dict[str, Any]:
+    """Step 2: the two keras-tuner searches (resumed when their projects exist)."""
+    import tuning
+
+    search_dir = Path(args.dir) / "search"
+    common = dict(dataset="digits", tuner="random", epochs=args.epochs, max_params=args.max_params,
+                  depth=tuple(args.depth), filters=tuple(args.filters), directory=str(search_dir),
+                  seed=0, verbose=0, train_limit=args.train_limit or None,
+                  max_consecutive_failures=max(10, args.trials))
+    rules = [r for r in args.rules.split(",") if r]
+    plans = {"rules": dict(mode="rule", rules=rules, max_trials=args.trials),
+             "per_layer": dict(mode="per_layer", max_trials=args.per_layer_trials)}
+    results = {}
+    for project, kw in plans.items():
+        before = _trial_count(search_dir / project)
+        cli = (f"zoo-tune --mode {kw['mode']}" + (f" --rules {','.join(rules)}" if rules and kw["mode"] == "rule" else "")
+               + f" --max-trials {kw['max_trials']} --epochs {args.epochs} --max-params {args.max_params}"
+               f" --depth {args.depth[0]} {args.depth[1]} --filters {args.filters[0]} {args.filters[1]}"
+               + (f" --train-limit {args.train_limit}" if args.train_limit else "")
+               + f" --directory {shlex.quote(str(search_dir))} --project {project}")
+        _banner(f"search '{project}' ({'resuming, ' + str(before) + ' trials on disk' if before else 'new'})")
+        print(f"$ {cli}", flush=True)
+        start = time.perf_counter()
+        result = tuning.search(project=project, **common, **kw)
+        print(f"'{project}': {result.completed} trained, {result.rejected} rejected over budget, "
+              f"{len(result.rows) - before} new trials this run, {time.perf_counter() - start:.0f} s",
+              flush=True)
+        results[project] = result
+    return results
+
+
+def rank_trials(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Completed trials of both searches, best validation accuracy first (fewer params on ties)."""
+    rows = []
+    for project, result in results.items():
+        for r in result.leaderboard():
+            if r["status"] == "COMPLETED" and r["metric"] != "":
+                rows.append({**r, "project": project})
+    return sorted(rows, key=lambda r: (-float(r["metric"]), int(r["params"] or 0)))
+
+
+def export_best(results: dict[str, Any], ranked: list[dict[str, Any]], data: Any,
+                export_dir: Path) -> list[dict[str, Any]]:
+    """Step 3: best two as versions 2 (best, `stable`, latest) and 1 (runner-up, `canary`)."""
+    import warnings
+
+    import serving
+    from serving.model_config import set_version_label
+
+    chosen = ranked[:2]
+    exported = []
+    for version, row in zip((2, 1), chosen):
+        tuner = results[row["project"]].tuner
+        trial = tuner.oracle.get_trial(row["trial"])
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = tuner.load_model(trial)
+        meta = {"hyperparameters": {k: v for k, v in trial.hyperparameters.values.items()
+                                    if not k.startswith("tuner/")},
+                "metrics": {"val_accuracy": float(row["metric"])},
+                "search": {"project": row["project"], "trial": row["trial"], "rank": row["rank"]}}
+        ev = serving.export(model, export_dir, name=MODEL, version=version, overwrite=True,
+                            class_names=list(data.class_names), metadata=meta,
+                            warmup_samples=data.x_test[:8])
+        exported.append({**row, "version": ev.version, "path": ev.path, "model": model})
+        print(f"exported {row['project']} trial {row['trial']} ({row['rule']}, filters {row['filters']}) "
+              f"as {MODEL} version {ev.version} -> {ev.path}")
+    set_version_label(export_dir, MODEL, "stable", exported[0]["version"])
+    if len(exported) > 1:
+        set_version_label(export_dir, MODEL, "canary", exported[1]["version"])
+    print(f"labels: stable -> {exported[0]['version']}" +
+          (f", canary -> {exported[1]['version']}" if len(exported) > 1 else ""))
+    return exported
+
+
+def doubling_baseline(winner: dict[str, Any], results: dict[str, Any], data: Any,
+                      args: argparse.Namespace) -> dict[str, Any]:
+    """Doubling at the winner's depth and first-layer width, trained like a trial."""
+    import keras
+
+    import zoo
+
+    info = zoo.model_info(winner["model"]) or {}
+    hp = results[winner["project"]].tuner.oracle.get_trial(winner["trial"]).hyperparameters.values
     model = zoo.build("doubling", input_shape=data.input_shape, num_classes=data.num_classes,
-                      depth=4, base_filters=16, seed=0)
-    print(zoo.describe(model))
-    zoo.compile_classifier(model, learning_rate=3e-3)
+                      depth=len(info["filters"]), base_filters=info["filters"][0],
+                      block=info.get("block", "plain"), kernel_size=info.get("kernel_size", 3),
+                      downsample=info.get("downsample", "max"), dropout=info.get("dropout", 0.0), seed=0)
+    zoo.compile_classifier(model, learning_rate=float(hp.get("learning_rate", 1e-3)))
+    n = args.train_limit or len(data.x_train)
+    model.fit(data.x_train[:n], data.y_train[:n], validation_data=(data.x_val, data.y_val),
+              epochs=args.epochs, batch_size=int(hp.get("batch_size", 32)), verbose=0,
+              callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)])
+    _, val_acc = model.evaluate(data.x_val, data.y_val, verbose=0)[:2]
+    _, test_acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
+    return {"filters": "-".join(map(str, zoo.model_info(model)["filters"])),
+            "params": int(model.count_params()), "val": float(val_acc), "test": float(test_acc)}
+
+
+def start_server(args: argparse.Namespace, export_dir: Path) -> tuple[subprocess.Popen, int, int, Path]:
+    """Step 4: zoo-serve in the background on 127.0.0.1, its output in DIR/server.log."""
+    grpc_port = _port(args.port)
+    rest_port = _port(args.rest_port)
+    if rest_port == grpc_port:
+        rest_port = _port(0)
+    log_path = Path(args.dir) / "server.log"
+    cmd = [sys.executable, "-m", "serving", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
+           "--model_config_file", str(export_dir / "models.config"),
+           "--enable_batching", "--batching_parameters_file", str(export_dir / "batching_parameters.txt")]
+    print("$ zoo-serve " + " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+           "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # Ctrl-C reaches us; we stop it in order
+    return proc, grpc_port, rest_port, log_path
+
+
+def wait_available(proc: subprocess.Popen, client: Any, version: int, log_path: Path,
+                   timeout: float = 180.0) -> float:
+    from serving import ClientError
+    start = time.monotonic()
+    while True:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"zoo-serve exited with code {proc.returncode} before serving; "
+                               f"end of {log_path}:\n{tail}")
+        try:
+            client.wait_until_available(MODEL, timeout=1.0, version=version)
+            return time.monotonic() - start
+        except ClientError:
+            if time.monotonic() - start > timeout:
+                raise RuntimeError(f"{MODEL} version {version} not AVAILABLE after {timeout:.0f} s; "
+                                   f"see {log_path}") from None
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Step 6: SIGTERM (the server drains in-flight requests), SIGKILL after 20 s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def query(grpc_client: Any, rest_client: Any, data: Any, exported: list[dict[str, Any]],
+          args: argparse.Namespace) -> dict[str, Any]:
+    """Step 5: the held-out test set over both APIs, then single-image latency."""
+    import numpy as np
+
+    x, y = data.x_test, data.y_test
+    out: dict[str, Any] = {}
+    # 32 = max_batch_size of the exported batching_parameters.txt (bigger requests are refused)
+    batches = [x[i:i + 32] for i in range(0, len(x), 32)]
+    g = grpc_client.predict_many(MODEL, batches, label="stable")
+    r = [rest_client.predict(MODEL, b, label="stable") for b in batches]
+    g_ids = np.concatenate([a["class_ids"] for a in g])
+    r_ids = np.concatenate([a["class_ids"] for a in r])
+    out["grpc_acc"] = float(np.mean(g_ids == y))
+    out["rest_acc"] = float(np.mean(r_ids == y))
+    out["agree"] = bool(np.array_equal(g_ids, r_ids))
+    out["n"] = len(x)
+    out["version_acc"] = {}
+    for e in exported:
+        ids = np.concatenate([a["class_ids"] for a in grpc_client.predict_many(
+            MODEL, batches, version=e["version"], output_filter=["class_ids"])])
+        out["version_acc"][e["version"]] = float(np.mean(ids == y))
+    for name, call in (("grpc", lambda i: grpc_client.predict(MODEL, x[i:i + 1], label="stable")),
+                       ("rest", lambda i: rest_client.predict(MODEL, x[i:i + 1], label="stable"))):
+        for i in range(5):  # warm connections and caches
+            call(i)
+        times = []
+        for i in range(args.latency_requests):
+            t = time.perf_counter()
+            call(i % len(x))
+            times.append(time.perf_counter() - t)
+        out[f"{name}_latency"] = times
+    return out
+
+
+def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], baseline: dict[str, Any],
+                  searched_doubling: dict[str, Any] | None, served: dict[str, Any],
+                  results: dict[str, Any], ports: tuple[int, int]) -> None:
+    _banner("leaderboard head (both searches, by validation accuracy)")
+    print(f"{'#':>2} {'search':<9} {'trial':>5} {'rule':<12} {'filters':<18} {'params':>8} {'val acc':>8}")
+    for i, r in enumerate(ranked[:8], 1):
+        print(f"{i:>2} {r['project']:<9} {r['trial']:>5} {r['rule']:<12} {r['filters']:<18} "
+              f"{int(r['params']):>8,} {float(r['metric']):>8.4f}")
+    w = exported[0]
+    _banner("served answers (held-out test images)")
+    print(f"test accuracy of {MODEL}@stable (version {w['version']}): gRPC {served['grpc_acc']:.4f}, "
+          f"REST {served['rest_acc']:.4f} on {served['n']} images; "
+          f"gRPC and REST answers {'identical' if served['agree'] else 'DIFFER'}")
+    for e in exported:
+        print(f"  version {e['version']} ({e['project']}, {e['rule']}, filters {e['filters']}): "
+              f"test accuracy {served['version_acc'][e['version']]:.4f}")
+    _banner("winner vs doubling")
+    print(f"winner  : {w['rule']:<12} filters {w['filters']:<18} {int(w['params']):>8,} params  "
+          f"val {float(w['metric']):.4f}  test {served['version_acc'][w['version']]:.4f}")
+    print(f"doubling: {'same start':<12} filters {baseline['filters']:<18} {baseline['params']:>8,} params  "
+          f"val {baseline['val']:.4f}  test {baseline['test']:.4f}  (trained here, same depth/width/epochs)")
+    if searched_doubling:
+        print(f"doubling: {'best searched':<12} filters {searched_doubling['filters']:<18} "
+              f"{int(searched_doubling['params']):>8,} params  val {float(searched_doubling['metric']):.4f}")
+    ratio = int(w["params"]) / max(1, baseline["params"])
+    if w["rule"] == "doubling":
+        print("-> the winner IS doubling: on this budget the habit held up")
+    print(f"-> the winner uses {ratio:.2f}x doubling's parameters for {float(w['metric']) - baseline['val']:+.4f} "
+          f"validation accuracy")
+    _banner("latency, one image per request, label stable (2-core CPU)")
+    print(f"gRPC  {_percentiles(served['grpc_latency'])}")
+    print(f"REST  {_percentiles(served['rest_latency'])}")
+    _banner("where things are")
+    for project, result in results.items():
+        print(f"{project}: report {result.report_path}")
+        for name, path in result.plots.items():
+            print(f"{'':{len(project)}}  {name} plot {path}")
+    print(f"served model: {Path(w['path']).parent}  (models.config beside it)")
+    print(f"try: zoo-query --server 127.0.0.1:{ports[0]} --model {MODEL} --label stable status   "
+          f"(while the server runs: --keep-serving)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    for name in ("trials", "per_layer_trials", "epochs", "max_params", "latency_requests"):
+        if getattr(args, name) < 1:
+            print(f"demo: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
+                  file=sys.stderr)
+            return 2
+    if len([r for r in args.rules.split(",") if r]) < 1:
+        print("demo: error: --rules is empty", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
     start = time.perf_counter()
-    model.fit(data.tf_data("train", batch_size=32), validation_data=data.tf_data("val"),
-              epochs=15, verbose=2)
-    _, acc = model.evaluate(data.x_test, data.y_test, verbose=0)
-    print(f"test accuracy on digits: {acc:.3f} (trained in {time.perf_counter() - start:.0f} s)")
-    return 0 if acc > 0.9 else 1
+    proc = None
+    try:
+        import zoo
+        from serving import Client, RestClient
+
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
+        data = zoo.datasets.load("digits")
+        print(f"digits: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test "
+              f"images {data.input_shape}, {data.num_classes} classes")
+        results = run_searches(args, data)
+        ranked = rank_trials(results)
+        if not ranked:
+            print("demo: error: no trial finished under the budget; raise --max-params", file=sys.stderr)
+            return 1
+        _banner("export the best two")
+        export_dir = Path(args.dir) / "saved_models"
+        exported = export_best(results, ranked, data, export_dir)
+        _banner("doubling baseline")
+        baseline = doubling_baseline(exported[0], results, data, args)
+        searched_doubling = next((r for r in ranked if r["rule"] == "doubling"), None)
+        print(f"doubling {baseline['filters']}: {baseline['params']:,} params, val {baseline['val']:.4f}")
+        _banner("serve")
+        proc, grpc_port, rest_port, log_path = start_server(args, export_dir)
+        with Client(f"127.0.0.1:{grpc_port}", timeout=30) as g, \
+                RestClient(f"http://127.0.0.1:{rest_port}", timeout=30) as r:
+            waited = wait_available(proc, g, exported[0]["version"], log_path)
+            print(f"AVAILABLE after {waited:.1f} s: gRPC 127.0.0.1:{grpc_port}, REST http://127.0.0.1:{rest_port}"
+                  f"  (log {log_path})")
+            print("status:", ", ".join(f"v{s['version']} {s['state']}" for s in g.status(MODEL)))
+            served = query(g, r, data, exported, args)
+            print_summary(ranked, exported, baseline, searched_doubling, served, results,
+                          (grpc_port, rest_port))
+            if args.keep_serving:
+                print(f"\nserving on 127.0.0.1:{grpc_port} (gRPC) and :{rest_port} (REST); Ctrl-C to stop",
+                      flush=True)
+                while proc.poll() is None:
+                    time.sleep(0.5)
+        print(f"\ndemo done in {time.perf_counter() - start:.0f} s; rerun to resume the searches", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted; rerun to resume the searches", file=sys.stderr)
+        return 130
+    except _Stop as stop:
+        print(f"\ndemo: stopped by {stop}", file=sys.stderr)
+        return 143
+    finally:
+        if proc is not None:
+            stop_server(proc)
+            print(f"server stopped (exit code {proc.returncode})", flush=True)
 
 
 if __name__ == "__main__":

@@ -423,14 +423,25 @@ class Client:
         call = self._predict.Predict.future(request, timeout=t)
 
         def done(call_future: Any) -> None:
+            if future.cancelled():  # the caller gave up on it; nothing to deliver
+                return
             try:
                 response = call_future.result()
-                future.set_result({n: to_numpy(v, n) for n, v in response.outputs.items()})
+                outcome: Any = {n: to_numpy(v, n) for n, v in response.outputs.items()}
             except grpc.RpcError as exc:
-                future.set_exception(self._error(exc, "Predict", t))
+                outcome = self._error(exc, "Predict", t)
             except Exception as exc:  # noqa: BLE001  (a decoding error must reach the caller)
-                future.set_exception(exc)
+                outcome = exc
+            try:
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+            except concurrent.futures.InvalidStateError:
+                pass  # cancelled between the check and here
 
+        # Cancelling the Future cancels the RPC, so abandoned requests free the server.
+        future.add_done_callback(lambda f: call.cancel() if f.cancelled() else None)
         call.add_done_callback(done)
         return future
 

@@ -26,7 +26,9 @@ from typing import Any, Sequence
 COMMANDS = ("status", "metadata")
 LABEL_KEYS = ("y_test", "y", "labels")
 IMAGE_KEYS = ("x_test", "x", "images")
-CHUNK = 256  # images per request: bounded message size, and several requests in flight
+# Images per request: TF Serving with --enable_batching refuses requests larger than its
+# max_batch_size (zoo exports write 32), so stay at or under it; several requests go in flight.
+DEFAULT_BATCH = 32
 
 
 class UsageError(Exception):
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--npz", default=None, help=f".npz file with images (key {'/'.join(IMAGE_KEYS)} or "
                                                 "--npz-key); labels under y_test/y/labels give accuracy")
     p.add_argument("--npz-key", default=None, help="array name inside --npz")
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
+                   help=f"images per request (default {DEFAULT_BATCH}, the exported max_batch_size)")
     p.add_argument("--invert", action="store_true", help="use 1 - pixel (dark digits on white paper)")
     p.add_argument("items", nargs="*", metavar="IMAGE", help="PNG/JPEG files, or a command")
     return p
@@ -97,6 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     items = args.items[1:] if command != "predict" else args.items
     if args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.version is not None and args.version < 0:
@@ -270,7 +276,8 @@ def _predict(client: Any, args: argparse.Namespace, paths: Sequence[str]) -> int
     else:
         images, labels = _load_images(paths, hwc, args.invert), None
         names = list(paths)
-    chunks = [{input_name: images[i:i + CHUNK]} for i in range(0, len(images), CHUNK)]
+    step = args.batch_size
+    chunks = [{input_name: images[i:i + step]} for i in range(0, len(images), step)]
     answers = client.predict_many(args.model, chunks, version=args.version, label=args.label,
                                   signature=args.signature, output_filter=[output])
     probs = np.concatenate([a[output] for a in answers])
