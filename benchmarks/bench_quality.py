@@ -1,0 +1,200 @@
+"""Q1: search quality. Which filter-growth rule wins at a given parameter budget, and does the
+per-layer search beat the doubling habit with fewer parameters?
+
+    python benchmarks/bench_quality.py [--quick] [--datasets digits,shapes]
+
+For each dataset (digits 8x8x1; shapes 32x32x3, 8 classes) and each of 3 parameter budgets, every
+built-in rule (all but `custom`) is sized to the budget (the largest `base_filters` whose model
+fits: plain blocks, depth 4, max-pool every 2 layers, the zoo defaults) and trained with one recipe:
+Adam 3e-3, batch 32, E epochs, weights of the best validation-accuracy epoch kept; its test
+accuracy is then measured once. The per-layer search is `tuning.search(mode="per_layer")` (random
+tuner, same depth, recipe and epochs) under a budget of 0.6x the parameters of the reference
+doubling model (the middle budget's); its best trial is chosen on validation accuracy and
+reported on test.
+Target: per-layer best test accuracy >= the reference doubling model's, at <= 0.6x its parameters.
+Test sets are small (digits 270, shapes 180 images): one image is 0.4-0.6 points of accuracy, and
+each number is one training run (seed 0), so differences of a point or two are noise.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from typing import Any
+
+import _common
+import numpy as np
+
+DEPTH = 4
+LEARNING_RATE = 3e-3
+BATCH = 32
+REF_TIER = 1  # the middle budget's doubling model is the reference
+SEARCH_BUDGET_RATIO = 0.6
+
+# Budgets (trainable + BN parameters) chosen to span small to comfortable for each dataset while
+# keeping the whole run inside `make bench`'s time on 2 cores.
+# Per-layer widths are drawn from {4, 8, 16, 32} (log steps): the reference doubling model is
+# 10-10-20-20, so ~40% of draws fit its 0.6x budget; rejected draws cost a build, not a fit.
+SETTINGS = {
+    "digits": {"tiers": (3_000, 8_000, 20_000), "epochs": 12, "trials": 16, "filters": (4, 32)},
+    "shapes": {"tiers": (3_000, 8_000, 20_000), "epochs": 10, "trials": 14, "filters": (4, 32)},
+}
+QUICK = {"tiers": (8_000,), "epochs": 2, "trials": 6, "rules": ("constant", "doubling", "diamond")}
+
+
+def analytic_params(filters: list[int], channels: int, num_classes: int, kernel: int = 3) -> int:
+    """Parameters of the zoo's plain model: conv (no bias) + BN (4 per channel) + dense head."""
+    total, cin = 0, channels
+    for f in filters:
+        total += kernel * kernel * cin * f + 4 * f
+        cin = f
+    return total + cin * num_classes + num_classes
+
+
+def size_to_budget(zoo: Any, rule: str, budget: int, channels: int, k: int) -> tuple[int, list[int]] | None:
+    """Largest base_filters in [1, 256] whose `rule` model has <= budget parameters, or None."""
+    best = None
+    for base in range(1, 257):
+        try:
+            plan = zoo.plan(rule, depth=DEPTH, base_filters=base)
+        except ValueError:
+            continue
+        if analytic_params(plan, channels, k) <= budget:
+            best = (base, plan)
+    return best
+
+
+def train_rule(zoo: Any, keras: Any, data: Any, rule: str, base: int, epochs: int) -> dict[str, Any]:
+    model = zoo.compile_classifier(zoo.build(rule, input_shape=data.input_shape, num_classes=data.num_classes,
+                                             depth=DEPTH, base_filters=base, seed=0), LEARNING_RATE)
+    t0 = time.perf_counter()
+    keep_best = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=epochs, mode="max",
+                                              restore_best_weights=True)
+    hist = model.fit(data.x_train, data.y_train, batch_size=BATCH, epochs=epochs,
+                     validation_data=(data.x_val, data.y_val), callbacks=[keep_best], verbose=0)
+    _, test_acc = model.evaluate(data.x_test, data.y_test, verbose=0)
+    out = {"rule": rule, "base_filters": base, "filters": zoo.model_info(model)["filters"],
+           "params": int(model.count_params()), "val_accuracy": float(max(hist.history["val_accuracy"])),
+           "test_accuracy": float(test_acc), "fit_s": time.perf_counter() - t0}
+    keras.backend.clear_session()
+    return out
+
+
+def per_layer_search(tuning: Any, dataset: str, budget: int, epochs: int, trials: int,
+                     filters: tuple[int, int]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        result = tuning.search(dataset, "random", "per_layer", max_trials=trials, epochs=epochs,
+                               depth=(DEPTH, DEPTH), filters=filters, max_params=budget,
+                               learning_rates=(LEARNING_RATE,), batch_sizes=(BATCH,), directory=d,
+                               seed=0, verbose=0, progress=None, patience=0,
+                               max_consecutive_failures=max(10, 3 * trials))
+        wall = time.perf_counter() - t0
+    rows = result.leaderboard()
+    done = [r for r in rows if r["status"] == "COMPLETED"]
+    if not done:  # every draw over budget: report it as a (failed) result, do not abort the run
+        return {"budget": budget, "trials": len(rows), "completed": 0, "rejected": result.rejected,
+                "best_filters": "-", "params": 0, "val_accuracy": 0.0, "test_accuracy": 0.0,
+                "wall_s": wall, "trials_table": []}
+    best = done[0]
+    return {"budget": budget, "trials": len(rows), "completed": len(done), "rejected": result.rejected,
+            "best_filters": best["filters"], "params": int(best["params"]),
+            "val_accuracy": float(best["metric"]), "test_accuracy": float(best["test_accuracy"]),
+            "wall_s": wall,
+            "trials_table": [{k: r[k] for k in ("filters", "params", "metric", "status")} for r in rows]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Q1: rules at 3 parameter budgets vs per-layer search")
+    parser.add_argument("--datasets", default="digits,shapes",
+                        help=f"comma-separated subset of {', '.join(SETTINGS)} (default both)")
+    run = _common.Run("quality", "Q1: search quality (rules at 3 budgets, per-layer search)",
+                      "\n\n".join(__doc__.split("\n\n")[2:]).strip(), argv, parser)
+    datasets = [d.strip() for d in run.args.datasets.split(",") if d.strip()]
+    bad = [d for d in datasets if d not in SETTINGS]
+    if bad or not datasets:
+        parser.error(f"--datasets: unknown {bad}; valid: {', '.join(SETTINGS)}")
+    if run.quick:
+        datasets = datasets[:1]
+    import keras
+
+    import tuning
+    import zoo
+
+    rules = list(QUICK["rules"]) if run.quick else [r for r in zoo.list_models() if r != "custom"]
+    md = []
+    for name in datasets:
+        cfg = {**SETTINGS[name], **({k: v for k, v in QUICK.items() if k != "rules"} if run.quick else {})}
+        data = zoo.datasets.load(name)
+        h, w, c = data.input_shape
+        results: dict[str, list[dict[str, Any]]] = {}
+        for t, budget in enumerate(cfg["tiers"]):
+            tier = []
+            for rule in rules:
+                sized = size_to_budget(zoo, rule, budget, c, data.num_classes)
+                if sized is None:
+                    tier.append({"rule": rule, "budget": budget, "fits": False})
+                    continue
+                res = train_rule(zoo, keras, data, rule, sized[0], cfg["epochs"])
+                if res["params"] != analytic_params(sized[1], c, data.num_classes):
+                    raise RuntimeError(f"{rule}: parameter count {res['params']} differs from the "
+                                       f"sizing formula: the zoo's plain block changed")
+                res.update(budget=budget, fits=True)
+                tier.append(res)
+                print(f"  {name} budget {budget}: {rule:13s} filters {res['filters']} params {res['params']} "
+                      f"val {res['val_accuracy']:.3f} test {res['test_accuracy']:.3f} ({res['fit_s']:.0f} s)",
+                      flush=True)
+            results[str(budget)] = tier
+        ref_tier = cfg["tiers"][min(REF_TIER, len(cfg["tiers"]) - 1)]
+        ref = next(r for r in results[str(ref_tier)] if r["rule"] == "doubling")
+        budget = int(SEARCH_BUDGET_RATIO * ref["params"])
+        search = per_layer_search(tuning, name, budget, cfg["epochs"], cfg["trials"], cfg["filters"])
+        print(f"  {name} per-layer search (<= {budget} params): best {search['best_filters']} params "
+              f"{search['params']} val {search['val_accuracy']:.3f} test {search['test_accuracy']:.3f} "
+              f"({search['completed']}/{search['trials']} trials trained, {search['wall_s']:.0f} s)", flush=True)
+        run.details[name] = {"input_shape": [h, w, c], "num_classes": data.num_classes,
+                             "test_images": int(len(data.x_test)), "settings": cfg, "rules": results,
+                             "reference_doubling": ref, "per_layer_search": search}
+        run.add(_common.check(
+            f"Q1-{name}", f"{name}: per-layer search (<= 0.6x params) vs doubling, test accuracy",
+            value=search["test_accuracy"], limit=ref["test_accuracy"],
+            ratios=[search["test_accuracy"] / ref["test_accuracy"]], target=1.0, direction=">=",
+            unit="acc", value_name=f"per-layer ({search['params']} params)",
+            limit_name=f"doubling ({ref['params']} params)",
+            extra={"params_ratio": search["params"] / ref["params"]}))
+        md.append(_table(name, data, cfg, rules, results, search, ref))
+    run.finish("\n".join(md))
+
+
+def _table(name: str, data: Any, cfg: dict[str, Any], rules: list[str], results: dict[str, Any],
+           search: dict[str, Any], ref: dict[str, Any]) -> str:
+    tiers = cfg["tiers"]
+    lines = [f"## {name} ({'x'.join(map(str, data.input_shape))}, {data.num_classes} classes, "
+             f"{len(data.x_test)} test images, {cfg['epochs']} epochs)", "",
+             "Test accuracy (parameters) of each rule sized to each budget; best per budget in bold.", "",
+             "| rule | " + " | ".join(f"<= {b:,} params" for b in tiers) + " |",
+             "|---|" + "---|" * len(tiers)]
+    best = {str(b): max((r["test_accuracy"] for r in results[str(b)] if r.get("fits")), default=None)
+            for b in tiers}
+    for rule in rules:
+        cells = []
+        for b in tiers:
+            r = next(x for x in results[str(b)] if x["rule"] == rule)
+            if not r.get("fits"):
+                cells.append("does not fit")
+                continue
+            acc = f"{r['test_accuracy']:.3f}"
+            if r["test_accuracy"] == best[str(b)]:
+                acc = f"**{acc}**"
+            cells.append(f"{acc} ({r['params']:,}; {'-'.join(map(str, r['filters']))})")
+        lines.append(f"| {rule} | " + " | ".join(cells) + " |")
+    lines += ["", f"Per-layer search (random, {search['trials']} trials, {search['completed']} trained, "
+              f"budget <= {search['budget']:,} = 0.6x the reference doubling model's "
+              f"{ref['params']:,}): best filters {search['best_filters']}, {search['params']:,} params "
+              f"({search['params'] / ref['params']:.2f}x), test accuracy {search['test_accuracy']:.3f} vs "
+              f"doubling {ref['test_accuracy']:.3f}.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
