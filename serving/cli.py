@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
            "with batching if larger)")
     a("--rest_api_num_threads", type=_non_negative(int), default=0, help="REST worker threads (0 = as gRPC)")
     a("--rest_api_timeout_in_ms", type=_non_negative(int), default=30000, help="REST request timeout")
+    a("--tensorflow_intra_op_parallelism", type=_non_negative(int), default=0,
+      help="threads one TF op may use (0 = TF default: all cores; 1 often wins for batch-1 CPU serving)")
+    a("--tensorflow_inter_op_parallelism", type=_non_negative(int), default=0,
+      help="TF ops run concurrently (0 = TF default)")
     a("--per_process_gpu_memory_fraction", type=_fraction, default=0.0,
       help="cap each GPU at this fraction of its memory (0 = TF default)")
     a("--gpu_memory_growth", type=_bool, nargs="?", const=True, default=False,

@@ -399,6 +399,24 @@ def _fast_call(fn: Any, keys: Any) -> Callable[[dict[str, tf.Tensor]], dict[str,
     return fast
 
 
+def configure_threads(intra_op: int = 0, inter_op: int = 0) -> None:
+    """TF Serving's --tensorflow_{intra,inter}_op_parallelism (0 = TF's default).
+
+    Must run before TensorFlow executes anything; in a process where TF already ran (an in-process
+    test server) the change is impossible and is logged instead of failing the start.
+    """
+    for value, name in ((intra_op, "intra"), (inter_op, "inter")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"tensorflow_{name}_op_parallelism must be an integer >= 0, got {value!r}")
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as exc:
+        log.warning("TensorFlow thread pools already initialised, parallelism flags not applied: %s", exc)
+
+
 def configure_devices(memory_fraction: float = 0.0, memory_growth: bool = False) -> str:
     """Apply GPU memory options before any model loads; returns a line saying which devices run.
 

@@ -49,6 +49,8 @@ class ServerOptions:
     grpc_max_threads: int = 0  # 0 = 4 x CPU cores (TF Serving's default), more with batching
     rest_api_num_threads: int = 0  # 0 = the same as grpc_max_threads
     rest_api_timeout_in_ms: int = 30000
+    tensorflow_intra_op_parallelism: int = 0  # 0 = TF's default (all cores)
+    tensorflow_inter_op_parallelism: int = 0  # 0 = TF's default
     per_process_gpu_memory_fraction: float = 0.0
     gpu_memory_growth: bool = False
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
@@ -68,7 +70,8 @@ class ServerOptions:
             raise ValueError("use either --model_config_file or --model_name/--model_base_path, not both")
         if not self.model_config_file and not self.model_base_path:
             raise ValueError("one of --model_config_file or --model_base_path is required")
-        for name in ("grpc_max_threads", "rest_api_num_threads", "rest_api_timeout_in_ms"):
+        for name in ("grpc_max_threads", "rest_api_num_threads", "rest_api_timeout_in_ms",
+                     "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0:
                 raise ValueError(f"--{name} must be an integer >= 0, got {v!r}")
@@ -153,11 +156,12 @@ class ModelServer:
     def start(self) -> None:
         """Load all models (raises if one cannot serve), then open the gRPC and REST ports."""
         from .grpc_api import build_grpc_server, set_serving
-        from .runtime import configure_devices
+        from .runtime import configure_devices, configure_threads
 
         o = self.options
         # Read every file first, so a typo fails before minutes of model loading.
         configs, batching, monitoring, credentials = o.model_configs(), o.batching(), o.monitoring(), o.credentials()
+        configure_threads(o.tensorflow_intra_op_parallelism, o.tensorflow_inter_op_parallelism)
         log.info(configure_devices(o.per_process_gpu_memory_fraction, o.gpu_memory_growth))
         self.manager = ModelManager(configs, batching=batching, metrics=self.metrics,
                                     poll_seconds=o.file_system_poll_wait_seconds,

@@ -40,6 +40,7 @@ def test_cli_serves_and_drains_in_flight_requests_on_sigterm(tmp_path, free_port
     proc = subprocess.Popen(
         [sys.executable, "-m", "serving", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
          "--model_name=tiny", f"--model_base_path={tmp_path / 'tiny'}", "--enable_batching",
+         "--tensorflow_intra_op_parallelism=1", "--tensorflow_inter_op_parallelism=1",
          f"--batching_parameters_file={tmp_path / 'batching.txt'}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env)
     try:
@@ -47,6 +48,7 @@ def test_cli_serves_and_drains_in_flight_requests_on_sigterm(tmp_path, free_port
         log = "".join(lines)
         assert "Successfully loaded servable version {name: tiny version: 3}" in log
         assert "running on CPU" in log or "running on GPU" in log
+        assert "parallelism flags not applied" not in log  # set before TF ran anything
         with urllib.request.urlopen(f"http://127.0.0.1:{rest_port}/v1/models/tiny", timeout=10) as resp:
             assert json.load(resp)["model_version_status"][0]["state"] == "AVAILABLE"
 
