@@ -93,3 +93,36 @@ def test_cli_usage_error_exits_2_in_a_real_process(subprocess_env):
     proc = subprocess.run([sys.executable, "-m", "serving", "--bogus"], capture_output=True, text=True,
                           env=subprocess_env, timeout=60)
     assert proc.returncode == 2 and "zoo-serve: error:" in proc.stderr
+
+
+def test_engine_tensorflow_model_server_execs_the_binary_with_the_same_flags(tmp_path, subprocess_env):
+    """A stand-in `tensorflow_model_server` on PATH (the real one is not installable here) records its argv."""
+    fake = tmp_path / "bin" / "tensorflow_model_server"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$0" "$@" > {tmp_path / "argv.txt"}\n')
+    fake.chmod(0o755)
+    env = dict(subprocess_env, PATH=f"{fake.parent}:{subprocess_env.get('PATH', '')}")
+    proc = subprocess.run([sys.executable, "-m", "serving", "--engine", "tensorflow_model_server", "--port=9000",
+                           "--rest_api_port=9001", "--model_name=digits", "--model_base_path=/models/digits",
+                           "--enable_batching"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    argv = (tmp_path / "argv.txt").read_text().split()
+    assert argv[0] == str(fake)
+    assert sorted(argv[1:]) == sorted(["--port=9000", "--rest_api_port=9001", "--model_name=digits",
+                                       "--model_base_path=/models/digits", "--enable_batching=true"])
+
+
+def test_engine_tensorflow_model_server_refuses_embedded_only_flags(tmp_path, monkeypatch, capsys):
+    from serving.cli import main
+
+    fake = tmp_path / "tensorflow_model_server"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    try:
+        main(["--engine", "tensorflow_model_server", "--model_base_path=/m", "--host=0.0.0.0"])
+    except SystemExit as exc:
+        assert exc.code == 2
+    else:
+        raise AssertionError("expected exit 2")
+    assert "--host is not a tensorflow_model_server flag" in capsys.readouterr().err
