@@ -333,3 +333,30 @@ def test_fast_signature_call_matches_the_public_call(tmp_path, monkeypatch):
         float_list=tf.train.FloatList(value=img.ravel()))})).SerializeToString() for img in x]
     np.testing.assert_allclose(fast.regress("regress", ex)[1], x.sum(axis=(1, 2, 3)) + 3.0, rtol=1e-5)
     np.testing.assert_array_equal(fast.regress("regress", ex)[1], plain.regress("regress", ex)[1])
+
+
+def test_public_constructors_and_helpers_name_bad_arguments():
+    from serving.metrics import Metrics
+    from serving.repository import ModelManager
+    from serving.runtime import Servable, configure_devices, configure_threads
+    from serving.server import ModelServer
+
+    with pytest.raises(ValueError, match="version must be a non-negative int"):
+        Servable("m", -1, "/m")
+    with pytest.raises(ValueError, match=r"per_process_gpu_memory_fraction must be in \[0, 1\]"):
+        configure_devices(memory_fraction=2.0)
+    with pytest.raises(ValueError, match="tensorflow_intra_op_parallelism must be an integer >= 0"):
+        configure_threads(intra_op=-1)
+    with pytest.raises(TypeError, match="list of ModelConfig"):
+        ModelManager(["m"])
+    with pytest.raises(TypeError, match="ServerOptions"):
+        ModelServer({"port": 0})
+    with pytest.raises(ValueError, match=r"entrypoint must be one of \('GRPC', 'REST'\)"):
+        Metrics().observe_request("m", "predict", "HTTP", "OK", 1.0)
+    with pytest.raises(errors.ServingError, match="unsupported dtype DT_COMPLEX64"):
+        tensors.numpy_dtype(types_pb2.DT_COMPLEX64)
+    with pytest.raises(errors.ServingError, match="unsupported numpy dtype complex64"):
+        tensors.from_numpy(np.zeros(2, np.complex64))
+    with pytest.raises(errors.ServingError, match="Input is empty"):
+        from tensorflow_serving.apis import input_pb2
+        tensors.examples_from_input(input_pb2.Input())
