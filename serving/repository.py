@@ -135,7 +135,7 @@ class _Model:
     # Copy-on-write: readers take a snapshot without a lock; only the refresher replaces it.
     versions: dict[int, Servable] = dataclasses.field(default_factory=dict)
     latest: Servable | None = None
-    failed_mtime: dict[int, int] = dataclasses.field(default_factory=dict)
+    failed_mtime: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
 
 
 class ModelManager:
@@ -326,8 +326,13 @@ class ModelManager:
         return [s for m in self._models.values() for s in m.versions.values()]
 
 
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return -1
+def _mtime(path: str) -> tuple[int, ...]:
+    """Change stamp of a version folder: the folder, saved_model.pb and variables/ (a copy that
+    finishes filling variables/ does not touch the version folder's own mtime)."""
+    stamps = []
+    for p in (path, os.path.join(path, "saved_model.pb"), os.path.join(path, "variables")):
+        try:
+            stamps.append(os.stat(p).st_mtime_ns)
+        except OSError:
+            stamps.append(-1)
+    return tuple(stamps)

@@ -84,7 +84,11 @@ def test_corrupt_version_reports_error_and_old_keeps_serving(polling):
     assert state == END and "Failed to load" in message and str(bad) in message
     assert predict(stub, "tiny", sm.sample_images(1)).model_spec.version.value == 2
     assert statuses(channel, "tiny")[2][0] == AVAILABLE
+    # fixing the folder in place (here: replacing it with a good model) is noticed and loaded
     shutil.rmtree(bad)
+    sm.write_model(str(root / "tiny"), 3)
+    wait_for(lambda: predict(stub, "tiny", sm.sample_images(1)).model_spec.version.value == 3)
+    assert statuses(channel, "tiny")[3] == (AVAILABLE, "")
 
 
 def test_config_file_reload_adds_model_and_label(polling):
