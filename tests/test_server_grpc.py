@@ -259,6 +259,9 @@ def test_get_model_status(model_stub):
         (1, get_model_status_pb2.ModelVersionStatus.AVAILABLE, 0)]
     one = model_stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec=spec(version=1)), timeout=30)
     assert [s.version for s in one.model_version_status] == [1]
+    labelled = model_stub.GetModelStatus(get_model_status_pb2.GetModelStatusRequest(model_spec=spec(label="stable")),
+                                         timeout=30)
+    assert [s.version for s in labelled.model_version_status] == [1]
     for s, fragment in [(spec("nope"), "Could not find any versions of model nope"),
                         (spec(version=5), "Could not find version 5 of model tiny")]:
         code, details = error_of(model_stub.GetModelStatus, get_model_status_pb2.GetModelStatusRequest(model_spec=s))

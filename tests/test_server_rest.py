@@ -63,6 +63,7 @@ def test_metadata_routes(server):
     assert sigs["serving_default"]["inputs"]["images"]["dtype"] == "DT_FLOAT"
     assert sigs["regress"]["method_name"] == "tensorflow/serving/regress"
     assert call(server, "/v1/models/tiny/versions/1/metadata")[1]["model_spec"]["version"] == "1"
+    assert call(server, "/v1/models/tiny/labels/stable/metadata")[1]["model_spec"]["version"] == "1"
 
 
 def test_predict_row_and_columnar(server):
