@@ -15,7 +15,7 @@ import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from .errors import ServingError, invalid_argument
+from .errors import invalid_argument
 
 # DataType -> (numpy dtype, typed field name, numpy dtype of the typed field's values)
 _TYPES: dict[int, tuple[np.dtype, str, Any]] = {
@@ -280,6 +280,6 @@ def examples_from_json(examples: Any, context: Any = None) -> list[bytes]:
     return out
 
 
-__all__ = ["ServingError", "to_numpy", "from_numpy", "from_numpy_content", "json_to_numpy",
+__all__ = ["to_numpy", "from_numpy", "from_numpy_content", "json_to_numpy",
            "numpy_to_json", "examples_from_input", "examples_from_json", "numpy_dtype",
            "data_type_of", "dtype_name", "shape_proto"]
