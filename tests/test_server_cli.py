@@ -32,9 +32,9 @@ def _read_until(proc, needle, timeout=90.0):
 
 def test_cli_serves_and_drains_in_flight_requests_on_sigterm(tmp_path, free_port, subprocess_env):
     sm.write_model(str(tmp_path / "tiny"), 3)
-    # A 1.5 s batch timeout holds a lone request in the batching queue: it is in flight when
+    # A 3 s batch timeout holds a lone request in the batching queue: it is in flight when
     # SIGTERM arrives, and a clean shutdown must still answer it.
-    (tmp_path / "batching.txt").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 1500000 }\n"
+    (tmp_path / "batching.txt").write_text("max_batch_size { value: 64 }\nbatch_timeout_micros { value: 3000000 }\n"
                                            "num_batch_threads { value: 1 }\n")
     grpc_port, rest_port = free_port(), free_port()
     proc = subprocess.Popen(
@@ -66,7 +66,7 @@ def test_cli_serves_and_drains_in_flight_requests_on_sigterm(tmp_path, free_port
 
         client = threading.Thread(target=in_flight)
         client.start()
-        time.sleep(0.5)  # the request is now waiting in the batch queue
+        time.sleep(1.0)  # the request is now waiting in the batch queue (1 s of slack on a busy CI box)
         proc.send_signal(signal.SIGTERM)
         client.join(30)
         assert result == {"version": 3}
