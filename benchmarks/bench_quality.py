@@ -5,7 +5,7 @@ per-layer search beat the doubling habit with fewer parameters?
 
 For each dataset (digits 8x8x1; shapes 32x32x3, 8 classes) and each of 3 parameter budgets, every
 built-in rule (all but `custom`) is sized to the budget (the largest `base_filters` whose model
-fits: plain blocks, depth 4, max-pool every 2 layers, the zoo defaults) and trained with one recipe:
+fits, and for `combinatorial` also its `cap`; plain blocks, depth 4, max-pool every 2 layers) and trained with one recipe:
 Adam 3e-3, batch 32, E epochs, weights of the best validation-accuracy epoch kept; its test
 accuracy is then measured once. The per-layer search is `tuning.search(mode="per_layer")` (random
 tuner, same depth, recipe and epochs) under a budget of 0.6x the parameters of the reference
@@ -37,7 +37,7 @@ SEARCH_BUDGET_RATIO = 0.6
 # 10-10-20-20, so ~40% of draws fit its 0.6x budget; rejected draws cost a build, not a fit.
 SETTINGS = {
     "digits": {"tiers": (3_000, 8_000, 20_000), "epochs": 12, "trials": 16, "filters": (4, 32)},
-    "shapes": {"tiers": (3_000, 8_000, 20_000), "epochs": 10, "trials": 14, "filters": (4, 32)},
+    "shapes": {"tiers": (3_000, 8_000, 20_000), "epochs": 8, "trials": 12, "filters": (4, 32)},
 }
 QUICK = {"tiers": (8_000,), "epochs": 2, "trials": 6, "rules": ("constant", "doubling", "diamond")}
 
@@ -51,29 +51,40 @@ def analytic_params(filters: list[int], channels: int, num_classes: int, kernel:
     return total + cin * num_classes + num_classes
 
 
-def size_to_budget(zoo: Any, rule: str, budget: int, channels: int, k: int) -> tuple[int, list[int]] | None:
-    """Largest base_filters in [1, 256] whose `rule` model has <= budget parameters, or None."""
-    best = None
+# A rule's width knob is base_filters; combinatorial's widths (2^n - 1) ignore it after layer 0,
+# so its cap is sized too (without a cap it is 2-3-7-127 at base 2 and over any budget here).
+EXTRA_KNOBS: dict[str, tuple[str, range]] = {"combinatorial": ("cap", range(2, 257))}
+
+
+def size_to_budget(zoo: Any, rule: str, budget: int, channels: int, k: int
+                   ) -> tuple[int, list[int], dict[str, Any]] | None:
+    """The (base_filters, plan, rule kwargs) with the most parameters <= budget, or None."""
+    knob, values = EXTRA_KNOBS.get(rule, (None, [None]))
+    best, best_params = None, -1
     for base in range(1, 257):
-        try:
-            plan = zoo.plan(rule, depth=DEPTH, base_filters=base)
-        except ValueError:
-            continue
-        if analytic_params(plan, channels, k) <= budget:
-            best = (base, plan)
+        for v in values:
+            kwargs = {knob: v} if knob else {}
+            try:
+                plan = zoo.plan(rule, depth=DEPTH, base_filters=base, **kwargs)
+            except ValueError:
+                continue
+            n = analytic_params(plan, channels, k)
+            if best_params < n <= budget:
+                best, best_params = (base, plan, kwargs), n
     return best
 
 
-def train_rule(zoo: Any, keras: Any, data: Any, rule: str, base: int, epochs: int) -> dict[str, Any]:
+def train_rule(zoo: Any, keras: Any, data: Any, rule: str, base: int, kwargs: dict[str, Any],
+               epochs: int) -> dict[str, Any]:
     model = zoo.compile_classifier(zoo.build(rule, input_shape=data.input_shape, num_classes=data.num_classes,
-                                             depth=DEPTH, base_filters=base, seed=0), LEARNING_RATE)
+                                             depth=DEPTH, base_filters=base, seed=0, **kwargs), LEARNING_RATE)
     t0 = time.perf_counter()
     keep_best = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=epochs, mode="max",
                                               restore_best_weights=True)
     hist = model.fit(data.x_train, data.y_train, batch_size=BATCH, epochs=epochs,
                      validation_data=(data.x_val, data.y_val), callbacks=[keep_best], verbose=0)
     _, test_acc = model.evaluate(data.x_test, data.y_test, verbose=0)
-    out = {"rule": rule, "base_filters": base, "filters": zoo.model_info(model)["filters"],
+    out = {"rule": rule, "base_filters": base, "rule_kwargs": kwargs, "filters": zoo.model_info(model)["filters"],
            "params": int(model.count_params()), "val_accuracy": float(max(hist.history["val_accuracy"])),
            "test_accuracy": float(test_acc), "fit_s": time.perf_counter() - t0}
     keras.backend.clear_session()
@@ -135,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
                 if sized is None:
                     tier.append({"rule": rule, "budget": budget, "fits": False})
                     continue
-                res = train_rule(zoo, keras, data, rule, sized[0], cfg["epochs"])
+                res = train_rule(zoo, keras, data, rule, sized[0], sized[2], cfg["epochs"])
                 if res["params"] != analytic_params(sized[1], c, data.num_classes):
                     raise RuntimeError(f"{rule}: parameter count {res['params']} differs from the "
                                        f"sizing formula: the zoo's plain block changed")
