@@ -155,6 +155,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
            max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
            train_limit: int | None = None, distribution: str | None = None,
            patience: int = 3, verbose: int = 1, progress: TextIO | None = sys.stdout,
+           callbacks: Sequence[keras.callbacks.Callback] = (),
            ) -> SearchResult:
     """Search `dataset` with keras-tuner's `tuner` over ZooHyperModel(`mode`, `rules`, ...).
 
@@ -163,6 +164,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
     `export_name` (default: the project name) under `export_dir` and labels the best `stable`.
     Over-budget models are rejected before training (they count towards `max_trials`); the
     search stops with BudgetError after `max_consecutive_failures` rejections in a row.
+    `callbacks` are extra Keras callbacks for every trial's fit (keras-tuner deep-copies them).
     Raises SearchError (a ValueError) naming the bad argument before any training starts.
     """
     if tuner not in TUNERS:
@@ -216,7 +218,11 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
                    executions_per_trial=executions_per_trial, directory=str(directory),
                    project_name=project, overwrite=overwrite, distribution_strategy=strategy,
                    progress=progress)
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(tensorboard))] if tensorboard else []
+    if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
+        raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
+    # keras-tuner deep-copies these for every trial (and points TensorBoard at a per-trial folder).
+    callbacks = list(callbacks) + ([keras.callbacks.TensorBoard(log_dir=str(tensorboard))]
+                                   if tensorboard else [])
     x, y = _limit(data.x_train, data.y_train, train_limit)
     fit_kwargs: dict[str, Any] = dict(validation_data=(data.x_val, data.y_val), epochs=epochs,
                                       callbacks=callbacks, verbose=verbose)
