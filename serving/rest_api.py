@@ -20,6 +20,11 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from . import tensors
+
+try:  # parsing a batch of images as JSON is the REST hot path; orjson is ~8x faster than json
+    import orjson
+except ImportError:  # pragma: no cover - declared dependency; json still works
+    orjson = None
 from .errors import ServingError, as_serving_error, invalid_argument
 from .grpc_api import classification_result, metadata_response, model_status_response, resolve
 from .repository import ModelManager
@@ -28,6 +33,19 @@ from .runtime import Servable, check_input_names
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<verb>:predict|:classify|:regress|/metadata)?$")
+
+
+def _parse_json(raw: bytes) -> Any:
+    """Request body -> Python; NaN/Infinity are accepted (TF Serving does; orjson does not)."""
+    if orjson is not None:
+        try:
+            return orjson.loads(raw or b"null")
+        except orjson.JSONDecodeError:
+            pass  # maybe NaN/Infinity: let json decide, and word the error
+    try:
+        return json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid_argument(f"JSON Parse error: {exc}") from None
 
 
 def _json_response(obj: Any, status: int = 200) -> web.Response:
@@ -87,10 +105,7 @@ class RestApi:
                 response = await self._run(lambda d: model_status_response(self.manager, name, version, label))
                 return _json_response(json_format.MessageToDict(
                     response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
-            try:
-                body = json.loads(await request.read() or b"null")
-            except (ValueError, UnicodeDecodeError) as exc:
-                raise invalid_argument(f"JSON Parse error: {exc}") from None
+            body = _parse_json(await request.read())
             if not isinstance(body, dict):
                 raise invalid_argument("JSON Value: the request body must be a JSON object")
             handler = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[api]
