@@ -207,6 +207,18 @@ def test_many_requests_in_flight_keep_order(client):
     assert info.value.code is grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_one_client_shared_by_threads(client):
+    from concurrent.futures import ThreadPoolExecutor
+    batches = [sm.sample_images(2, seed=100 + i) for i in range(16)]
+
+    def work(i: int) -> bool:
+        out = client.regress("tiny", batches[i], version=1)
+        return bool(np.allclose(out, batches[i].reshape(2, -1).sum(axis=1) + 1.0, rtol=1e-5))
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, range(16)))
+
+
 def test_deadline_names_address_and_hint(server):
     with Client(f"127.0.0.1:{server[0]}") as c:
         with pytest.raises(ClientError) as info:
