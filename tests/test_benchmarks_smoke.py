@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -29,3 +31,53 @@ def test_bench_training_quick_writes_results(subprocess_env, tmp_path):
         assert c["value"] > 0 and c["limit"] > 0 and c["rounds"] >= 3
         assert c["direction"] in (">=", "<=") and isinstance(c["met"], bool)
     assert "| T1-zoo-digits |" in md and "Quick run" in md
+
+
+# --- the shared helpers, without running anything heavy -------------------------------------
+
+def _bench_modules():
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module("_common"), importlib.import_module("run_all")
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_percentile_and_check_validate_and_compute():
+    common, _ = _bench_modules()
+    assert common.percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5  # numpy's linear interpolation
+    with pytest.raises(ValueError, match="q must be in"):
+        common.percentile([1.0], 101)
+    with pytest.raises(ValueError, match="no values"):
+        common.percentile([], 50)
+    c = common.check("X", "x vs y", value=2.0, limit=1.0, ratios=[1.9, 2.0, 2.2], target=1.3,
+                     direction="<=", unit="ms", value_name="x", limit_name="y")
+    assert c["ratio_p50"] == 2.0 and c["met"] is False and c["rounds"] == 3
+    with pytest.raises(ValueError, match="direction must be one of"):
+        common.check("X", "x", value=1, limit=1, ratios=[1.0], target=1, direction="<",
+                     unit="", value_name="a", limit_name="b")
+    with pytest.raises(ValueError, match="ratios is empty"):
+        common.check("X", "x", value=1, limit=1, ratios=[], target=1, direction=">=",
+                     unit="", value_name="a", limit_name="b")
+
+
+def test_run_all_readme_combines_json_files(tmp_path):
+    common, run_all = _bench_modules()
+    machine = {"platform": "Linux", "python": "3.11", "cpu_model": "cpu", "cores": 2,
+               "load_average_at_start": [0.0, 0.0, 0.0], "tensorflow": "2.21", "gpu_used": False,
+               "gpus": []}
+    for name, met in (("training", True), ("serving", False)):
+        c = common.check(f"{name}-1", "a vs b", value=1.0, limit=1.0, ratios=[1.0 if met else 2.0],
+                         target=1.5, direction="<=", unit="s", value_name="a", limit_name="b")
+        common.write_results(name, {"name": name, "title": name.title(), "quick": False,
+                                    "finished": "now", "duration_s": 1.0, "machine": machine,
+                                    "checks": [c]}, results_dir=tmp_path)
+    (tmp_path / "junk.json").write_text("{not json")
+    assert run_all.main(["--readme-only", "--results-dir", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text()
+    assert text.index("| training-1 |") < text.index("| serving-1 |")  # benchmark order
+    assert "1 of 2 targets met." in text and "[Training](training.md)" in text
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "nope", "--readme-only"])
