@@ -122,3 +122,16 @@ def test_pareto_front_keeps_only_non_dominated_trials():
     assert [r["params"] for r in loss_front] == [100, 200]
     with pytest.raises(ValueError, match="direction must be 'max' or 'min'"):
         pareto_front(rows, direction="up")
+
+
+def test_mirrored_strategy_and_tensorboard_are_wired(tmp_path):
+    # MirroredStrategy over this machine's devices (one CPU replica here, every GPU on a GPU box).
+    result = tuning.search("digits", "random", "per_layer", max_trials=1, directory=tmp_path / "runs",
+                           distribution="mirrored", tensorboard=str(tmp_path / "tb"),
+                           **dict(TINY, depth=(2, 2), filters=(8, 8)))
+    assert result.completed == 1
+    assert type(result.tuner.distribution_strategy).__name__ == "MirroredStrategy"
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events and any("0" in p.relative_to(tmp_path / "tb").parts[0] for p in events)
+    with pytest.raises(tuning.SearchError, match="callbacks must be keras.callbacks.Callback"):
+        tuning.search(directory=tmp_path, callbacks=["not a callback"])
