@@ -32,6 +32,7 @@ from .client import (ClientError, as_input_arrays, check_model, check_output_fil
                      check_timeout, check_version_label, classifications_to_arrays, examples_from,
                      EXAMPLE_FEATURE, normalize_status, run_many, signature_specs, wait_loop,
                      _feature_values)
+from .errors import ServingError
 from .tensors import numpy_dtype
 from tensorflow.core.framework import types_pb2
 
@@ -82,7 +83,7 @@ def _from_json_value(value: Any, dtype: str, name: str) -> np.ndarray:
         return np.array(walk(value), dtype=object)
     try:
         np_dtype = numpy_dtype(types_pb2.DataType.Value(dtype))
-    except (ValueError, Exception):  # noqa: BLE001  (an unknown dtype name: keep JSON's own type)
+    except (ValueError, ServingError):  # a dtype name we do not map: keep JSON's own type
         return np.asarray(value)
     return np.asarray(value, dtype=np_dtype)
 

@@ -5,7 +5,6 @@ with label stable -> 1, so regress = sum(pixels) + bias tells which version answ
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
