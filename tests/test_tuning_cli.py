@@ -99,3 +99,13 @@ def test_python_m_tuning_exits_2_without_traceback(tmp_path, subprocess_env):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("zoo-tune: error: unknown tuner 'nope'")
+
+
+def test_max_rejections_0_counts_rejections_towards_max_trials(tmp_path):
+    # 8..64 filters on 3 layers under 20k params: about half the sampled models are rejected.
+    result = tuning.search("digits", "random", "per_layer", max_trials=3, epochs=1, train_limit=100,
+                           depth=(3, 3), filters=(8, 64), max_params=20000, max_rejections=0,
+                           seed=0, directory=tmp_path, verbose=0, progress=None, patience=0)
+    assert len(result.tuner.oracle.trials) == 3 and result.rejected >= 1
+    with pytest.raises(tuning.SearchError, match="max_rejections must be an int >= 0, got -1"):
+        tuning.search(directory=tmp_path, max_rejections=-1)

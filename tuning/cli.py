@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     a("--mode", default="rule", help=f"one of {', '.join(MODES)} (default rule)")
     a("--rules", type=_csv(), default=None, help="comma-separated rules for --mode rule "
       "(default: every registered rule but custom)")
-    a("--max-trials", type=int, default=10, help="trials in total, rejected ones included (default 10)")
+    a("--max-trials", type=int, default=10, help="trials to train (default 10); budget rejections "
+      "come on top, up to --max-rejections")
+    a("--max-rejections", type=int, default=None, help="over-budget trials allowed on top of "
+      "--max-trials (default 4x --max-trials; 0: they count towards it)")
     a("--epochs", type=int, default=5, help="epochs per trial; Hyperband's max_epochs (default 5)")
     a("--executions-per-trial", type=int, default=1)
     a("--max-params", type=int, default=None, help="reject models with more parameters")
@@ -115,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed, export=args.export, export_dir=args.export_dir,
             export_name=args.export_name, tensorboard=args.tensorboard,
             distribution=args.distribution, train_limit=args.train_limit, patience=args.patience,
-            max_consecutive_failures=args.max_consecutive_failures, verbose=args.verbose)
+            max_consecutive_failures=args.max_consecutive_failures,
+            max_rejections=args.max_rejections, verbose=args.verbose)
     except SearchError as exc:
         print(f"zoo-tune: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

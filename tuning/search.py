@@ -153,6 +153,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
            export_dir: str | os.PathLike = "saved_models", export_name: str | None = None,
            objective: str | Sequence[str] = "val_accuracy", tensorboard: str | None = None,
            max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
+           max_rejections: int | None = None,
            train_limit: int | None = None, distribution: str | None = None,
            patience: int = 3, verbose: int = 1, progress: TextIO | None = sys.stdout,
            callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -162,8 +163,10 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
     Writes `<directory>/<project>/{leaderboard.csv, report.md, pareto.png, filters.png}` beside
     keras-tuner's own files; `export` > 0 also exports the best `export` models as versions of
     `export_name` (default: the project name) under `export_dir` and labels the best `stable`.
-    Over-budget models are rejected before training (they count towards `max_trials`); the
-    search stops with BudgetError after `max_consecutive_failures` rejections in a row.
+    Over-budget models are rejected before training; `max_trials` counts the other trials, and
+    up to `max_rejections` (default 4 * max_trials) rejections come on top (0: rejections count
+    towards max_trials, keras-tuner's own rule). The search stops with BudgetError after
+    `max_consecutive_failures` rejections in a row.
     `callbacks` are extra Keras callbacks for every trial's fit (keras-tuner deep-copies them).
     Raises SearchError (a ValueError) naming the bad argument before any training starts.
     """
@@ -179,6 +182,9 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
     _check_int(executions_per_trial, "executions_per_trial", 1)
     _check_int(export, "export", 0)
     _check_int(max_consecutive_failures, "max_consecutive_failures", 1)
+    if max_rejections is None:
+        max_rejections = 4 * max_trials
+    _check_int(max_rejections, "max_rejections", 0)
     _check_int(verbose, "verbose", 0)
     if train_limit is not None:
         _check_int(train_limit, "train_limit", 1)
@@ -217,7 +223,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
                    max_consecutive_failed_trials=max_consecutive_failures,
                    executions_per_trial=executions_per_trial, directory=str(directory),
                    project_name=project, overwrite=overwrite, distribution_strategy=strategy,
-                   progress=progress)
+                   progress=progress, max_rejections=max_rejections)
     if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
         raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
     # keras-tuner deep-copies these for every trial (and points TensorBoard at a per-trial folder).

@@ -95,7 +95,7 @@ class _ProgressMixin:
         seconds = time.perf_counter() - getattr(self, "_zoo_started", time.perf_counter())
         try:
             done = sum(1 for t in self.oracle.trials.values()
-                       if str(t.status) not in ("RUNNING", "IDLE"))
+                       if str(t.status) not in ("RUNNING", "IDLE") and trial_status(t) != "REJECTED")
         except AttributeError:  # oracle client in a worker: no local trial table
             self._zoo_done = getattr(self, "_zoo_done", 0) + 1
             done = self._zoo_done
@@ -124,14 +124,45 @@ TUNERS: dict[str, type] = {"random": RandomSearch, "bayesian": BayesianOptimizat
                            "hyperband": Hyperband, "grid": GridSearch}
 
 
+def rejected_count(oracle: kt.Oracle) -> int:
+    return sum(1 for t in oracle.trials.values() if trial_status(t) == "REJECTED")
+
+
+def budget_rejections_are_free(oracle: kt.Oracle, max_trials: int, max_rejections: int) -> None:
+    """Make `max_trials` count trained (and crashed) trials, not budget rejections.
+
+    keras-tuner stops when len(trials) reaches `oracle.max_trials`; a rejection costs a build but
+    no training, so each one raises that bound by one, up to `max_rejections` in total. Done on
+    the oracle itself (in chief/worker mode only the chief's oracle ends trials) and recomputed
+    from the trials on disk, so a resumed search keeps the same bound.
+    """
+    if oracle.max_trials is None:  # Hyperband: its bracket schedule decides
+        return
+    end_trial = oracle.end_trial
+
+    def _rebound() -> None:
+        oracle.max_trials = max_trials + min(rejected_count(oracle), max_rejections)
+
+    def end_trial_then_rebound(trial):  # type: ignore[no-untyped-def]
+        try:
+            return end_trial(trial)
+        finally:
+            _rebound()
+
+    _rebound()
+    oracle.end_trial = end_trial_then_rebound  # instance attribute: the gRPC servicer calls it too
+
+
 def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_trials: int,
                epochs: int, seed: int | None, max_consecutive_failed_trials: int,
                executions_per_trial: int, directory: str, project_name: str, overwrite: bool,
-               distribution_strategy: Any = None, progress: TextIO | None = sys.stdout) -> kt.Tuner:
+               distribution_strategy: Any = None, progress: TextIO | None = sys.stdout,
+               max_rejections: int = 0) -> kt.Tuner:
     """One of TUNERS, configured the same way for every kind.
 
     Hyperband has no `max_trials`: `max_epochs=epochs` and its own bracket schedule decide how
-    many trials run (`hyperband_iterations=1`).
+    many trials run (`hyperband_iterations=1`). `max_rejections` > 0: up to that many budget
+    rejections do not count towards `max_trials` (see budget_rejections_are_free).
     """
     if kind not in TUNERS:
         raise ValueError(f"unknown tuner {kind!r}; valid: {', '.join(TUNERS)}")
@@ -143,6 +174,8 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
         tuner = TUNERS[kind](hypermodel, max_epochs=max(epochs, 2), factor=3, **common)
     else:
         tuner = TUNERS[kind](hypermodel, max_trials=max_trials, **common)
+    if max_rejections:
+        budget_rejections_are_free(tuner.oracle, max_trials, max_rejections)
     tuner.progress_stream = progress
     tuner.progress_total = None if kind == "hyperband" else max_trials
     return tuner
