@@ -156,7 +156,7 @@ class Batcher:
         if not tasks:
             return
         size = sum(t.size for t in tasks)
-        padded = self._padded_size(size)
+        padded = self._padded_size(size) if size else 0  # nothing to pad an all-empty batch with
         try:
             if len(tasks) == 1 and padded == size:
                 inputs = tasks[0].inputs  # nothing to merge: no copy
@@ -164,8 +164,9 @@ class Batcher:
                 inputs = {}
                 for name in tasks[0].inputs:
                     parts = [t.inputs[name] for t in tasks]
-                    if padded > size:
-                        parts.append(np.repeat(parts[0][:1], padded - size, axis=0))
+                    if padded > size:  # repeat a real row: the first task may have sent 0 rows
+                        first = next(p for p in parts if p.shape[0])
+                        parts.append(np.repeat(first[:1], padded - size, axis=0))
                     inputs[name] = np.concatenate(parts, axis=0)
             if self._observe is not None:
                 self._observe(size, padded, self._waiting_tasks)
