@@ -33,6 +33,9 @@ _TYPES: dict[int, tuple[np.dtype, str, Any]] = {
     types_pb2.DT_HALF: (np.dtype(np.float16), "half_val", np.int32),
     types_pb2.DT_STRING: (np.dtype(object), "string_val", object),
 }
+# A request may give one value for a whole shape; the expansion is capped so that a tiny request
+# cannot make the server allocate (and fill) an arbitrarily large array.
+MAX_FILL_BYTES = 64 * 2**20
 _DTYPE_OF_NUMPY: dict[np.dtype, int] = {
     np_dtype: dt for dt, (np_dtype, _, _) in _TYPES.items() if dt != types_pb2.DT_STRING
 }
@@ -104,6 +107,10 @@ def to_numpy(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
     if n == count:
         return flat.reshape(shape)
     if n == 1 and count > 1:  # TF fills the whole shape with a single given value
+        if count * np_dtype.itemsize > MAX_FILL_BYTES:  # 4 request bytes must not allocate terabytes
+            raise invalid_argument(f"tensor parsing error: {alias} (one value for shape {list(shape)} would "
+                                   f"expand to {count * np_dtype.itemsize} bytes; the limit is {MAX_FILL_BYTES}: "
+                                   "send every value)")
         return np.full(shape, flat[0], dtype=np_dtype)
     raise invalid_argument(f"tensor parsing error: {alias} ({n} values for shape {list(shape)})")
 
