@@ -44,7 +44,7 @@ def _parse_json(raw: bytes) -> Any:
             pass  # maybe NaN/Infinity: let json decide, and word the error
     try:
         return json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting is bad input, not a 500
         raise invalid_argument(f"JSON Parse error: {exc}") from None
 
 
@@ -89,6 +89,8 @@ class RestApi:
             return _error_response(invalid_argument(f"Malformed request: {request.method} {request.path}"))
         name, label = match.group("name"), match.group("label")
         version = int(match.group("version")) if match.group("version") else None
+        if version is not None and version >= 2**63:  # ModelSpec.version is an int64: TF Serving's 400
+            return _error_response(invalid_argument(f"Failed to convert version: {version} to numeric."))
         spec = model_pb2.ModelSpec(name=name)
         if version is not None:
             spec.version.value = version
