@@ -3,6 +3,7 @@
     zoo-query [--server HOST:PORT | --rest URL] --model NAME [--version N | --label L]
               [--top-k 3] [--json] IMAGE...            PNG/JPEG files, resized to the model's input
     zoo-query ... --model NAME --npz FILE [--npz-key KEY]      images stored in a .npz
+    zoo-query ... --model NAME --bytes IMAGE...       encoded files to the bytes signature
     zoo-query status   --model NAME [--server ... | --rest ...] [--json]
     zoo-query metadata --model NAME [...] [--json]
 
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--npz-key", default=None, help="array name inside --npz")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help=f"images per request (default {DEFAULT_BATCH}, the exported max_batch_size)")
+    p.add_argument("--bytes", action="store_true",
+                   help="send the files' encoded bytes to the model's bytes signature (default "
+                        "serving_bytes) and let the server decode and resize them")
     p.add_argument("--invert", action="store_true", help="use 1 - pixel (dark digits on white paper)")
     p.add_argument("items", nargs="*", metavar="IMAGE", help="PNG/JPEG files, or a command")
     return p
@@ -116,6 +120,8 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError("give IMAGE files or --npz, not both")
         if args.npz_key and not args.npz:
             raise UsageError("--npz-key needs --npz")
+        if args.bytes and (args.npz or args.invert):
+            raise UsageError("--bytes sends image files as they are: no --npz or --invert")
         for item in items:  # before any network: a typo should not wait for a server
             if not os.path.isfile(item):
                 raise UsageError(f"cannot read image {item!r}: no such file")
@@ -178,6 +184,29 @@ def _image_input(specs: dict[str, Any], signature: str, model: str) -> tuple[str
                          f"images, it has {inputs}")
     name, shape = images[0]
     return name, [int(d) for d in shape[1:]]
+
+
+def _bytes_input(specs: dict[str, Any], signature: str, model: str) -> str:
+    """Name of the signature's single DT_STRING [N] input (encoded PNG/JPEG)."""
+    if signature not in specs:
+        raise ValueError(f"model {model!r} has no signature {signature!r} for --bytes; valid: "
+                         f"{sorted(specs)}")
+    inputs = specs[signature]["inputs"]
+    if len(inputs) != 1 or next(iter(inputs.values()))[0] != "DT_STRING":
+        raise ValueError(f"--bytes needs a signature with one DT_STRING input; {signature!r} of "
+                         f"{model!r} has {inputs}")
+    return next(iter(inputs))
+
+
+def _read_bytes(paths: Sequence[str]) -> Any:
+    import numpy as np
+    out = np.empty(len(paths), dtype=object)
+    for i, path in enumerate(paths):
+        try:
+            out[i] = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read image {path!r}: {exc.strerror}") from None
+    return out
 
 
 def _probability_output(specs: dict[str, Any], signature: str) -> str:
@@ -266,11 +295,17 @@ def _predict(client: Any, args: argparse.Namespace, paths: Sequence[str]) -> int
     import numpy as np
     from serving.client import signature_specs
 
-    signature = args.signature or "serving_default"
+    signature = args.signature or ("serving_bytes" if args.bytes else "serving_default")
     specs = signature_specs(client.metadata(args.model, args.version, label=args.label))
-    input_name, hwc = _image_input(specs, signature, args.model)
+    if args.bytes:
+        input_name = _bytes_input(specs, signature, args.model)
+    else:
+        input_name, hwc = _image_input(specs, signature, args.model)
     output = _probability_output(specs, signature)
-    if args.npz:
+    if args.bytes:
+        images, labels = _read_bytes(paths), None
+        names = list(paths)
+    elif args.npz:
         images, labels = _load_npz(args.npz, args.npz_key, hwc, args.invert)
         names = [f"{Path(args.npz).name}[{i}]" for i in range(len(images))]
     else:
@@ -279,9 +314,9 @@ def _predict(client: Any, args: argparse.Namespace, paths: Sequence[str]) -> int
     step = args.batch_size
     chunks = [{input_name: images[i:i + step]} for i in range(0, len(images), step)]
     answers = client.predict_many(args.model, chunks, version=args.version, label=args.label,
-                                  signature=args.signature, output_filter=[output])
+                                  signature=signature, output_filter=[output])
     probs = np.concatenate([a[output] for a in answers])
-    class_names = _class_names(client, args, specs, images)
+    class_names = None if args.bytes else _class_names(client, args, specs, images)
     k = min(args.top_k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
 

@@ -126,6 +126,22 @@ def test_predict_same_answer_over_grpc_rest_row_and_columnar(grpc_client, rest_c
         assert list(other["classes"]) == list(a["classes"])
 
 
+def test_png_bytes_through_the_bytes_signature(client, grpc_client):
+    import io
+
+    from PIL import Image
+    pixels = (IMAGES[:3, :, :, 0] * 255).round().astype(np.uint8)
+    pngs = []
+    for p in pixels:
+        buf = io.BytesIO()
+        Image.fromarray(p).save(buf, format="PNG")
+        pngs.append(buf.getvalue())
+    # gRPC sends a DT_STRING tensor, REST {"b64": ...} values
+    out = client.predict("tiny", {"images_bytes": np.array(pngs, dtype=object)}, signature="serving_bytes")
+    same = grpc_client.predict("tiny", (pixels / 255.0)[..., np.newaxis].astype(np.float32))
+    np.testing.assert_allclose(out["probabilities"], same["probabilities"], rtol=1e-4, atol=1e-6)
+
+
 def test_output_filter(client):
     out = client.predict("tiny", IMAGES, output_filter=["class_ids"])
     assert list(out) == ["class_ids"] and out["class_ids"].shape == (5,)

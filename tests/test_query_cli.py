@@ -58,6 +58,13 @@ def test_images_are_resized_and_top_k_printed(server, files, capsys, api):
         assert 0.5 < float(tops[0].split("(")[1].rstrip(")")) <= 1.0
 
 
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+def test_bytes_lets_the_server_decode_and_resize(server, files, capsys, api):
+    assert main([*server[api], "--model", "digits", "--bytes", "--top-k", "1", files["png"], files["jpg"]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(": ")[1].split(" (")[0] for line in lines] == [str(y) for y in files["labels"]]
+
+
 def test_json_and_npz_accuracy(server, files, capsys):
     assert main([*server["rest"], "--model", "digits", "--version", "1", "--json", "--npz", files["npz"]]) == 0
     doc = json.loads(capsys.readouterr().out)
@@ -102,6 +109,8 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
         "server is a url": (["--server", "http://x:1", "--model", "digits", "status"], 2, "use --rest"),
         "rest not a url": (["--rest", "x:1", "--model", "digits", "status"], 2, "--rest takes a URL"),
         "both endpoints": ([*g, *server["rest"], "--model", "digits", "status"], 2, "not allowed"),
+        "bytes with npz": ([*g, "--model", "digits", "--bytes", "--npz", files["npz"]], 2, "--bytes"),
+        "bytes bad image": ([*g, "--model", "digits", "--bytes", files["bad"]], 1, "INVALID_ARGUMENT"),
         "unknown signature": ([*g, "--model", "digits", "--signature", "zz", files["png"]], 2, "no signature 'zz'"),
     }
 
@@ -109,7 +118,7 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
 CASES = ["missing file", "not an image", "server down", "rest down", "unknown model", "unknown version",
          "unknown label", "no --model", "no images", "images and npz", "npz key", "npz shape",
          "npz not npz", "top-k", "bad label syntax", "server is a url", "rest not a url", "both endpoints",
-         "unknown signature"]
+         "bytes with npz", "bytes bad image", "unknown signature"]
 
 
 @pytest.mark.parametrize("case", CASES)
