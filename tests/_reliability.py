@@ -124,12 +124,22 @@ class ServerProcess:
         self.stop()
 
 
-def batching_file(path: Path, max_batch_size: int = 32, timeout_micros: int = 1000, threads: int = 2) -> Path:
+def unexpected_tracebacks(log: str) -> list[str]:
+    """Tracebacks in a server log, except grpcio's own for bytes that are not the RPC's proto
+    ("Exception deserializing message!"): anything else is an exception our code did not handle."""
+    lines = log.splitlines()
+    return ["\n".join(lines[max(0, i - 1):i + 20]) for i, line in enumerate(lines)
+            if line.startswith("Traceback") and not (i and "Exception deserializing message" in lines[i - 1])]
+
+
+def batching_file(path: Path, max_batch_size: int = 32, timeout_micros: int = 1000, threads: int = 2,
+                  allowed: Sequence[int] = ()) -> Path:
     """A BatchingParameters text file (CPU settings: short timeout, a thread per core)."""
     path.write_text(f"max_batch_size {{ value: {max_batch_size} }}\n"
                     f"batch_timeout_micros {{ value: {timeout_micros} }}\n"
                     "max_enqueued_batches { value: 1000 }\n"
-                    f"num_batch_threads {{ value: {threads} }}\n")
+                    f"num_batch_threads {{ value: {threads} }}\n"
+                    + "".join(f"allowed_batch_sizes: {n}\n" for n in allowed))
     return path
 
 
