@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--mode", default="rule", help=f"one of {', '.join(MODES)} (default rule)")
     a("--rules", type=_csv(), default=None, help="comma-separated rules for --mode rule "
       "(default: every registered rule but custom)")
+    a("--seed-rule", default=None, help="--mode per_layer: start from this rule's plan "
+      "(e.g. doubling) as the first trial")
     a("--max-trials", type=int, default=10, help="trials to train (default 10); budget rejections "
       "come on top, up to --max-rejections")
     a("--max-rejections", type=int, default=None, help="over-budget trials allowed on top of "
@@ -119,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             export_name=args.export_name, tensorboard=args.tensorboard,
             distribution=args.distribution, train_limit=args.train_limit, patience=args.patience,
             max_consecutive_failures=args.max_consecutive_failures,
-            max_rejections=args.max_rejections, verbose=args.verbose)
+            max_rejections=args.max_rejections, seed_rule=args.seed_rule, verbose=args.verbose)
     except SearchError as exc:
         print(f"zoo-tune: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

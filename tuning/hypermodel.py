@@ -7,7 +7,9 @@ Two modes:
 - `mode="per_layer"`: `depth`, then one `filters_<i>` per possible layer, each declared under
   `hp.conditional_scope("depth", [i+1 .. max_depth])`: a layer's width exists only while the
   depth includes that layer, so no trial shows a stale value for a layer it does not have
-  (keras-tuner issues #66, #302, #523).
+  (keras-tuner issues #66, #302, #523). `seed_rule="doubling"` makes that rule's plan (at the
+  deepest depth) the default values, which GridSearch (and `tuning.search` for every tuner but
+  Hyperband) tries first.
 
 Shared knobs (a single value becomes `hp.Fixed`, several become `hp.Choice`): `kernel_size`,
 `downsample`, `dropout`, `learning_rate`, and `batch_size`, which `fit` reads, as keras-tuner
@@ -118,7 +120,8 @@ class ZooHyperModel(kt.HyperModel):
                  batch_sizes: Sequence[int] | int = (32,), filter_sampling: str = "log",
                  filter_step: int | None = None, budgets: Budgets | Mapping[str, Any] | None = None,
                  monitor: str = "val_accuracy", patience: int = 2, seed: int | None = None,
-                 name: str | None = None, tunable: bool = True) -> None:
+                 seed_rule: str | None = None, name: str | None = None,
+                 tunable: bool = True) -> None:
         super().__init__(name=name, tunable=tunable)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
@@ -186,6 +189,14 @@ class ZooHyperModel(kt.HyperModel):
             raise ValueError(f"patience must be an int >= 0 (0 disables early stopping), got {patience!r}")
         self.patience = patience
         self.seed = seed
+        if seed_rule is not None:
+            if mode != "per_layer":
+                raise ValueError("seed_rule only applies to mode='per_layer' (it makes a rule's plan "
+                                 "the default per-layer widths)")
+            if seed_rule not in searchable:
+                raise ValueError(f"unknown seed_rule {seed_rule!r}; valid: {', '.join(searchable)}")
+        self.seed_rule = seed_rule
+        self._seed_plan = self._seed_defaults() if seed_rule else None
 
     # --- search space -------------------------------------------------------------------------
 
@@ -201,6 +212,22 @@ class ZooHyperModel(kt.HyperModel):
                 f"{self.input_shape[0]}x{self.input_shape[1]} input below 1x1; lower depth or raise "
                 f"downsample_every (at most {int(math.log2(hw))} downsamples fit)")
 
+    def _grid(self) -> list[int]:
+        lo, hi = self.filters
+        values, v = [], lo
+        while v <= hi:
+            values.append(v)
+            v = v * self.filter_step if self.filter_sampling == "log" else v + self.filter_step
+        return values
+
+    def _seed_defaults(self) -> list[int]:
+        """`seed_rule`'s plan at the deepest depth, snapped to the values the search can take."""
+        grid = self._grid()
+        counts = zoo.plan(self.seed_rule, depth=self.depth[1], base_filters=self.filters[0],
+                          downsample_every=self.downsample_every, min_filters=self.filters[0],
+                          max_filters=self.filters[1])
+        return [min(grid, key=lambda g: (abs(math.log(g / c)), g)) for c in counts]
+
     def _filters_hp(self, hp: kt.HyperParameters, name: str, default: int | None = None) -> int:
         lo, hi = self.filters
         return hp.Int(name, lo, hi, step=self.filter_step, sampling=self.filter_sampling,
@@ -211,7 +238,7 @@ class ZooHyperModel(kt.HyperModel):
 
         Pure (no Keras): reports use it to recover a trial's per-layer filters from its values.
         """
-        depth = hp.Int("depth", *self.depth)
+        depth = hp.Int("depth", *self.depth, default=self.depth[1] if self._seed_plan else None)
         arch: dict[str, Any] = {"depth": depth}
         if self.mode == "rule":
             rule = hp.Choice("rule", self.rules)
@@ -230,7 +257,8 @@ class ZooHyperModel(kt.HyperModel):
                 # Layer i exists only when depth >= i + 1.
                 active = list(range(max(i + 1, self.depth[0]), self.depth[1] + 1))
                 with hp.conditional_scope("depth", active):
-                    f = self._filters_hp(hp, f"filters_{i}")
+                    f = self._filters_hp(hp, f"filters_{i}",
+                                         default=self._seed_plan[i] if self._seed_plan else None)
                 if i < depth:
                     counts.append(f)
             arch.update(rule="custom", rule_kwargs={"filters": counts})

@@ -153,7 +153,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
            export_dir: str | os.PathLike = "saved_models", export_name: str | None = None,
            objective: str | Sequence[str] = "val_accuracy", tensorboard: str | None = None,
            max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
-           max_rejections: int | None = None,
+           max_rejections: int | None = None, seed_rule: str | None = None,
            train_limit: int | None = None, distribution: str | None = None,
            patience: int = 3, verbose: int = 1, progress: TextIO | None = sys.stdout,
            callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -167,6 +167,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
     up to `max_rejections` (default 4 * max_trials) rejections come on top (0: rejections count
     towards max_trials, keras-tuner's own rule). The search stops with BudgetError after
     `max_consecutive_failures` rejections in a row.
+    `seed_rule` (per_layer mode): the first trial is that rule's plan at the deepest depth.
     `callbacks` are extra Keras callbacks for every trial's fit (keras-tuner deep-copies them).
     Raises SearchError (a ValueError) naming the bad argument before any training starts.
     """
@@ -199,6 +200,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
             depth=depth, filters=filters, blocks=blocks, kernel_sizes=kernel_sizes,
             downsamples=downsamples, dropouts=dropouts, learning_rates=learning_rates,
             batch_sizes=batch_sizes, budgets=budgets, patience=patience, seed=seed,
+            seed_rule=seed_rule,
             monitor=primary_metric(create_objective(obj)))
     except SearchError:
         raise

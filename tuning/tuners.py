@@ -153,6 +153,24 @@ def budget_rejections_are_free(oracle: kt.Oracle, max_trials: int, max_rejection
     oracle.end_trial = end_trial_then_rebound  # instance attribute: the gRPC servicer calls it too
 
 
+def first_trial_uses_defaults(oracle: kt.Oracle) -> None:
+    """The first trial of a new search takes every hyperparameter's default, as GridSearch does.
+
+    ZooHyperModel(seed_rule=...) puts a rule's plan in those defaults, so the search starts from
+    the familiar profile. Not for Hyperband, whose populate_space also runs its brackets.
+    """
+    populate = oracle.populate_space
+
+    def populate_space(trial_id):  # type: ignore[no-untyped-def]
+        if not oracle.start_order:
+            space = oracle.get_space()
+            return {"status": "RUNNING",
+                    "values": {hp.name: hp.default for hp in space.space if space.is_active(hp)}}
+        return populate(trial_id)
+
+    oracle.populate_space = populate_space
+
+
 def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_trials: int,
                epochs: int, seed: int | None, max_consecutive_failed_trials: int,
                executions_per_trial: int, directory: str, project_name: str, overwrite: bool,
@@ -176,6 +194,8 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
         tuner = TUNERS[kind](hypermodel, max_trials=max_trials, **common)
     if max_rejections:
         budget_rejections_are_free(tuner.oracle, max_trials, max_rejections)
+    if getattr(hypermodel, "seed_rule", None) and kind in ("random", "bayesian"):
+        first_trial_uses_defaults(tuner.oracle)
     tuner.progress_stream = progress
     tuner.progress_total = None if kind == "hyperband" else max_trials
     return tuner
