@@ -101,6 +101,27 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     raise ValueError(f"{pb} has no MetaGraph tagged 'serve'")
 
 
+def check_symlinks_confined(path: str) -> None:
+    """PERMISSION_DENIED unless the version folder `path` and everything in it stay inside its
+    parent (the model's base path) once symlinks are resolved: whoever can write a base path must
+    not be able to make the server read (and answer with) files from elsewhere. Links that stay
+    inside, e.g. version 3 -> 2, are fine."""
+    root = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+
+    def check(p: str) -> None:
+        if os.path.islink(p):
+            real = os.path.realpath(p)
+            if real != root and not real.startswith(root + os.sep):
+                raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
+                                   f"Refusing to load {path}: {p} is a symlink to {real}, outside the "
+                                   f"model base path {root}")
+
+    check(path)  # before walking: never list a folder outside the base path
+    for dirpath, dirnames, filenames in os.walk(path):  # followlinks=False: links are checked, not entered
+        for name in dirnames + filenames:
+            check(os.path.join(dirpath, name))
+
+
 class Servable:
     """One model version. Thread-safe; states follow TF Serving's ModelVersionStatus."""
 
@@ -130,6 +151,7 @@ class Servable:
         """Load, cache signatures, replay warmup. False (state END, `error` set) on failure."""
         self.state = State.LOADING
         try:
+            check_symlinks_confined(self.path)
             self.signature_defs = {k: v for k, v in read_signature_defs(self.path).items()
                                    if not k.startswith("__")}  # drop __saved_model_init_op
             self._loaded = tf.saved_model.load(self.path, tags=["serve"])
