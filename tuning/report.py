@@ -23,7 +23,9 @@ def _table(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str]]) -> l
         cells = []
         for _, key in cols:
             v = r.get(key, "")
-            if isinstance(v, float):
+            if isinstance(v, float) and key == "latency_ms":
+                v = f"{v:.2f}"
+            elif isinstance(v, float):
                 v = f"{v:.4f}" if abs(v) < 100 else f"{v:,.0f}"
             elif isinstance(v, int):
                 v = f"{v:,}"
