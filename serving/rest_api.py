@@ -89,8 +89,6 @@ class RestApi:
             return _error_response(invalid_argument(f"Malformed request: {request.method} {request.path}"))
         name, label = match.group("name"), match.group("label")
         version = int(match.group("version")) if match.group("version") else None
-        if version is not None and version >= 2**63:
-            return _error_response(invalid_argument(f"version {version} does not fit in int64"))
         if version is not None and version >= 2**63:  # ModelSpec.version is an int64: TF Serving's 400
             return _error_response(invalid_argument(f"Failed to convert version: {version} to numeric."))
         spec = model_pb2.ModelSpec(name=name)

@@ -119,7 +119,7 @@ def test_classify_and_regress(server):
     ("/v1/models/tiny:classify", {"signature_name": "classify", "examples": []}, 400, "'examples'"),
     ("/v1/models/tiny/versions/x:predict", {"instances": [1]}, 400, "Malformed request"),
     ("/v1/nothing/here", {"instances": [1]}, 400, "Malformed request"),
-    ("/v1/models/tiny/versions/99999999999999999999:predict", {"instances": [1]}, 400, "does not fit in int64"),
+    ("/v1/models/tiny/versions/99999999999999999999:predict", {"instances": [1]}, 400, "Failed to convert version"),
 ])
 def test_errors_map_to_http_status(server, path, body, status, fragment):
     got_status, got = call(server, path, body)
