@@ -370,12 +370,15 @@ def _pct(sorted_values: list[float], q: float) -> float:
 
 # ----------------------------------------------------------------------------- result recording
 def record(section: str, data: dict[str, Any]) -> None:
-    """With ZOO_RECORD_RESULTS=1, store `data` under `section` in benchmarks/results/reliability.json."""
+    """With ZOO_RECORD_RESULTS=1, store a test's figures under `section` in the JSON file named by
+    ZOO_RELIABILITY_SECTIONS (benchmarks/bench_reliability.py sets both and builds
+    benchmarks/results/reliability.json + .md from it); without, do nothing."""
     if os.environ.get("ZOO_RECORD_RESULTS") != "1":
         return
-    RESULTS_JSON.parent.mkdir(parents=True, exist_ok=True)
-    current = json.loads(RESULTS_JSON.read_text()) if RESULTS_JSON.exists() else {}
-    current.setdefault("sections", {})[section] = {**data, "recorded": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    tmp = RESULTS_JSON.with_suffix(".json.tmp")
+    path = Path(os.environ.get("ZOO_RELIABILITY_SECTIONS") or RESULTS_JSON.with_name("reliability_sections.json"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    current = json.loads(path.read_text()) if path.exists() else {}
+    current[section] = {**data, "recorded": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(current, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(RESULTS_JSON)
+    tmp.replace(path)
