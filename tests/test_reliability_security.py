@@ -19,12 +19,12 @@ import subprocess
 import grpc
 import pytest
 import requests
-from tensorflow_serving.apis import (get_model_status_pb2, model_pb2, model_service_pb2_grpc,
+import tensorflow as tf
+from tensorflow_serving.apis import (get_model_status_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc)
 
 import _reliability as rel
 import _serving_models as sm
-from test_reliability_bad_input import predict
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI to make a certificate")
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -56,6 +56,14 @@ def server(tmp_path_factory):
         with grpc.secure_channel(f"localhost:{srv.grpc_port}", creds) as channel:
             srv.channel = channel
             yield srv
+
+
+def predict(name: str, version: int | None = None) -> predict_pb2.PredictRequest:
+    req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name))
+    if version is not None:
+        req.model_spec.version.value = version
+    req.inputs["images"].CopyFrom(tf.make_tensor_proto(sm.sample_images(1)))
+    return req
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -95,6 +103,8 @@ def test_binds_loopback_only_by_default(server):
         assert listening_addresses(port) == {"127.0.0.1"}, port
     addr = non_loopback_address()
     if addr is not None:  # reachable on loopback, refused on the machine's other interface
+        with socket.create_server(("0.0.0.0", 0)) as control:  # control: that address does take connections
+            socket.create_connection((addr, control.getsockname()[1]), timeout=3).close()
         for port in (server.grpc_port, server.rest_port):
             with pytest.raises(OSError):
                 socket.create_connection((addr, port), timeout=3).close()
@@ -103,10 +113,10 @@ def test_binds_loopback_only_by_default(server):
 
 def test_tls_works_and_a_plaintext_client_is_refused(server):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
-    assert stub.Predict(predict(name="linked", version=1), timeout=30).model_spec.version.value == 1
+    assert stub.Predict(predict("linked", 1), timeout=30).model_spec.version.value == 1
     with grpc.insecure_channel(server.target) as plain:
         with pytest.raises(grpc.RpcError) as info:
-            prediction_service_pb2_grpc.PredictionServiceStub(plain).Predict(predict(name="linked"), timeout=10)
+            prediction_service_pb2_grpc.PredictionServiceStub(plain).Predict(predict("linked"), timeout=10)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
@@ -124,10 +134,10 @@ def test_symlinks_out_of_the_base_path_are_refused(server):
     stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
     for v in (2, 3):
         with pytest.raises(grpc.RpcError) as info:
-            stub.Predict(predict(name="linked", version=v), timeout=30)
+            stub.Predict(predict("linked", v), timeout=30)
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
     # version 4 is version 1 through an inside link: same weights, same bias
-    assert stub.Predict(predict(name="linked"), timeout=30).model_spec.version.value == 4
+    assert stub.Predict(predict("linked"), timeout=30).model_spec.version.value == 4
     rest = requests.get(f"{server.rest_url}/v1/models/linked/versions/2", timeout=10).json()
     assert rest["model_version_status"][0]["status"]["error_code"] == "PERMISSION_DENIED"
     assert "Refusing to load" in server.log() and rel.unexpected_tracebacks(server.log()) == []
