@@ -101,7 +101,7 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     raise ValueError(f"{pb} has no MetaGraph tagged 'serve'")
 
 
-def check_symlinks_confined(path: str) -> None:
+def _check_symlinks_confined(path: str) -> None:
     """PERMISSION_DENIED unless the version folder `path` and everything in it stay inside its
     parent (the model's base path) once symlinks are resolved: whoever can write a base path must
     not be able to make the server read (and answer with) files from elsewhere. Links that stay
@@ -151,7 +151,7 @@ class Servable:
         """Load, cache signatures, replay warmup. False (state END, `error` set) on failure."""
         self.state = State.LOADING
         try:
-            check_symlinks_confined(self.path)
+            _check_symlinks_confined(self.path)
             self.signature_defs = {k: v for k, v in read_signature_defs(self.path).items()
                                    if not k.startswith("__")}  # drop __saved_model_init_op
             self._loaded = tf.saved_model.load(self.path, tags=["serve"])
