@@ -76,7 +76,8 @@ def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, fr
     runs = tmp_path / "runs"
     port = free_port()
     env = dict(subprocess_env, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port))
-    cmd = _cmd(runs, 4, "--project", "dist")
+    # The budget rejects some models: the chief's oracle must not count them towards the 4.
+    cmd = _cmd(runs, 4, "--project", "dist", "--max-params", "2500")
     chief = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(3)  # let the chief bind its port; workers also retry while it starts
@@ -96,9 +97,10 @@ def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, fr
                 p.wait()
     ran = [t for out in outs[:2] for t in _finished_trials(out)]
     assert all(_finished_trials(out) for out in outs[:2]), "a worker ran no trial"
-    assert sorted(ran) == sorted(set(ran)) and len(ran) == 4  # every trial once, none twice
+    assert sorted(ran) == sorted(set(ran))  # every trial once, none twice
     with open(runs / "dist" / "leaderboard.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert sorted(r["trial"] for r in rows) == sorted(ran)
-    assert {r["status"] for r in rows} == {"COMPLETED"}
+    assert sorted(r["trial"] for r in rows) == sorted(ran)  # the chief's leaderboard has them all
+    statuses = [r["status"] for r in rows]
+    assert statuses.count("COMPLETED") == 4 and set(statuses) == {"COMPLETED", "REJECTED"}
     assert (runs / "dist" / "report.md").is_file()

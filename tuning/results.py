@@ -73,9 +73,10 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: _trial_sort_key(t.trial_id)):
         hp = trial.hyperparameters
         values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
-        status = trial_status(trial)
+        status = trial_status(trial, tuner.project_dir)
         row: dict[str, Any] = {c: "" for c in LEADERBOARD_COLUMNS}
-        row.update(trial=trial.trial_id, status=status, reason=trial_reason(trial) if status != "COMPLETED" else "",
+        reason = trial_reason(trial, tuner.project_dir) if status != "COMPLETED" else ""
+        row.update(trial=trial.trial_id, status=status, reason=reason,
                    hyperparameters=json.dumps(values, sort_keys=True, default=str),
                    rule=values.get("rule", "per_layer"), block=values.get("block", ""),
                    depth=values.get("depth", ""))

@@ -5,6 +5,7 @@ resume (`overwrite=False` reloads the oracle) and chief/worker mode are keras-tu
 """
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Callable, TextIO
@@ -16,9 +17,26 @@ from .budgets import REJECTED_PREFIX
 __all__ = ["TUNERS", "make_tuner", "trial_status", "trial_reason", "progress_line"]
 
 
-def trial_reason(trial: kt.engine.trial.Trial) -> str:
-    """The last line of a failed trial's message (keras-tuner stores the whole traceback)."""
+# Written into a rejected trial's folder by the tuner that ran it: in chief/worker mode the
+# trial's message (the traceback) does not travel back to the chief, this file does (the project
+# directory is shared, as keras-tuner requires for checkpoints).
+REJECTION_FILE = "zoo_rejected.txt"
+
+
+def _rejection_file(project_dir: str | os.PathLike, trial_id: str) -> str:
+    return os.path.join(project_dir, f"trial_{trial_id}", REJECTION_FILE)
+
+
+def trial_reason(trial: kt.engine.trial.Trial, project_dir: str | os.PathLike | None = None) -> str:
+    """Why a trial failed: its message's last line (keras-tuner stores the whole traceback), or
+    the rejection file another process wrote in its folder."""
     lines = [ln.strip() for ln in (trial.message or "").strip().splitlines() if ln.strip()]
+    if not lines and project_dir is not None:
+        try:
+            with open(_rejection_file(project_dir, trial.trial_id), encoding="utf-8") as fh:
+                return fh.read().strip()
+        except OSError:
+            return ""
     if not lines:
         return ""
     last = lines[-1]
@@ -27,10 +45,10 @@ def trial_reason(trial: kt.engine.trial.Trial) -> str:
     return tail if sep and head.rsplit(".", 1)[-1].endswith(("Error", "Exception")) else last
 
 
-def trial_status(trial: kt.engine.trial.Trial) -> str:
+def trial_status(trial: kt.engine.trial.Trial, project_dir: str | os.PathLike | None = None) -> str:
     """COMPLETED, REJECTED (over budget, never trained), FAILED, INVALID, RUNNING..."""
     status = str(trial.status)
-    if status == "FAILED" and trial_reason(trial).startswith(REJECTED_PREFIX):
+    if status == "FAILED" and trial_reason(trial, project_dir).startswith(REJECTED_PREFIX):
         return "REJECTED"
     return status
 
@@ -83,7 +101,13 @@ class _ProgressMixin:
             super()._try_run_and_update_trial(trial, *fit_args, **fit_kwargs)  # type: ignore[misc]
         finally:
             kt_config.DEBUG = debug
-        if debug and trial.message and trial_status(trial) in ("FAILED", "INVALID"):
+        status = trial_status(trial)
+        if status == "REJECTED":
+            path = _rejection_file(self.project_dir, trial.trial_id)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(trial_reason(trial) + "\n")
+        elif debug and trial.message and status in ("FAILED", "INVALID"):
             print(trial.message, file=sys.stderr, flush=True)
 
     def on_trial_end(self, trial):  # type: ignore[no-untyped-def]
@@ -125,7 +149,8 @@ TUNERS: dict[str, type] = {"random": RandomSearch, "bayesian": BayesianOptimizat
 
 
 def rejected_count(oracle: kt.Oracle) -> int:
-    return sum(1 for t in oracle.trials.values() if trial_status(t) == "REJECTED")
+    project_dir = getattr(oracle, "_project_dir", None)
+    return sum(1 for t in oracle.trials.values() if trial_status(t, project_dir) == "REJECTED")
 
 
 def budget_rejections_are_free(oracle: kt.Oracle, max_trials: int, max_rejections: int) -> None:
@@ -192,9 +217,13 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
         tuner = TUNERS[kind](hypermodel, max_epochs=max(epochs, 2), factor=3, **common)
     else:
         tuner = TUNERS[kind](hypermodel, max_trials=max_trials, **common)
-    if max_rejections:
+    from keras_tuner.src.distribute import utils as dist_utils
+
+    # A worker's oracle is a gRPC client: the chief's oracle applies these for everyone.
+    owns_oracle = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
+    if max_rejections and owns_oracle:
         budget_rejections_are_free(tuner.oracle, max_trials, max_rejections)
-    if getattr(hypermodel, "seed_rule", None) and kind in ("random", "bayesian"):
+    if getattr(hypermodel, "seed_rule", None) and kind in ("random", "bayesian") and owns_oracle:
         first_trial_uses_defaults(tuner.oracle)
     tuner.progress_stream = progress
     tuner.progress_total = None if kind == "hyperband" else max_trials
