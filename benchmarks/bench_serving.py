@@ -423,7 +423,7 @@ class Bench:
 
     # S2 -----------------------------------------------------------------
     def s2(self) -> None:
-        rounds, seconds = (1, 1.0) if self.quick else (3, 3.0)
+        rounds, seconds = (1, 1.0) if self.quick else (3, 2.0)
         levels = (1, 8, 32)
         if self.pool is None:
             self.pool = ClientPool(max(levels))
