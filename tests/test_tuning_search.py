@@ -124,12 +124,17 @@ def test_pareto_front_keeps_only_non_dominated_trials():
         pareto_front(rows, direction="up")
 
 
-def test_mirrored_strategy_and_tensorboard_are_wired(tmp_path):
+def test_mirrored_strategy_tensorboard_and_multi_objective_are_wired(tmp_path):
     # MirroredStrategy over this machine's devices (one CPU replica here, every GPU on a GPU box).
     result = tuning.search("digits", "random", "per_layer", max_trials=1, directory=tmp_path / "runs",
                            distribution="mirrored", tensorboard=str(tmp_path / "tb"),
+                           objective=["val_accuracy", "params"],
                            **dict(TINY, depth=(2, 2), filters=(8, 8)))
     assert result.completed == 1
+    row = result.leaderboard()[0]
+    # keras-tuner's multi-objective score: the minimised terms minus the maximised ones
+    assert result.metric == "val_accuracy"
+    assert row["score"] == pytest.approx(row["params"] - row["metric"], rel=1e-6)
     assert type(result.tuner.distribution_strategy).__name__ == "MirroredStrategy"
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events and any("0" in p.relative_to(tmp_path / "tb").parts[0] for p in events)
