@@ -20,6 +20,12 @@ PREFIX = ":tensorflow:serving:"
 LATENCY_BUCKETS = tuple(10 * 1.8 ** i for i in range(33))
 BATCH_BUCKETS = tuple(2 ** i for i in range(13))
 ENTRYPOINTS = ("GRPC", "REST")
+# model_name on request metrics comes from the request: without a bound, made-up names each add a
+# counter and a 34-bucket histogram forever (measured: 20,000 names in 12 s grew the server by
+# 185 MB and /metrics to 92 MB). Names that were ever served OK always keep their own label;
+# other names get one while fewer than this many are in use, then share OTHER_MODEL_LABEL.
+MAX_REQUEST_MODEL_LABELS = 256
+OTHER_MODEL_LABEL = "<other>"  # not a valid model name, so it never hides a real model
 
 
 class _RequestCount:
@@ -62,6 +68,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.request_count = _RequestCount()
         self.registry.register(self.request_count)
+        self._request_models: set[str] = set()
         r = self.registry
         self.request_latency = Histogram(PREFIX + "request_latency", "Distribution of wall time (in "
                                          "microseconds) for Tensorflow Serving request.",
@@ -84,6 +91,11 @@ class Metrics:
     def observe_request(self, model_name: str, api: str, entrypoint: str, status: str, latency_us: float) -> None:
         if entrypoint not in ENTRYPOINTS:
             raise ValueError(f"entrypoint must be one of {ENTRYPOINTS}, got {entrypoint!r}")
+        if model_name not in self._request_models:
+            if status == "OK" or len(self._request_models) < MAX_REQUEST_MODEL_LABELS:
+                self._request_models.add(model_name)
+            else:
+                model_name = OTHER_MODEL_LABEL
         self.request_count.inc(model_name, status)
         self.request_latency.labels(model_name, api, entrypoint).observe(latency_us)
 
