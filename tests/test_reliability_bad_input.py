@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import re
 import time
 
 import grpc
@@ -55,7 +56,9 @@ def server(tmp_path_factory):
     # A 100 ms window and padding to 4 or 8 rows, so concurrent requests really merge and pad.
     rel.batching_file(root / "batching.txt", max_batch_size=MAX_BATCH, timeout_micros=100_000, threads=1,
                       allowed=(4, MAX_BATCH))
+    (root / "monitoring.config").write_text('prometheus_config { enable: true path: "/metrics" }')
     srv = rel.ServerProcess(root, [f"--model_config_file={root / 'models.config'}", "--enable_batching",
+                                   f"--monitoring_config_file={root / 'monitoring.config'}",
                                    f"--batching_parameters_file={root / 'batching.txt'}",
                                    f"--max_request_bytes={MAX_REQUEST_BYTES}"], name="bad_input")
     with srv:
@@ -311,6 +314,31 @@ def test_rest_bad_input(server, case, method, path, body, status):
     if status != 200:
         assert resp.headers["Content-Type"].startswith("application/json"), resp.headers["Content-Type"]
         assert isinstance(resp.json()["error"], str) and len(resp.json()["error"]) <= 1024
+
+
+def test_made_up_model_names_do_not_grow_metrics_without_bound(server):
+    """Each request's model name became a metrics label: a flood of made-up names grew the server's
+    memory and /metrics without limit. Now at most 256 names not yet served share one label."""
+    from serving.metrics import MAX_REQUEST_MODEL_LABELS, OTHER_MODEL_LABEL
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
+    flood = MAX_REQUEST_MODEL_LABELS + 200
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: _code(stub.Predict, predict(name=f"made_up_{i}")), range(flood)))
+    assert set(codes) == {CODE.NOT_FOUND}
+    assert stub.Predict(predict(), timeout=30).model_spec.name == "tiny"
+    text = requests.get(server.rest_url + "/metrics", timeout=30).text
+    labels = set(re.findall(r'request_count\{model_name="([^"]*)"', text))
+    assert {"tiny", OTHER_MODEL_LABEL} <= labels
+    assert len(labels) <= MAX_REQUEST_MODEL_LABELS + 1
+
+
+def _code(call, request):
+    try:
+        call(request, timeout=30)
+        return CODE.OK
+    except grpc.RpcError as err:
+        return err.code()
 
 
 # ----------------------------------------------------------------------------- afterwards
