@@ -13,15 +13,16 @@ TINY = dict(epochs=1, train_limit=200, depth=(2, 3), filters=(8, 32), verbose=0,
             patience=0)
 
 
+RULE_RUN = dict(dataset="digits", tuner="random", mode="rule", rules=["doubling", "linear", "diamond"],
+                max_trials=3, max_params=6000, seed=5, export=2, export_name="digits_tuned", **TINY)
+
+
 @pytest.fixture(scope="module")
 def rule_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("rule")
     # 8..32 filters at depth 2..3: the biggest models (~19k params) break the budget, the
     # smallest (~0.8k) meet it, so the run has both trained and rejected trials.
-    result = tuning.search("digits", "random", "rule", ["doubling", "linear", "diamond"],
-                           max_trials=3, max_params=6000, directory=root / "runs", seed=5,
-                           export=2, export_dir=root / "saved_models", export_name="digits_tuned",
-                           **TINY)
+    result = tuning.search(directory=root / "runs", export_dir=root / "saved_models", **RULE_RUN)
     return root, result
 
 
@@ -140,3 +141,11 @@ def test_mirrored_strategy_tensorboard_and_multi_objective_are_wired(tmp_path):
     assert events and any("0" in p.relative_to(tmp_path / "tb").parts[0] for p in events)
     with pytest.raises(tuning.SearchError, match="callbacks must be keras.callbacks.Callback"):
         tuning.search(directory=tmp_path, callbacks=["not a callback"])
+
+
+def test_rerun_of_a_finished_search_trains_and_exports_nothing_new(rule_run):
+    root, first = rule_run
+    again = tuning.search(directory=root / "runs", export_dir=root / "saved_models", **RULE_RUN)
+    assert [r["trial"] for r in again.leaderboard()] == [r["trial"] for r in first.leaderboard()]
+    assert [(e.version, e.path) for e in again.exported] == [(e.version, e.path) for e in first.exported]
+    assert sorted(p.name for p in (root / "saved_models" / "digits_tuned").iterdir()) == ["1", "2"]

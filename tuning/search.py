@@ -314,20 +314,46 @@ def _export(ranked: list[tuple[Any, keras.Model]], data: Any, hypermodel: ZooHyp
             tuner: kt.Tuner, export_dir: Any, name: str, metric: str, project: str) -> list[Any]:
     """Export the best models as versions of `name`, best last (so `latest` serves it), label it stable."""
     from serving import export as export_model
+    from serving.export import ExportedVersion, version_dirs
     from serving.model_config import set_version_label
 
+    where = str(Path(tuner.project_dir).resolve())
+    previous = _previous_exports(version_dirs(Path(export_dir) / name), where)
+    if all(trial.trial_id in previous for trial, _ in ranked):
+        # A rerun of a finished search: the same models are already exported; do not add copies.
+        out = [ExportedVersion(previous[t.trial_id][1], name, previous[t.trial_id][0])
+               for t, _ in ranked]
+        set_version_label(export_dir, name, "stable", out[0].version)
+        return out
     out = []
     for rank, (trial, model) in reversed(list(enumerate(ranked, 1))):
         ev = _evaluate(model, data)
         meta = {"hyperparameters": {k: v for k, v in trial.hyperparameters.values.items()
                                     if not k.startswith("tuner/")},
                 "metrics": {metric: float(trial.metrics.get_best_value(metric)), **ev},
-                "search": {"project": project, "trial": trial.trial_id, "rank": rank}}
+                "search": {"project": project, "directory": where, "trial": trial.trial_id,
+                           "rank": rank}}
         out.append(export_model(model, export_dir, name=name, class_names=list(data.class_names),
                                 metadata=meta))
     out.reverse()  # best first
     set_version_label(export_dir, name, "stable", out[0].version)
     return out
+
+
+def _previous_exports(versions: dict[int, Path], project_dir: str) -> dict[str, tuple[int, Path]]:
+    """trial id -> (version, path) of versions this project exported before (newest wins)."""
+    import json
+
+    found: dict[str, tuple[int, Path]] = {}
+    for version, path in sorted(versions.items()):
+        try:
+            meta = json.loads((path / "assets.extra" / "zoo.json").read_text(encoding="utf-8"))
+            search_meta = meta["metadata"]["search"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if search_meta.get("directory") == project_dir:
+            found[str(search_meta.get("trial"))] = (version, path.resolve())
+    return found
 
 
 def _evaluate(model: keras.Model, data: Any) -> dict[str, float]:
