@@ -191,6 +191,8 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
         _check_int(train_limit, "train_limit", 1)
     if not isinstance(overwrite, bool):
         raise SearchError(f"overwrite must be a bool, got {overwrite!r}")
+    if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
+        raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
     try:
         budgets = Budgets(max_params=max_params, max_macs=max_macs, max_latency_ms=max_latency_ms)
         obj = make_objective(objective)
@@ -226,8 +228,6 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
                    executions_per_trial=executions_per_trial, directory=str(directory),
                    project_name=project, overwrite=overwrite, distribution_strategy=strategy,
                    progress=progress, max_rejections=max_rejections)
-    if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
-        raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
     # keras-tuner deep-copies these for every trial (and points TensorBoard at a per-trial folder).
     callbacks = list(callbacks) + ([keras.callbacks.TensorBoard(log_dir=str(tensorboard))]
                                    if tensorboard else [])
@@ -257,6 +257,24 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
         # A worker: the chief owns the oracle and writes the results once every trial is done.
         return SearchResult(t, hypermodel, project_dir, metric, [], budgets)
 
+    settings = {"project": project, "dataset": dataset, "tuner": tuner, "mode": mode,
+                "rules": ", ".join(hypermodel.rules) or "(per-layer widths)",
+                "depth": f"{hypermodel.depth[0]}..{hypermodel.depth[1]}",
+                "filters": f"{hypermodel.filters[0]}..{hypermodel.filters[1]}",
+                "blocks": ", ".join(hypermodel.blocks), "max_trials": max_trials, "epochs": epochs,
+                "executions_per_trial": executions_per_trial, "objective": str(objective),
+                "seed": seed, "train examples": len(x)}
+    return _write_results(t, hypermodel, data, project_dir, budgets, settings, export=export,
+                          export_dir=export_dir, export_name=export_name or project)
+
+
+def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_dir: Path,
+                   budgets: Budgets, settings: dict[str, Any], *, export: int, export_dir: Any,
+                   export_name: str) -> SearchResult:
+    """Test accuracy of the best, leaderboard.csv, plots, exports and report.md (chief or local)."""
+    objective_obj = t.oracle.objective
+    metric = primary_metric(objective_obj)
+    project = settings["project"]
     rows = leaderboard_rows(t, hypermodel)
     best_rows = [r for r in rows if r["status"] == "COMPLETED"]
     n_eval = max(1, export)
@@ -293,15 +311,8 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
             reference_params = None
     plots = {"pareto": plot_pareto(rows, front, project_dir / "pareto.png", metric),
              "filters": plot_filters(done[:5], reference, project_dir / "filters.png", metric)}
-    exported = _export(models[:export], data, hypermodel, t, export_dir, export_name or project,
+    exported = _export(models[:export], data, hypermodel, t, export_dir, export_name,
                        metric, project) if export and models else []
-    settings = {"project": project, "dataset": dataset, "tuner": tuner, "mode": mode,
-                "rules": ", ".join(hypermodel.rules) or "(per-layer widths)",
-                "depth": f"{hypermodel.depth[0]}..{hypermodel.depth[1]}",
-                "filters": f"{hypermodel.filters[0]}..{hypermodel.filters[1]}",
-                "blocks": ", ".join(hypermodel.blocks), "max_trials": max_trials, "epochs": epochs,
-                "executions_per_trial": executions_per_trial, "objective": str(objective),
-                "seed": seed, "train examples": len(x)}
     report = write_report(project_dir / "report.md", rows=rows, front=front, metric=metric,
                           settings=settings, budgets=budgets.to_dict(), reference=reference,
                           reference_params=reference_params, exported=exported)

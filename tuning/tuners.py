@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import keras_tuner as kt
 
