@@ -117,12 +117,13 @@ def parse_model_config_text(text: str, config_dir: str = ".") -> list[ModelConfi
 
 
 def list_versions(base_path: str) -> dict[int, str]:
-    """Version folders under `base_path`: children whose names parse as integers ("007" is 7)."""
+    """Version folders under `base_path`: children whose names parse as integers ("007" is 7).
+
+    Raises OSError when `base_path` cannot be listed (missing, unreadable): that is not the same
+    as "no versions", and callers must not unload anything because of it."""
+    with os.scandir(base_path) as it:
+        entries = list(it)
     out: dict[int, str] = {}
-    try:
-        entries = list(os.scandir(base_path))
-    except OSError:
-        return out
     for e in entries:
         if e.name.isdigit() and e.is_dir():
             out[int(e.name)] = e.path
@@ -136,6 +137,7 @@ class _Model:
     versions: dict[int, Servable] = dataclasses.field(default_factory=dict)
     latest: Servable | None = None
     failed_mtime: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    list_error: str | None = None  # why the base path could not be listed at the last poll
 
 
 class ModelManager:
@@ -214,7 +216,17 @@ class ModelManager:
 
     def _refresh_model(self, model: _Model) -> None:
         cfg = model.config
-        on_disk = list_versions(cfg.base_path)
+        try:
+            on_disk = list_versions(cfg.base_path)
+        except OSError as exc:
+            # A base path renamed away or briefly unreadable (folder swap, network file system) keeps
+            # what is loaded, rather than unloading every version; logged once per distinct error.
+            if model.list_error != str(exc):
+                log.warning("cannot list the base path of model %s (keeping its loaded versions): %s",
+                            cfg.name, exc)
+            model.list_error = str(exc)
+            return
+        model.list_error = None
         aspired = cfg.aspired(on_disk)
         for v in sorted(aspired, reverse=True):  # newest first: it is the one requests want
             current = model.versions.get(v)
