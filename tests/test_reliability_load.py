@@ -213,3 +213,32 @@ def test_hot_reload_under_load(reload_setup, digits):
                               "new_version_available_after_s": round(available_at - exported_at, 2),
                               "config_swap_applied_after_s": round(third_at - swapped_at, 2),
                               "corrupt_version_status": corrupt[:200]})
+
+
+def test_base_path_briefly_unreadable_keeps_serving(reload_setup):
+    """The base path renamed away for 3 poll periods (a non-atomic folder swap, an NFS hiccup):
+    the loaded version keeps serving instead of being unloaded with every version."""
+    srv, models, _, plan = reload_setup
+    request = rel.predict_request_bytes("digits", plan.images[:1])
+    served = statuses(srv.target, "digits")
+    with grpc.insecure_channel(srv.target) as channel:
+        call = channel.unary_unary(rel.PREDICT)
+        call(request, timeout=30)
+        (models / "digits").rename(models / "digits.moved")
+        failures, deadline = [], time.monotonic() + 3 * POLL_S
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    call(request, timeout=30)
+                except grpc.RpcError as err:
+                    failures.append(f"{err.code().name}: {err.details()}")
+                time.sleep(0.05)
+            missing = statuses(srv.target, "digits")
+        finally:
+            (models / "digits.moved").rename(models / "digits")
+        assert failures == [], failures[:3]
+        assert missing == served
+        time.sleep(2 * POLL_S)
+        call(request, timeout=30)
+    assert statuses(srv.target, "digits") == served
+    assert "cannot list the base path" in srv.log()
