@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shlex
 import signal
@@ -86,11 +87,8 @@ def _port(wanted: int) -> int:
 
 
 def _trial_count(project_dir: Path) -> int:
-    board = project_dir / "leaderboard.csv"
-    if not board.exists():
-        return 0
-    with open(board, newline="", encoding="utf-8") as fh:
-        return sum(1 for _ in csv.DictReader(fh))
+    """Trials keras-tuner has on disk (also those of a run that was interrupted)."""
+    return sum(1 for p in project_dir.glob("trial_*") if (p / "trial.json").is_file())
 
 
 def _percentiles(seconds: Sequence[float]) -> str:
@@ -109,75 +107,99 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 # ------------------------------------------------------------------------------------ steps
 
-def run_searches(args: argparse.Namespace, data: Any) -> dict[str, Any]:
-    """Step 2: the two keras-tuner searches (resumed when their projects exist)."""
-    import tuning
-
+def _tune_argv(args: argparse.Namespace, project: str) -> list[str]:
+    """The zoo-tune command line of one of the two searches."""
     search_dir = Path(args.dir) / "search"
-    common = dict(dataset="digits", tuner="random", epochs=args.epochs, max_params=args.max_params,
-                  depth=tuple(args.depth), filters=tuple(args.filters), directory=str(search_dir),
-                  seed=0, verbose=0, train_limit=args.train_limit or None, batch_sizes=(args.batch_size,),
-                  max_consecutive_failures=max(10, args.trials))
     rules = [r for r in args.rules.split(",") if r]
-    plans = {"rules": dict(mode="rule", rules=rules, max_trials=args.trials),
-             "per_layer": dict(mode="per_layer", max_trials=args.per_layer_trials)}
-    results = {}
-    for project, kw in plans.items():
-        before = _trial_count(search_dir / project)
-        cli = (f"zoo-tune --mode {kw['mode']}" + (f" --rules {','.join(rules)}" if rules and kw["mode"] == "rule" else "")
-               + f" --max-trials {kw['max_trials']} --epochs {args.epochs} --batch-sizes {args.batch_size}"
-               f" --max-params {args.max_params}"
-               f" --depth {args.depth[0]} {args.depth[1]} --filters {args.filters[0]} {args.filters[1]}"
-               + (f" --train-limit {args.train_limit}" if args.train_limit else "")
-               + f" --directory {shlex.quote(str(search_dir))} --project {project}")
+    argv = (["--mode", "rule", "--rules", ",".join(rules), "--max-trials", str(args.trials)]
+            if project == "rules" else ["--mode", "per_layer", "--max-trials", str(args.per_layer_trials)])
+    argv += ["--dataset", "digits", "--tuner", "random", "--epochs", str(args.epochs),
+             "--batch-sizes", str(args.batch_size), "--max-params", str(args.max_params),
+             "--depth", str(args.depth[0]), str(args.depth[1]),
+             "--filters", str(args.filters[0]), str(args.filters[1]), "--seed", "0", "--verbose", "0",
+             "--directory", str(search_dir), "--project", project]
+    if args.train_limit:
+        argv += ["--train-limit", str(args.train_limit)]
+    return argv
+
+
+def _zoo_tune(argv: list[str], log: Path | None = None) -> None:
+    """Run `zoo-tune` (python -m tuning) in a fresh process; its output to ours or to `log`.
+
+    A process per search keeps each keras-tuner/Keras session clean and is exactly what a
+    user types; Ctrl-C reaches it too (same process group) and it stops resumably.
+    """
+    cmd = [sys.executable, "-m", "tuning", *argv]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+           "PYTHONUNBUFFERED": "1"}
+    sys.stdout.flush()
+    if log is None:
+        code = subprocess.run(cmd, env=env).returncode
+    else:
+        with open(log, "w") as fh:
+            code = subprocess.run(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        where = f"; see {log}" if log else ""
+        raise RuntimeError(f"zoo-tune exited with code {code}{where}: {shlex.join(['zoo-tune', *argv])}")
+
+
+def run_searches(args: argparse.Namespace) -> dict[str, Path]:
+    """Step 2: the two searches with zoo-tune, resumed when their projects exist."""
+    projects = {}
+    for project in ("rules", "per_layer"):
+        project_dir = Path(args.dir) / "search" / project
+        before = _trial_count(project_dir)
+        argv = _tune_argv(args, project)
         _banner(f"search '{project}' ({'resuming, ' + str(before) + ' trials on disk' if before else 'new'})")
-        print(f"$ {cli}", flush=True)
+        print("$ " + shlex.join(["zoo-tune", *argv]), flush=True)
         start = time.perf_counter()
-        result = tuning.search(project=project, **common, **kw)
-        print(f"'{project}': {result.completed} trained, {result.rejected} rejected over budget, "
-              f"{len(result.rows) - before} new trials this run, {time.perf_counter() - start:.0f} s",
-              flush=True)
-        results[project] = result
-    return results
+        _zoo_tune(argv)
+        print(f"'{project}': {_trial_count(project_dir) - before} new trials this run, "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+        projects[project] = project_dir
+    return projects
 
 
-def rank_trials(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Completed trials of both searches, best validation accuracy first (fewer params on ties)."""
+def rank_trials(projects: dict[str, Path]) -> list[dict[str, Any]]:
+    """Completed trials of both leaderboards, best validation accuracy first (fewer params on ties)."""
     rows = []
-    for project, result in results.items():
-        for r in result.leaderboard():
-            if r["status"] == "COMPLETED" and r["metric"] != "":
-                rows.append({**r, "project": project})
-    return sorted(rows, key=lambda r: (-float(r["metric"]), int(r["params"] or 0)))
+    for project, project_dir in projects.items():
+        with open(project_dir / "leaderboard.csv", newline="", encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                if r["status"] == "COMPLETED" and r.get("val_accuracy"):
+                    rows.append({**r, "project": project, "metric": float(r["val_accuracy"]),
+                                 "params": int(r["params"])})
+    return sorted(rows, key=lambda r: (-r["metric"], r["params"]))
 
 
-def export_best(results: dict[str, Any], ranked: list[dict[str, Any]], data: Any,
-                export_dir: Path) -> list[dict[str, Any]]:
-    """Step 3: best two as versions 2 (best, `stable`, latest) and 1 (runner-up, `canary`)."""
-    import warnings
+def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_dir: Path) -> list[dict[str, Any]]:
+    """Step 3: `zoo-tune --export 2` on the winning search: its best two become versions of one
+    model, the best last (latest) and labelled `stable`; the runner-up is labelled `canary`."""
+    import shutil
 
-    import serving
     from serving.model_config import set_version_label
 
-    chosen = ranked[:2]
+    winner = ranked[0]["project"]
+    # The export folder is the demo's own: start it afresh so a rerun serves versions 1 and 2 again.
+    shutil.rmtree(export_dir, ignore_errors=True)
+    argv = _tune_argv(args, winner) + ["--export", "2", "--export-dir", str(export_dir),
+                                       "--export-name", MODEL]
+    print("$ " + shlex.join(["zoo-tune", *argv]), flush=True)
+    _zoo_tune(argv, log=Path(args.dir) / "export.log")
+    versions = sorted((int(p.name) for p in (export_dir / MODEL).iterdir() if p.name.isdigit()), reverse=True)
     exported = []
-    for version, row in zip((2, 1), chosen):
-        tuner = results[row["project"]].tuner
-        trial = tuner.oracle.get_trial(row["trial"])
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = tuner.load_model(trial)
-        meta = {"hyperparameters": {k: v for k, v in trial.hyperparameters.values.items()
-                                    if not k.startswith("tuner/")},
-                "metrics": {"val_accuracy": float(row["metric"])},
-                "search": {"project": row["project"], "trial": row["trial"], "rank": row["rank"]}}
-        ev = serving.export(model, export_dir, name=MODEL, version=version, overwrite=True,
-                            class_names=list(data.class_names), metadata=meta,
-                            warmup_samples=data.x_test[:8])
-        exported.append({**row, "version": ev.version, "path": ev.path, "model": model})
-        print(f"exported {row['project']} trial {row['trial']} ({row['rule']}, filters {row['filters']}) "
-              f"as {MODEL} version {ev.version} -> {ev.path}")
-    set_version_label(export_dir, MODEL, "stable", exported[0]["version"])
+    for version in versions:
+        info = json.loads((export_dir / MODEL / str(version) / "assets.extra" / "zoo.json").read_text())
+        search = info.get("metadata", {}).get("search", {})
+        row = next((r for r in ranked if r["project"] == winner and r["trial"] == search.get("trial")), None)
+        if row is None:
+            raise RuntimeError(f"exported version {version} names trial {search.get('trial')!r}, which is "
+                               f"not in the {winner} leaderboard")
+        exported.append({**row, "version": version, "path": str(export_dir / MODEL / str(version)), "info": info})
+        print(f"exported {winner} trial {row['trial']} ({row['rule']}, filters {row['filters']}) as {MODEL} "
+              f"version {version}")
     if len(exported) > 1:
         set_version_label(export_dir, MODEL, "canary", exported[1]["version"])
     print(f"labels: stable -> {exported[0]['version']}" +
@@ -185,23 +207,23 @@ def export_best(results: dict[str, Any], ranked: list[dict[str, Any]], data: Any
     return exported
 
 
-def doubling_baseline(winner: dict[str, Any], results: dict[str, Any], data: Any,
-                      args: argparse.Namespace) -> dict[str, Any]:
+def doubling_baseline(winner: dict[str, Any], data: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Doubling at the winner's depth and first-layer width, trained like a trial."""
     import keras
 
     import zoo
 
-    info = zoo.model_info(winner["model"]) or {}
-    hp = results[winner["project"]].tuner.oracle.get_trial(winner["trial"]).hyperparameters.values
+    info = winner["info"]
+    hp = info.get("hyperparameters", {})
+    filters = [int(f) for f in info["filters"]]
     model = zoo.build("doubling", input_shape=data.input_shape, num_classes=data.num_classes,
-                      depth=len(info["filters"]), base_filters=info["filters"][0],
-                      block=info.get("block", "plain"), kernel_size=info.get("kernel_size", 3),
-                      downsample=info.get("downsample", "max"), dropout=info.get("dropout", 0.0), seed=0)
+                      depth=len(filters), base_filters=filters[0], block=info.get("block", "plain"),
+                      kernel_size=int(hp.get("kernel_size", 3)), downsample=hp.get("downsample", "max"),
+                      dropout=float(hp.get("dropout", 0.0)), seed=0)
     zoo.compile_classifier(model, learning_rate=float(hp.get("learning_rate", 1e-3)))
     n = args.train_limit or len(data.x_train)
     model.fit(data.x_train[:n], data.y_train[:n], validation_data=(data.x_val, data.y_val),
-              epochs=args.epochs, batch_size=int(hp.get("batch_size", 32)), verbose=0,
+              epochs=args.epochs, batch_size=int(hp.get("batch_size", args.batch_size)), verbose=0,
               callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)])
     _, val_acc = model.evaluate(data.x_val, data.y_val, verbose=0)[:2]
     _, test_acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
@@ -295,7 +317,7 @@ def query(grpc_client: Any, rest_client: Any, data: Any, exported: list[dict[str
 
 def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], baseline: dict[str, Any],
                   searched_doubling: dict[str, Any] | None, served: dict[str, Any],
-                  results: dict[str, Any], ports: tuple[int, int], max_params: int) -> None:
+                  projects: dict[str, Path], ports: tuple[int, int], max_params: int) -> None:
     _banner("leaderboard head (both searches, by validation accuracy)")
     print(f"{'#':>2} {'search':<9} {'trial':>5} {'rule':<12} {'filters':<18} {'params':>8} {'val acc':>8}")
     for i, r in enumerate(ranked[:8], 1):
@@ -332,10 +354,10 @@ def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], 
     print(f"gRPC  {_percentiles(served['grpc_latency'])}")
     print(f"REST  {_percentiles(served['rest_latency'])}")
     _banner("where things are")
-    for project, result in results.items():
-        print(f"{project}: report {result.report_path}")
-        for name, path in result.plots.items():
-            print(f"{'':{len(project)}}  {name} plot {path}")
+    for project, project_dir in projects.items():
+        print(f"{project}: report {project_dir / 'report.md'}  leaderboard {project_dir / 'leaderboard.csv'}")
+        for name in ("pareto", "filters"):
+            print(f"{'':{len(project)}}  {name} plot {project_dir / (name + '.png')}")
     print(f"served model: {Path(w['path']).parent}  (models.config beside it)")
     print(f"try: zoo-query --server 127.0.0.1:{ports[0]} --model {MODEL} --label stable status   "
           f"(while the server runs: --keep-serving)")
@@ -360,19 +382,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving import Client, RestClient
 
         Path(args.dir).mkdir(parents=True, exist_ok=True)
-        data = zoo.datasets.load("digits")
-        print(f"digits: {len(data.x_train)} train / {len(data.x_val)} val / {len(data.x_test)} test "
-              f"images {data.input_shape}, {data.num_classes} classes")
-        results = run_searches(args, data)
-        ranked = rank_trials(results)
+        projects = run_searches(args)
+        ranked = rank_trials(projects)
         if not ranked:
             print("demo: error: no trial finished under the budget; raise --max-params", file=sys.stderr)
             return 1
-        _banner("export the best two")
+        _banner(f"export the best two (search '{ranked[0]['project']}' won)")
         export_dir = Path(args.dir) / "saved_models"
-        exported = export_best(results, ranked, data, export_dir)
+        exported = export_best(args, ranked, export_dir)
         _banner("doubling baseline")
-        baseline = doubling_baseline(exported[0], results, data, args)
+        data = zoo.datasets.load("digits")
+        baseline = doubling_baseline(exported[0], data, args)
         searched_doubling = next((r for r in ranked if r["rule"] == "doubling"), None)
         print(f"doubling {baseline['filters']}: {baseline['params']:,} params, val {baseline['val']:.4f}")
         _banner("serve")
@@ -384,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"  (log {log_path})")
             print("status:", ", ".join(f"v{s['version']} {s['state']}" for s in g.status(MODEL)))
             served = query(g, r, data, exported, args)
-            print_summary(ranked, exported, baseline, searched_doubling, served, results,
+            print_summary(ranked, exported, baseline, searched_doubling, served, projects,
                           (grpc_port, rest_port), args.max_params)
             if args.keep_serving:
                 print(f"\nserving on 127.0.0.1:{grpc_port} (gRPC) and :{rest_port} (REST); Ctrl-C to stop",
@@ -396,6 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ndemo: interrupted; rerun to resume the searches", file=sys.stderr)
         return 130
+    except RuntimeError as exc:  # a failed step: one clear message, the server still stopped below
+        print(f"\ndemo: error: {exc}", file=sys.stderr)
+        return 1
     except _Stop as stop:
         print(f"\ndemo: stopped by {stop}", file=sys.stderr)
         return 143

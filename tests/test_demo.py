@@ -54,7 +54,8 @@ def test_first_run_searches_exports_serves_and_stops(first_run):
     assert "Traceback" not in result.stderr
     # both searches ran, under the budget, with doubling among >= 4 rules
     assert re.search(r"--mode rule --rules doubling,\S+,\S+,\S+ .*--max-params", out)
-    assert "'rules': " in out and "'per_layer': " in out and "3 new trials this run" in out
+    assert re.search(r"'rules': [1-9]\d* new trials this run", out)
+    assert re.search(r"'per_layer': [1-9]\d* new trials this run", out)
     # served accuracy: the same over both APIs, and equal to the stable version's own
     m = re.search(r"digits@stable \(version (\d)\): gRPC ([\d.]+), REST ([\d.]+) on 270 images; "
                   r"gRPC and REST answers identical", out)
@@ -94,7 +95,7 @@ def test_rerun_resumes_and_sigint_stops_the_server(first_run, subprocess_env):
                 out += lines.get(timeout=1)
             except queue.Empty:
                 pass
-        assert "search 'rules' (resuming, 3 trials on disk)" in out
+        assert re.search(r"search 'rules' \(resuming, \d+ trials on disk\)", out)
         assert out.count("0 new trials this run") == 2  # nothing retrained
         grpc_port, rest_port = _ports(out)
         from serving import RestClient
