@@ -227,24 +227,33 @@ class ModelManager:
             model.list_error = str(exc)
             return
         model.list_error = None
-        aspired = cfg.aspired(on_disk)
-        for v in sorted(aspired, reverse=True):  # newest first: it is the one requests want
-            current = model.versions.get(v)
-            if current is not None and current.state != State.END:
-                continue
-            mtime = _mtime(on_disk[v])
-            if current is not None and current.error is not None and model.failed_mtime.get(v) == mtime:
-                continue  # failed before and unchanged on disk: do not retry every poll
-            servable = Servable(cfg.name, v, on_disk[v], batching=self.batching, metrics=self.metrics)
-            model.versions = {**model.versions, v: servable}
-            start = time.perf_counter()
-            if servable.load():
-                log.info("Successfully loaded servable version {name: %s version: %d} from %s in %.2fs",
-                         cfg.name, v, on_disk[v], time.perf_counter() - start)
-                model.failed_mtime.pop(v, None)
-            else:
-                model.failed_mtime[v] = mtime
-            self._update_latest(model)
+        failed, passes = True, 0
+        # Until a pass has no new failure; bounded, as a folder still being written may keep failing.
+        while failed and passes <= len(on_disk):
+            failed, passes = False, passes + 1
+            # latest{N}: a version that failed and is unchanged on disk gives way to the next older
+            # one, so a broken newest folder never leaves the model without a version after a
+            # restart (it keeps its error in the status, and is retried once it changes on disk).
+            broken = {v for v, stamp in model.failed_mtime.items() if v in on_disk and _mtime(on_disk[v]) == stamp}
+            aspired = cfg.aspired([v for v in on_disk if v not in broken] if cfg.policy == "latest" else on_disk)
+            for v in sorted(aspired, reverse=True):  # newest first: it is the one requests want
+                current = model.versions.get(v)
+                if current is not None and current.state != State.END:
+                    continue
+                mtime = _mtime(on_disk[v])
+                if current is not None and current.error is not None and model.failed_mtime.get(v) == mtime:
+                    continue  # failed before and unchanged on disk: do not retry every poll
+                servable = Servable(cfg.name, v, on_disk[v], batching=self.batching, metrics=self.metrics)
+                model.versions = {**model.versions, v: servable}
+                start = time.perf_counter()
+                if servable.load():
+                    log.info("Successfully loaded servable version {name: %s version: %d} from %s in %.2fs",
+                             cfg.name, v, on_disk[v], time.perf_counter() - start)
+                    model.failed_mtime.pop(v, None)
+                else:
+                    model.failed_mtime[v] = mtime
+                    failed = True
+                self._update_latest(model)
         aspired_available = any(model.versions[v].state == State.AVAILABLE for v in aspired if v in model.versions)
         for v, s in model.versions.items():
             if s.state != State.AVAILABLE or v in aspired:
