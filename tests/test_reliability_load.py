@@ -22,7 +22,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import get_model_status_pb2, model_pb2, model_service_pb2_grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_pb2, model_service_pb2_grpc, predict_pb2
 
 import _reliability as rel
 import _serving_models as sm
@@ -189,6 +189,7 @@ def test_hot_reload_under_load(reload_setup, digits):
         (srv.workdir / "server.config").write_text(_config("digits", "../third"))
         wait_for(lambda: "model config file reload failed" in srv.log(), timeout=10 * POLL_S)
         time.sleep(1.0)
+        (srv.workdir / "server.config").write_text(_config("digits", "third"))  # what is served
     finally:
         load.stop()
     result = load.result(timeout=120)
@@ -242,3 +243,20 @@ def test_base_path_briefly_unreadable_keeps_serving(reload_setup):
         call(request, timeout=30)
     assert statuses(srv.target, "digits") == served
     assert "cannot list the base path" in srv.log()
+
+
+def test_kill_9_and_restart_with_a_corrupt_newest_version_serves_the_same(reload_setup):
+    """After the hot reload the newest version folder (3) is corrupt and version 2 serves. A crash
+    and restart must come back the same way, not refuse to start because the newest is broken."""
+    srv, _, _, plan = reload_setup
+    before = statuses(srv.target, "digits")
+    assert before[2][0] == AVAILABLE and before[3][0] == END
+    srv.kill9()
+    srv.start()
+    after = statuses(srv.target, "digits")
+    assert {v: s[:2] for v, s in after.items() if v != 1} == {v: s[:2] for v, s in before.items() if v != 1}
+    assert "Failed to load" in after[3][2]
+    with grpc.insecure_channel(srv.target) as channel:
+        raw = channel.unary_unary(rel.PREDICT)(rel.predict_request_bytes("digits", plan.images[:1]), timeout=30)
+    out = predict_pb2.PredictResponse.FromString(raw)
+    assert out.model_spec.version.value == 2 and list(out.outputs["class_ids"].int64_val) == [plan.expected[0]]
