@@ -9,7 +9,8 @@ import pytest
 import tuning
 from tuning.cli import main
 
-BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose", "0"]
+BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose", "0",
+        "--batch-sizes", "32"]
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -78,6 +79,7 @@ def test_budget_no_sampled_model_meets_stops_after_n_rejections(tmp_path):
                                                   r"rejected \(last params [\d,]+ > max_params"):
         tuning.search("digits", "random", "per_layer", max_trials=20, epochs=1, depth=(3, 3),
                       filters=(8, 64), max_params=1500, max_consecutive_failures=3, seed=0,
+                      train_limit=100, batch_sizes=(32,),
                       directory=tmp_path, verbose=0, progress=None)
 
 

@@ -18,6 +18,7 @@ TRIAL_LINE = re.compile(r"^\[trial (\S+) \|")
 def _cmd(directory, max_trials, *extra):
     return [sys.executable, "-m", "tuning", "--mode", "per_layer", "--depth", "2", "3",
             "--filters", "8", "16", "--epochs", "2", "--train-limit", "200", "--patience", "0",
+            "--batch-sizes", "32",
             "--max-trials", str(max_trials), "--directory", str(directory), "--verbose", "0",
             "--seed", "7", *extra]
 

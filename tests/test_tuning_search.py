@@ -9,8 +9,8 @@ from google.protobuf import text_format
 import tuning
 from tuning.results import pareto_front
 
-TINY = dict(epochs=1, train_limit=200, depth=(2, 3), filters=(8, 32), verbose=0, progress=None,
-            patience=0)
+TINY = dict(epochs=1, train_limit=200, batch_sizes=(32,), depth=(2, 3), filters=(8, 32),
+            verbose=0, progress=None, patience=0)
 
 
 RULE_RUN = dict(dataset="digits", tuner="random", mode="rule", rules=["doubling", "linear", "diamond"],

@@ -61,8 +61,8 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
                      ) -> list[dict[str, Any]]:
     """One dict per trial (LEADERBOARD_COLUMNS; `metric` is named by the objective), best first.
 
-    Completed trials are ranked by keras-tuner's score; rejected/failed ones follow in trial
-    order with an empty rank. Filters come from the trial's hyperparameters (no Keras), costs
+    Completed trials are ranked by keras-tuner's score (ties: fewer params first); rejected and
+    failed ones follow in trial order with an empty rank. Filters come from the trial's hyperparameters (no Keras), costs
     from the metrics CostLogger recorded (or a fresh build for trials rejected before training).
     """
     objective = tuner.oracle.objective
@@ -104,7 +104,9 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
     if rebuilt:
         keras.backend.clear_session()
     sign = -1.0 if objective.direction == "max" else 1.0
-    done = sorted((r for r in rows if r["score"] != ""), key=lambda r: sign * r["score"])
+    # Ties (common in short searches) go to the smaller model, then the earlier trial.
+    done = sorted((r for r in rows if r["score"] != ""),
+                  key=lambda r: (sign * r["score"], r["params"] if r["params"] != "" else 0))
     for i, r in enumerate(done, 1):
         r["rank"] = i
     return done + [r for r in rows if r["score"] == ""]
@@ -165,16 +167,24 @@ class SearchResult:
         return [dict(r) for r in self.rows]
 
     def best_models(self, n: int = 1) -> list[keras.Model]:
-        """The n best trained models (weights of each trial's best epoch), via keras-tuner."""
+        """The n best trained models (weights of each trial's best epoch), leaderboard order."""
+        return [self.tuner_load(trial) for trial in self.best_trials(n)]
+
+    def best_trials(self, n: int = 1) -> list[Any]:
+        """keras-tuner Trials of the n best completed trials, in leaderboard order."""
         _check_n(n)
+        return [self.tuner.oracle.get_trial(r["trial"]) for r in self.rows
+                if r["status"] == "COMPLETED"][:n]
+
+    def best_hyperparameters(self, n: int = 1) -> list[kt.HyperParameters]:
+        return [trial.hyperparameters for trial in self.best_trials(n)]
+
+    def tuner_load(self, trial: Any) -> keras.Model:
+        """A trial's model with the weights of its best epoch (keras-tuner's checkpoint)."""
         with warnings.catch_warnings():
             # keras-tuner restores weights into a fresh optimizer that has no slots yet: harmless.
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            return self.tuner.get_best_models(n)
-
-    def best_hyperparameters(self, n: int = 1) -> list[kt.HyperParameters]:
-        _check_n(n)
-        return self.tuner.get_best_hyperparameters(n)
+            return self.tuner.load_model(trial)
 
     def pareto_front(self, cost: str = "params") -> list[dict[str, Any]]:
         """Completed trials on the accuracy-vs-`cost` front (params, macs or latency_ms)."""

@@ -147,7 +147,7 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
            depth: tuple[int, int] = (2, 4), filters: tuple[int, int] = (8, 64),
            blocks: Sequence[str] = ("plain",), kernel_sizes: Sequence[int] = (3,),
            downsamples: Sequence[str] = ("max",), dropouts: Sequence[float] = (0.0,),
-           learning_rates: Sequence[float] = (3e-3,), batch_sizes: Sequence[int] = (32,),
+           learning_rates: Sequence[float] = (3e-3,), batch_sizes: Sequence[int] = (8,),
            directory: str | os.PathLike = "runs", project: str | None = None,
            overwrite: bool = False, seed: int | None = 0, export: int = 0,
            export_dir: str | os.PathLike = "saved_models", export_name: str | None = None,
@@ -281,7 +281,8 @@ def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_di
     test_acc: dict[str, float] = {}
     models: list[keras.Model] = []
     if best_rows:
-        best_trials = t.oracle.get_best_trials(min(n_eval, len(best_rows)))
+        # Leaderboard order (not oracle.get_best_trials, whose order of ties changes on reload).
+        best_trials = [t.oracle.get_trial(r["trial"]) for r in best_rows[:n_eval]]
         for trial in best_trials:
             with warnings.catch_warnings():
                 # keras-tuner reloads weights into a fresh, unbuilt optimizer: harmless here.
@@ -299,7 +300,7 @@ def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_di
     reference_params = None
     if done and reference:
         try:
-            hp_best = t.oracle.get_best_trials(1)[0].hyperparameters
+            hp_best = t.oracle.get_trial(done[0]["trial"]).hyperparameters
             ref = zoo.build("doubling", input_shape=hypermodel.input_shape,
                             num_classes=hypermodel.num_classes, depth=len(reference),
                             base_filters=reference[0], block=hp_best.get("block"),
