@@ -158,6 +158,7 @@ class ModelManager:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._config_text: str | None = None
+        self._config_error: str | None = None  # the config file problem last logged
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -200,13 +201,16 @@ class ModelManager:
                 with open(self.config_file, encoding="utf-8") as fh:  # type: ignore[arg-type]
                     text = fh.read()
                 if text == self._config_text:
+                    self._config_error = None
                     continue
                 configs = parse_model_config_text(text, os.path.dirname(os.path.abspath(self.config_file)))
-                self._config_text = text
+                self._config_text, self._config_error = text, None
                 log.info("model config file changed: applying %s", [c.name for c in configs])
                 self.apply_config(configs, wait=False)
             except Exception as exc:
-                log.error("model config file reload failed (keeping the current config): %s", exc)
+                if str(exc) != self._config_error:  # once per distinct problem, not at every poll
+                    log.error("model config file reload failed (keeping the current config): %s", exc)
+                self._config_error = str(exc)
 
     # ------------------------------------------------------------------ reconciliation
     def refresh(self) -> None:
