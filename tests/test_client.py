@@ -39,10 +39,10 @@ def free_ports(n: int) -> list[int]:
 def start_server(args: list[str], env: dict[str, str], log_path: str) -> tuple[subprocess.Popen, int, int]:
     """`python -m serving ARGS --port P --rest_api_port R`; waits until both ports answer."""
     grpc_port, rest_port = free_ports(2)
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(grpc_port),
-                             "--rest_api_port", str(rest_port), *args],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(grpc_port),
+                                 "--rest_api_port", str(rest_port), *args],
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if proc.poll() is not None:
