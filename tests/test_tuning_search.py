@@ -149,3 +149,26 @@ def test_rerun_of_a_finished_search_trains_and_exports_nothing_new(rule_run):
     assert [r["trial"] for r in again.leaderboard()] == [r["trial"] for r in first.leaderboard()]
     assert [(e.version, e.path) for e in again.exported] == [(e.version, e.path) for e in first.exported]
     assert sorted(p.name for p in (root / "saved_models" / "digits_tuned").iterdir()) == ["1", "2"]
+
+
+def test_set_version_label_widens_the_policy_and_validates(rule_run, tmp_path):
+    import shutil
+
+    from serving.model_config import set_version_label
+
+    root, _ = rule_run
+    base = tmp_path / "models"
+    shutil.copytree(root / "saved_models", base)
+    config_path = set_version_label(base, "digits_tuned", "canary", 1)
+    entry = text_format.Parse(config_path.read_text(), model_server_config_pb2.ModelServerConfig()
+                              ).model_config_list.config[0]
+    # TF Serving only labels versions it serves: latest {1} would serve version 2 alone.
+    assert dict(entry.version_labels) == {"stable": 2, "canary": 1}
+    assert entry.model_version_policy.latest.num_versions == 2
+    with pytest.raises(ValueError, match="version 9 of model 'digits_tuned' does not exist"):
+        set_version_label(base, "digits_tuned", "canary", 9)
+    with pytest.raises(ValueError, match=r"invalid version label 'can-ary': expected \[a-zA-Z0-9_\]\+"):
+        set_version_label(base, "digits_tuned", "can-ary", 1)
+    (base / "other" / "1").mkdir(parents=True)
+    with pytest.raises(ValueError, match="model 'other' is not in .*models there: digits_tuned"):
+        set_version_label(base, "other", "stable", 1)
