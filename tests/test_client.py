@@ -348,3 +348,9 @@ def test_inputs_are_sent_as_tensor_content():
     tensor = request.inputs["images"]
     assert tensor.tensor_content == IMAGES.tobytes() and not tensor.float_val  # float64 -> float32
     assert request.model_spec.version_label == "stable"
+
+
+@pytest.mark.parametrize("bad", [{}, {"metadata": {}}, None, {"metadata": {"signature_def": []}}])
+def test_signature_specs_rejects_what_metadata_does_not_return(bad):
+    with pytest.raises(ValueError, match="metadata"):
+        signature_specs(bad)
