@@ -28,6 +28,7 @@ import keras_tuner as kt
 
 import zoo
 from zoo.rules import downsample_positions
+from zoo.builders import check_input_shape, check_num_classes
 
 from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
 
@@ -129,18 +130,8 @@ class ZooHyperModel(kt.HyperModel):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
         self.mode = mode
-        try:
-            shape = tuple(input_shape)
-        except TypeError:
-            shape = ()
-        if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                                      for d in shape):
-            raise ValueError(f"input_shape must be (height, width, channels) with positive ints, "
-                             f"got {input_shape!r}")
-        self.input_shape = shape
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        self.num_classes = num_classes
+        self.input_shape = check_input_shape(input_shape)
+        self.num_classes = check_num_classes(num_classes)
         searchable = [r for r in zoo.list_models() if r not in _NOT_SEARCHABLE]
         if mode == "rule":
             if rules is not None and not isinstance(rules, (list, tuple)):

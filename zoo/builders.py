@@ -39,7 +39,8 @@ class ModelInfo:
         return d
 
 
-def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
+def check_input_shape(input_shape: Any) -> tuple[int, int, int]:
+    """`input_shape` as an (H, W, C) tuple of positive ints, or a ValueError saying what is valid."""
     try:
         shape = tuple(input_shape)
     except TypeError:
@@ -49,6 +50,13 @@ def _check_input_shape(input_shape: Any) -> tuple[int, int, int]:
         raise ValueError(f"input_shape must be (height, width, channels) with positive ints, "
                          f"got {input_shape!r}")
     return shape  # type: ignore[return-value]
+
+
+def check_num_classes(num_classes: Any) -> int:
+    """`num_classes` if it is an int >= 2, else a ValueError."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    return num_classes
 
 
 def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
@@ -68,12 +76,11 @@ def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: i
     your loss and optimizer (`zoo.compile_classifier` gives the usual choice).
     """
     rule = get_rule(name)
-    shape = _check_input_shape(input_shape)
+    shape = check_input_shape(input_shape)
     get_block(block)
     if downsample not in DOWNSAMPLERS:
         raise ValueError(f"unknown downsample {downsample!r}; valid: {', '.join(DOWNSAMPLERS)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    check_num_classes(num_classes)
     if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
         raise ValueError(f"kernel_size must be a positive int, got {kernel_size!r}")
     if not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
