@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tuning.py [--quick] [--trials 30]
 
-One in-process search on digits (per-layer mode, depth 2-3, 8-16 filters, 1 epoch on 200 images,
+One in-process search on digits (per-layer mode, depth 2-3, 4-32 filters, 1 epoch on 200 images,
 so that the fixed per-trial cost is as large a share as it will ever be). A Keras callback (passed
 through `tuning.search(callbacks=...)`, deep-copied by keras-tuner for each trial) records every
 trial's `fit` wall time and the process RSS when each fit ends.
@@ -65,7 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
         result = tuning.search("digits", "random", "per_layer", max_trials=trials, epochs=1,
-                               train_limit=200, depth=(2, 3), filters=(8, 16), directory=d,
+                               train_limit=200, depth=(2, 3), filters=(4, 32), directory=d,
                                seed=0, verbose=0, progress=None, patience=0, callbacks=[FitTimer()])
         wall = time.perf_counter() - start
     fit_total = sum(f["fit_s"] for f in FITS)
