@@ -39,6 +39,7 @@ GET_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 CHECKS = ("S1", "S2", "S3", "S4")
 METRICS_PATH = "/monitoring/prometheus/metrics"
 PREFIX = ":tensorflow:serving:"
+ONE_THREAD = "served gRPC, TF threads 1/1"
 
 
 # ----------------------------------------------------------------- client processes (grpc only)
@@ -305,6 +306,7 @@ class Bench:
         watch = ["--monitoring_config_file", str(monitoring)]
         self._server_args = (config, [*watch, "--enable_batching", "--batching_parameters_file", str(batching)])
         self.batched_wide: ServerProcess | None = None  # started by S2 for its diagnosis row
+        self.one_thread: ServerProcess | None = None  # started by S1 for its tuned-threads row
         self.batching_text = batching.read_text()
         self.plain = ServerProcess(self.work, "plain", config, watch)
         self.batched = ServerProcess(self.work, "batched", config,
@@ -321,7 +323,7 @@ class Bench:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
-        for s in (self.plain, self.batched, self.batched_wide):
+        for s in (self.plain, self.batched, self.batched_wide, self.one_thread):
             if s is not None:
                 s.stop()
         for proc, _ in self.floors.values():
@@ -380,6 +382,12 @@ class Bench:
     # S1 -----------------------------------------------------------------
     def s1(self) -> None:
         rounds, calls = (3, 30) if self.quick else (12, 150)
+        if self.one_thread is None and "--tensorflow_intra_op_parallelism" in self._cli_help():
+            config, args = self._server_args
+            self.one_thread = ServerProcess(self.work, "one_thread", config, [
+                *args[:2], "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "1"])
+            self.one_thread.wait_ready()
+            self.run.details["server_argv"]["one_thread"] = self.one_thread.argv[1:]
         self.run.details["S1"] = {}
         for model, target in (("digits", None), ("doubling32", 1.3)):
             x = self.images(model, 1)
@@ -388,6 +396,8 @@ class Bench:
             if model == "doubling32":  # what grpcio alone costs, sync and asyncio servers
                 sides["grpc floor (sync)"] = self.floor_call("sync")
                 sides["grpc floor (aio)"] = self.floor_call("aio")
+            if self.one_thread is not None:
+                sides[ONE_THREAD] = self.grpc_call(self.one_thread, model, x)
             before = scrape(self.plain)
             per = interleave(sides, rounds, calls)
             after = scrape(self.plain)
@@ -398,6 +408,12 @@ class Bench:
             if target is None:  # the digits row is informative: its 'met' is not a target
                 c["informative"] = True
             self.run.add(c)
+            if ONE_THREAD in per:  # the same server tuned as TF Serving users do on small CPUs
+                c = latency_check(f"S1-{model}-1thread", f"as S1-{model}, server run with "
+                                  f"--tensorflow_intra_op_parallelism 1 --tensorflow_inter_op_parallelism 1 "
+                                  f"(informative: not the default)", per, ONE_THREAD, "in-process", 1.3)
+                c["informative"] = True
+                self.run.add(c)
             self.run.details["S1"][model] = {
                 side: {k: v * 1e3 for k, v in _common.summarize([t for rnd in per[side] for t in rnd]).items()
                        if k != "n"} for side in per}
@@ -410,6 +426,11 @@ class Bench:
                 "runtime_latency (model call in server)": run_us / 1e3,
                 "in-process (mean)": self.run.details["S1"][model]["in-process"]["mean"],
                 "requests": n_req}
+
+    def _cli_help(self) -> str:
+        """The server's --help (older servers lack the TF threading flags)."""
+        return subprocess.run([sys.executable, "-m", "serving", "--help"], capture_output=True, text=True,
+                              cwd=_common.ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")).stdout
 
     # S3 -----------------------------------------------------------------
     def s3(self) -> None:
