@@ -81,7 +81,7 @@ def readme(results: list[dict[str, Any]], timing: dict[str, Any] | None = None) 
                      f"{_common.machine_line(data['machine'])}.")
     if timing:
         lines += ["", f"Last `run_all.py`{' --quick' if timing['quick'] else ''} ({timing['finished']}): "
-                  f"{timing['wall_s']:.0f} s wall in all; "
+                  f"{timing['wall_s']:.0f} s wall for all benchmarks; "
                   + ", ".join(f"{n} {t['wall_s']:.0f} s wall / {t['cpu_s']:.0f} s CPU"
                               for n, t in timing["benchmarks"].items())
                   + ". CPU seconds include the server and client processes; on a dedicated 2-core "
@@ -129,9 +129,16 @@ def main(argv: list[str] | None = None) -> int:
               + (f"; FAILED: {', '.join(failed)}" if failed else ""), flush=True)
         # Wall time on a shared machine says little about `make bench` on a dedicated one; CPU
         # seconds (2 cores => wall >= CPU / 2) do, so both are kept for the README.
-        (Path(args.results_dir) / "run_all.json").write_text(json.dumps(
-            {"quick": args.quick, "finished": _common._iso(time.time()), "wall_s": round(total, 1),
-             "load_average_at_end": list(os.getloadavg()), "benchmarks": timings}, indent=2) + "\n")
+        # With --only, the other benchmarks' last timings are kept (same quick mode only).
+        timing_path = Path(args.results_dir) / "run_all.json"
+        previous = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        if previous.get("quick") == args.quick:
+            timings = {**previous.get("benchmarks", {}), **timings}
+        timing_path.write_text(json.dumps(
+            {"quick": args.quick, "finished": _common._iso(time.time()),
+             "wall_s": round(sum(t["wall_s"] for t in timings.values()), 1),
+             "load_average_at_end": list(os.getloadavg()),
+             "benchmarks": {n: timings[n] for n in BENCHMARKS if n in timings}}, indent=2) + "\n")
     print(f"[run_all] wrote {write_readme(args.results_dir)}", flush=True)
     return 1 if failed else 0
 
