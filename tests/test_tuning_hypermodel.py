@@ -63,19 +63,36 @@ def test_conditional_scopes_leave_no_stale_values():
     assert hp.is_active("diamond_peak") and not hp.is_active("regnet_wm")
 
 
-def test_build_rejects_over_budget_before_training():
+def test_fit_rejects_over_budget_before_training(data):
+    (x, y), _ = data
     hm = ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(2, 2), filters=(64, 64),
                        budgets={"max_params": 1000})
+    hp = kt.HyperParameters()
+    model = hm.build(hp)
     with pytest.raises(kt.errors.FailedTrialError, match=r"over budget: params [\d,]+ > max_params 1,000"):
-        hm.build(kt.HyperParameters())
+        hm.fit(hp, model, x, y, epochs=1, verbose=0)
+    assert model.optimizer.iterations.numpy() == 0  # rejected before a single step
     hm = ZooHyperModel((8, 8, 1), 10, depth=(2, 2), filters=(8, 8), rules=["constant"],
                        budgets=Budgets(max_latency_ms=1e-6))
     with pytest.raises(kt.errors.FailedTrialError, match="latency .* ms > max_latency_ms"):
-        hm.build(kt.HyperParameters())
+        hm.check_budgets(hm.build(kt.HyperParameters()))
     ok = ZooHyperModel((8, 8, 1), 10, depth=(2, 2), filters=(8, 8), rules=["constant"],
                        budgets={"max_params": 10**6, "max_macs": 10**9})
     model = ok.build(kt.HyperParameters())
     assert isinstance(model, keras.Model) and model.optimizer is not None
+    assert ok.check_budgets(model).params == model.count_params()
+
+
+def test_tuner_constructs_when_the_default_model_is_over_budget(tmp_path):
+    # keras-tuner builds models while exploring the space in its constructor; a budget check
+    # there used to abort the search (seen in the demo's per-layer search).
+    hm = ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(2, 4), filters=(64, 64),
+                       budgets={"max_params": 3000})
+    with pytest.raises(kt.errors.FailedTrialError):
+        hm.check_budgets(hm.build(kt.HyperParameters()))
+    tuner = kt.RandomSearch(hm, objective="val_accuracy", max_trials=1, directory=tmp_path,
+                            project_name="p")
+    assert "depth" in tuner.oracle.get_space().values
 
 
 def test_fit_uses_batch_size_hyperparameter_and_logs_costs(data):

@@ -286,18 +286,24 @@ class ZooHyperModel(kt.HyperModel):
         return zoo.compile_classifier(model, learning_rate=hp.get("learning_rate"))
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
-        model = self.build_unchecked(hp)
+        # Budgets are checked in fit, not here: keras-tuner also calls build while it explores
+        # the conditional space in the Tuner's constructor, and an over-budget model raised there
+        # would abort the whole search instead of rejecting one trial.
+        return self.build_unchecked(hp)
+
+    def check_budgets(self, model: keras.Model) -> Costs:
+        """The model's costs, or FailedTrialError("over budget: ...") if it breaks a budget."""
         costs = measure_costs(model)
         problems = self.budgets.violations(costs)
         if problems:
             # FAILED (not INVALID): keras-tuner does not retry it and counts it towards
             # max_consecutive_failed_trials.
             raise kt.errors.FailedTrialError(f"{REJECTED_PREFIX} {'; '.join(problems)}")
-        model._zoo_costs = costs  # read back by fit() to log the costs as trial metrics
-        return model
+        return costs
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
-        costs = getattr(model, "_zoo_costs", None) or measure_costs(model)
+        """Reject an over-budget model before any training, then fit with early stopping."""
+        costs = self.check_budgets(model)
         callbacks = [CostLogger(costs)] + list(kwargs.pop("callbacks", None) or [])
         if self.patience and not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks):
             callbacks.append(keras.callbacks.EarlyStopping(
