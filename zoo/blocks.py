@@ -11,11 +11,20 @@ __all__ = ["BLOCKS", "DOWNSAMPLERS", "get_block", "apply_downsample"]
 
 Block = Callable[..., "keras.KerasTensor"]
 
+# Keras' default 0.99 needs ~500 steps before the moving statistics are usable: on small data
+# (digits: 40 steps an epoch at batch 32) validation accuracy then sits at chance for ~10 epochs
+# while training accuracy is 1.0. 0.9 (PyTorch's default) settles within one epoch.
+BN_MOMENTUM = 0.9
+
+
+def _bn(name: str) -> layers.BatchNormalization:
+    return layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
+
 
 def _conv_bn_relu(x, filters: int, kernel_size: int, stride: int, prefix: str, relu: bool = True):
     x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
                       name=f"{prefix}_conv")(x)
-    x = layers.BatchNormalization(name=f"{prefix}_bn")(x)
+    x = _bn(f"{prefix}_bn")(x)
     return layers.ReLU(name=f"{prefix}_relu")(x) if relu else x
 
 
@@ -31,7 +40,7 @@ def residual(x, filters: int, *, kernel_size: int, stride: int, name: str):
     y = _conv_bn_relu(y, filters, kernel_size, 1, f"{name}_b", relu=False)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
-        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+        shortcut = _bn(f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_relu")(y)
 
@@ -40,7 +49,7 @@ def separable(x, filters: int, *, kernel_size: int, stride: int, name: str):
     """Depthwise-separable conv, BN, ReLU (MobileNet-style)."""
     x = layers.SeparableConv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
                                name=f"{name}_sepconv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = _bn(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
