@@ -3,7 +3,7 @@
 Parameters and MACs come from `zoo.describe` (exact, no training needed). Latency is measured on
 this machine: the median of a few timed single-image eager calls after a warm-up call, so it
 reflects this CPU/GPU, not a datasheet. A model over any budget is rejected by raising
-`keras_tuner.errors.FailedTrialError` from `HyperModel.build`, keras-tuner's own way to mark a
+`keras_tuner.errors.FailedTrialError` at the start of `HyperModel.fit`, keras-tuner's own way to mark a
 trial FAILED without retrying it; the oracle then stops after `max_consecutive_failed_trials`.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ Shared knobs (a single value becomes `hp.Fixed`, several become `hp.Choice`): `k
 `downsample`, `dropout`, `learning_rate`, and `batch_size`, which `fit` reads, as keras-tuner
 documents for fit-time hyperparameters. The default batch size is 8: BatchNorm's moving statistics
 need ~100+ steps, and at 32 a few epochs on digits leave validation accuracy near chance.
-Budgets are checked in `build` before anything trains.
+Budgets are checked at the start of `fit`, before anything trains.
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ class ZooHyperModel(kt.HyperModel):
         tuner = kt.Hyperband(hypermodel, objective="val_accuracy", max_epochs=4, directory="runs")
         tuner.search(x, y, validation_data=(xv, yv))
 
-    `budgets` (a `tuning.Budgets` or dict) rejects over-budget models in `build` by raising
+    `budgets` (a `tuning.Budgets` or dict) rejects over-budget models at the start of `fit` by raising
     `keras_tuner.errors.FailedTrialError`; `monitor`/`patience` configure early stopping in `fit`.
     """
 
