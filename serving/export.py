@@ -193,6 +193,11 @@ def _check_class_names(class_names: Any, num_classes: int) -> list[str]:
     return names
 
 
+def _known(info: Mapping[str, Any] | None, key: str, meta: Mapping[str, Any]) -> Any:
+    value = (info or {}).get(key)
+    return meta.get(key) if value is None else value
+
+
 def _jsonable(value: Any) -> Any:
     """numpy scalars/arrays and tuples -> JSON types; anything else unknown is an error."""
     if isinstance(value, np.generic):
@@ -372,11 +377,9 @@ def _zoo_json(model: Any, name: str, version: int, input_shape: tuple[int, int, 
         "class_names": class_names,
         "signatures": {key: sigs.METHOD_NAMES[key] for key in keys},
         "params": int(model.count_params()),
-        # From zoo.build's record; a model loaded from a .keras file has none (zoo.model_info is
-        # not saved with it), so `metadata` may supply them, e.g. from a tuning run.
-        "rule": (info or meta).get("rule"),
-        "block": (info or meta).get("block"),
-        "filters": (info or meta).get("filters"),
+        # From zoo.build's record; a zoo model loaded from a .keras file keeps its structure
+        # (read from its layer names) but not its rule, so `metadata` fills what is unknown.
+        **{key: _known(info, key, meta) for key in ("rule", "block", "filters")},
         "model_info": info,
         "hyperparameters": meta.get("hyperparameters", {}),
         "metrics": meta.get("metrics", {}),

@@ -451,8 +451,10 @@ def test_cli_exports_a_keras_file(trained, tmp_path, capsys):
     model_file = tmp_path / "m.keras"
     trained.save(model_file)
     meta = tmp_path / "meta.json"
-    # model_info does not survive a .keras round trip, so the file's metadata names the rule.
-    meta.write_text(json.dumps({"metrics": {"accuracy": 0.75}, "rule": "doubling", "filters": [8, 16]}))
+    # A .keras round trip keeps the zoo structure (layer names) but not the rule: the metadata
+    # names the rule, and cannot override what the model itself shows.
+    meta.write_text(json.dumps({"metrics": {"accuracy": 0.75}, "rule": "doubling", "filters": [8, 16],
+                                "block": "residual"}))
     code = export_cli.main([str(model_file), "--base-dir", str(tmp_path / "out"), "--name", "cli",
                             "--version", "3", "--class-names", ",".join(CLASS_NAMES),
                             "--metadata", str(meta), "--signatures", "predict,classify"])
@@ -461,7 +463,7 @@ def test_cli_exports_a_keras_file(trained, tmp_path, capsys):
     version_dir = tmp_path / "out" / "cli" / "3"
     info = json.loads((version_dir / "assets.extra" / "zoo.json").read_text())
     assert info["class_names"] == CLASS_NAMES and info["metrics"] == {"accuracy": 0.75}
-    assert info["rule"] == "doubling" and info["filters"] == [8, 16] and info["block"] is None
+    assert info["rule"] == "doubling" and info["filters"] == [8, 8] and info["block"] == "plain"
     assert set(info["signatures"]) == {"serving_default", "classify", "regress"}
     assert list(version_dirs(tmp_path / "out" / "cli")) == [3]
 
