@@ -7,6 +7,7 @@ warmup file. `bias` makes versions distinguishable: regress returns sum(images) 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -102,3 +103,14 @@ def _set_method_names(path: str) -> None:
 
 def sample_images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, H, W, C), dtype=np.float32)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
+    """Poll `predicate` until it returns something truthy (returned), or fail after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

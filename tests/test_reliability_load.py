@@ -26,6 +26,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2, model_servi
 
 import _reliability as rel
 import _serving_models as sm
+from _serving_models import wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = rel.ROOT
@@ -43,16 +44,6 @@ def statuses(target: str, name: str) -> dict[int, tuple[int, int, str]]:
     except grpc.RpcError:
         return {}
     return {s.version: (s.state, s.status.error_code, s.status.error_message) for s in resp.model_version_status}
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def probabilities(version_dir, x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import grpc
 import numpy as np
@@ -17,21 +16,12 @@ from tensorflow_serving.apis import (get_model_status_pb2, model_pb2, model_serv
                                      prediction_service_pb2_grpc)
 
 import _serving_models as sm
+from _serving_models import wait_for
 from serving.config_files import SSLConfigProto
 from serving.server import ModelServer, ServerOptions
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 END = get_model_status_pb2.ModelVersionStatus.END
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
 
 
 def predict(stub, name, images, timeout=30, **spec):
