@@ -25,7 +25,6 @@ import time
 from typing import Any
 
 import _common
-import numpy as np
 
 DEPTH = 4
 LEARNING_RATE = 3e-3

@@ -1,7 +1,6 @@
 """Fault tolerance and chief/worker mode, with real `python -m tuning` processes (slow)."""
 import csv
 import json
-import os
 import re
 import signal
 import subprocess

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import zoo
 from zoo import datasets
 
 

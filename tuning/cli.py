@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from zoo import _env  # noqa: F401
 
@@ -25,7 +25,7 @@ EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]  # noqa: F821
+    def error(self, message: str) -> NoReturn:
         # One line, no usage block: scripts and CI logs show exactly what was wrong.
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
