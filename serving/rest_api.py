@@ -49,7 +49,9 @@ def _parse_json(raw: bytes) -> Any:
 
 
 def _json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(text=json.dumps(obj), status=status, content_type="application/json")
+    """`obj` (numpy outputs included) as JSON; NaN/inf outputs are written NaN/Infinity as before."""
+    return web.Response(body=tensors.dumps_json(obj), status=status, content_type="application/json",
+                        charset="utf-8")
 
 
 def _error_response(error: ServingError) -> web.Response:
@@ -162,16 +164,16 @@ class RestApi:
             inputs = self._rows(sig.inputs, body["instances"]) if has_rows else self._columns(sig.inputs, body["inputs"])
             _, outputs = servable.predict(signature_name, inputs, (), deadline)
         if has_cols:
-            cols = {k: tensors.numpy_to_json(v, k) for k, v in outputs.items()}
+            cols = {k: tensors.numpy_to_json(v, k, keep_numeric=True) for k, v in outputs.items()}
             return {"outputs": next(iter(cols.values())) if len(cols) == 1 else cols}
         if len(outputs) == 1:
             k, v = next(iter(outputs.items()))
-            return {"predictions": tensors.numpy_to_json(v, k)}
+            return {"predictions": tensors.numpy_to_json(v, k, keep_numeric=True)}
         sizes = {k: (v.shape[0] if v.ndim else None) for k, v in outputs.items()}
         if None in sizes.values() or len(set(sizes.values())) != 1:
             raise invalid_argument(f"Output tensors do not share the batch dimension ({sizes}); "
                                    "use the columnar format ('inputs') for this signature")
-        cols = {k: tensors.numpy_to_json(v, k) for k, v in outputs.items()}
+        cols = {k: tensors.numpy_to_json(v, k, keep_numeric=True) for k, v in outputs.items()}
         n = next(iter(sizes.values()))
         return {"predictions": [{k: cols[k][i] for k in cols} for i in range(n)]}
 

@@ -244,9 +244,15 @@ def json_to_numpy(value: Any, dtype: int, alias: str) -> np.ndarray:
     return array
 
 
-def numpy_to_json(array: np.ndarray, alias: str) -> Any:
-    """An output array -> JSON value; strings as text, or {"b64":...} for `*_bytes` or non-UTF-8."""
+def numpy_to_json(array: np.ndarray, alias: str, *, keep_numeric: bool = False) -> Any:
+    """An output array -> JSON value; strings as text, or {"b64":...} for `*_bytes` or non-UTF-8.
+
+    With `keep_numeric`, a numeric array (ndim >= 1) stays a C-contiguous numpy array for
+    `dumps_json`, which writes it without building Python lists; otherwise nested lists.
+    """
     if array.dtype.kind not in ("O", "S", "U"):
+        if keep_numeric and array.ndim:
+            return np.ascontiguousarray(array)
         return array.tolist()
     as_b64 = alias.endswith("_bytes")
 
@@ -329,5 +335,5 @@ def examples_from_json(examples: Any, context: Any = None) -> list[bytes]:
 
 
 __all__ = ["to_numpy", "from_numpy", "from_numpy_content", "json_to_numpy",
-           "numpy_to_json", "examples_from_input", "examples_from_json", "numpy_dtype",
+           "numpy_to_json", "dumps_json", "examples_from_input", "examples_from_json", "numpy_dtype",
            "data_type_of", "dtype_name", "shape_proto"]

@@ -149,3 +149,42 @@ def test_metrics_endpoint_has_tf_serving_names(server):
 def test_request_over_max_request_bytes_is_refused(server):
     status, body = call(server, "/v1/models/tiny:predict", raw=b'{"instances": [' + b"0," * 150_000 + b"0]}")
     assert status == 413 and "Too Large" in body["error"]  # refused before the body is parsed
+
+
+def raw_call(server, path, data):
+    """(status, Content-Type, raw body bytes) of a POST."""
+    req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}", data=data, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read()
+
+
+def test_numeric_outputs_are_written_from_numpy_with_the_same_json_shape(server):
+    x = sm.sample_images(3)
+    status, ctype, raw = raw_call(server, "/v1/models/tiny:predict", json.dumps({"instances": x.tolist()}).encode())
+    assert status == 200 and ctype == "application/json; charset=utf-8"
+    rows = json.loads(raw)["predictions"]
+    assert [sorted(r) for r in rows] == [["class_ids", "classes", "probabilities"]] * 3
+    assert all(isinstance(r["class_ids"], int) and isinstance(r["classes"], str) for r in rows)
+    assert all(len(r["probabilities"]) == sm.K and all(isinstance(p, float) for p in r["probabilities"]) for r in rows)
+    assert b"NaN" not in raw and b" " not in raw  # orjson's compact output, no fallback
+    probs = tf.nn.softmax(tf.matmul(tf.reshape(x, [3, -1]), sm._TinyModel(1.0, 0).w)).numpy()
+    got = np.array([r["probabilities"] for r in rows], dtype=np.float32)
+    np.testing.assert_allclose(got, probs, rtol=1e-5)
+    cols = json.loads(raw_call(server, "/v1/models/tiny:predict", json.dumps({"inputs": x.tolist()}).encode())[2])
+    assert set(cols) == {"outputs"} and cols["outputs"]["class_ids"] == [r["class_ids"] for r in rows]
+    np.testing.assert_array_equal(np.array(cols["outputs"]["probabilities"], np.float32), got)
+
+
+def test_nan_outputs_are_written_as_nan(server):
+    x = sm.sample_images(2).tolist()
+    x[1][0][0][0] = float("nan")
+    for body in ({"instances": x}, {"inputs": x}):
+        status, _, raw = raw_call(server, "/v1/models/tiny:predict", json.dumps(body).encode())
+        assert status == 200 and b"NaN" in raw and b"null" not in raw  # as json.dumps and TF Serving write
+        out = json.loads(raw)
+        probs = ([r["probabilities"] for r in out["predictions"]] if "predictions" in out
+                 else out["outputs"]["probabilities"])
+        assert np.isnan(probs[1]).all() and np.isfinite(probs[0]).all()
