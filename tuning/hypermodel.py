@@ -30,6 +30,7 @@ import zoo
 from zoo.rules import downsample_positions
 from zoo.builders import check_input_shape, check_num_classes
 
+from ._tf_leaks import custom_gradients_released
 from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
 
 __all__ = ["ZooHyperModel", "MODES", "CostLogger"]
@@ -310,4 +311,5 @@ class ZooHyperModel(kt.HyperModel):
                 monitor=self.monitor, patience=self.patience, mode="auto"))
         if "batch_size" not in kwargs:
             kwargs["batch_size"] = hp.get("batch_size")
-        return model.fit(*args, callbacks=callbacks, **kwargs)
+        with custom_gradients_released():  # else each trial's graphs stay alive (~10 MiB a trial)
+            return model.fit(*args, callbacks=callbacks, **kwargs)
