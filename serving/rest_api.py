@@ -2,7 +2,9 @@
 
 aiohttp does the HTTP; the route grammar `/v1/models/NAME[/versions/N|/labels/L][:verb|/metadata]`
 is matched with one regex, as TF Serving's own handler does (aiohttp's router cannot express the
-`:predict` suffix). Model calls run in a thread pool so the event loop keeps accepting requests.
+`:predict` suffix). Model calls run in a thread pool so the event loop keeps accepting requests;
+Predict bodies are parsed there too, first by `_json_fast` (one rectangular array of numbers for a
+single float input, without Python objects), else by the general path below.
 """
 from __future__ import annotations
 
@@ -17,9 +19,10 @@ import grpc
 import numpy as np
 from aiohttp import web
 from google.protobuf import json_format
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
-from . import tensors
+from . import _json_fast, tensors
 
 try:  # parsing a batch of images as JSON is the REST hot path; orjson is ~8x faster than json
     import orjson
@@ -30,6 +33,7 @@ from .grpc_api import classification_result, metadata_response, model_status_res
 from .repository import ModelManager
 from .runtime import Servable, check_input_names
 
+_FAST_DTYPES = frozenset((types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF))
 _ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
                     r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<verb>:predict|:classify|:regress|/metadata)?$")
@@ -46,6 +50,13 @@ def _parse_json(raw: bytes) -> Any:
         return json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting is bad input, not a 500
         raise invalid_argument(f"JSON Parse error: {exc}") from None
+
+
+def _parse_body(raw: bytes) -> dict:
+    body = _parse_json(raw)
+    if not isinstance(body, dict):
+        raise invalid_argument("JSON Value: the request body must be a JSON object")
+    return body
 
 
 def _json_response(obj: Any, status: int = 200) -> web.Response:
@@ -109,10 +120,11 @@ class RestApi:
                 response = await self._run(lambda d: model_status_response(self.manager, name, version, label))
                 return _json_response(json_format.MessageToDict(
                     response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
-            body = _parse_json(await request.read())
-            if not isinstance(body, dict):
-                raise invalid_argument("JSON Value: the request body must be a JSON object")
-            handler = {"predict": self._predict, "classify": self._classify, "regress": self._regress}[api]
+            raw = await request.read()
+            if api == "predict":
+                return _json_response(await self._run(lambda d: self._predict_raw(spec, raw, d)))
+            body = _parse_body(raw)
+            handler = {"classify": self._classify, "regress": self._regress}[api]
             return _json_response(await self._run(lambda d: handler(spec, body, d)))
         except ServingError as exc:
             status = exc.code.name
@@ -149,6 +161,34 @@ class RestApi:
         return resolve(self.manager, spec)
 
     # ------------------------------------------------------------------ predict
+    def _predict_raw(self, spec: model_pb2.ModelSpec, raw: bytes, deadline: float | None) -> dict:
+        """Parse (here in the pool, not on the event loop), then predict. A fast-path body has the
+        same keys as the general parse, its array read by `_value` once the signature's dtype is
+        known, so a body the fast path declines is parsed once more by the general path only."""
+        fast = _json_fast.parse_predict(raw)
+        if fast is None:
+            return self._predict(spec, _parse_body(raw), deadline)
+        try:
+            return self._predict(spec, {**fast.fields, fast.key: fast}, deadline)
+        finally:
+            fast.release()
+
+    @staticmethod
+    def _value(specs: dict, value: Any) -> Any:
+        """A fast-path body's array as a numpy array when the signature has one float input and
+        the array is rectangular numbers (then it equals json_to_numpy of the general parse), else
+        the general parse's value; any other value as it is."""
+        if not isinstance(value, _json_fast.PredictBody):
+            return value
+        if len(specs) == 1:
+            spec = next(iter(specs.values()))
+            if spec.dtype in _FAST_DTYPES:
+                array = value.to_numpy(tensors.numpy_dtype(spec.dtype))
+                if array is not None:
+                    return array
+        value.release()
+        return _parse_body(value.raw)[value.key]
+
     def _predict(self, spec: model_pb2.ModelSpec, body: dict, deadline: float | None) -> dict:
         signature_name = body.get("signature_name", "")
         if not isinstance(signature_name, str):
@@ -182,6 +222,9 @@ class RestApi:
         return isinstance(value, dict) and set(value) != {"b64"}
 
     def _rows(self, specs: dict, instances: Any) -> dict[str, np.ndarray]:
+        instances = self._value(specs, instances)
+        if isinstance(instances, np.ndarray):  # the fast path: one float input, unnamed rows
+            return {next(iter(specs)): instances}
         if not isinstance(instances, list) or not instances:
             raise invalid_argument("'instances' must be a non-empty list")
         named = [self._is_named(x) for x in instances]
@@ -199,6 +242,9 @@ class RestApi:
                 for name, spec in specs.items()}
 
     def _columns(self, specs: dict, inputs: Any) -> dict[str, np.ndarray]:
+        inputs = self._value(specs, inputs)
+        if isinstance(inputs, np.ndarray):  # the fast path: one float input, unnamed
+            return {next(iter(specs)): inputs}
         if self._is_named(inputs):
             check_input_names(inputs, specs)
             return {k: tensors.json_to_numpy(v, specs[k].dtype, k) for k, v in inputs.items()}
