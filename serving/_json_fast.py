@@ -84,9 +84,10 @@ class PredictBody:
             del array
         if flat.size != math.prod(shape):
             return None
-        raw = self.raw
-        region = raw[raw.index(b"["):raw.rindex(b"]") + 1]
-        if region.translate(None, _NUMBER_BYTES) != _skeleton(tuple(shape)):
+        # Brackets occur only in the array, so its skeleton lies between the first '[' and the
+        # last ']' of the whole body's (translating before slicing saves a copy of the body)
+        rest = self.raw.translate(None, _NUMBER_BYTES)
+        if rest[rest.index(b"["):rest.rindex(b"]") + 1] != _skeleton(tuple(shape)):
             return None
         if np.dtype(dtype) != np.float64 and not float(np.abs(flat).max()) < _MAX_EXACT:
             return None
