@@ -182,3 +182,32 @@ def test_seed_rule_makes_the_rules_plan_the_first_trial(tmp_path):
     first = result.leaderboard()[0]
     assert first["filters"] == "-".join(map(str, __import__("zoo").plan(
         "doubling", depth=3, base_filters=8))) == "8-8-16"
+
+
+def test_tuner_search_freezes_the_collector_only_while_it_runs(data, tmp_path):
+    """Trials' full collections skip the objects alive before the search, and gc is restored
+    afterwards, also when the search fails."""
+    import gc
+
+    from tuning.tuners import TUNERS
+
+    (x, y), (xv, yv) = data
+    seen = []
+
+    class Probe(ZooHyperModel):
+        def fit(self, hp, model, *args, **kwargs):
+            seen.append(gc.get_freeze_count())
+            if len(seen) == 2:
+                raise KeyboardInterrupt  # not a trial failure: keras-tuner lets it end the search
+            return super().fit(hp, model, *args, **kwargs)
+
+    hm = Probe((8, 8, 1), 10, depth=(2, 2), filters=(4, 4), rules=["constant"],
+               learning_rates=[1e-3, 3e-3, 1e-2])  # several trials, not one
+    tuner = TUNERS["random"](hm, objective="val_accuracy", max_trials=3, directory=str(tmp_path),
+                             project_name="p", seed=0)
+    tuner.progress_stream = None
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(KeyboardInterrupt):
+        tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
+    assert len(seen) == 2 and all(n > 100_000 for n in seen)  # TF's objects were frozen
+    assert gc.get_freeze_count() == 0

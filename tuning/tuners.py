@@ -1,14 +1,17 @@
 """keras-tuner's own tuners, each with a one-line progress report per finished trial.
 
-The only addition is `on_trial_end` (the hook keras-tuner offers for it): the search algorithms,
-resume (`overwrite=False` reloads the oracle) and chief/worker mode are keras-tuner's.
+The additions are `on_trial_end` (the hook keras-tuner offers for it) and a frozen garbage
+collector during `search`; the search algorithms, resume (`overwrite=False` reloads the oracle) and
+chief/worker mode are keras-tuner's.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 import keras_tuner as kt
 
@@ -79,11 +82,33 @@ def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name:
     return " ".join(parts)
 
 
+@contextlib.contextmanager
+def gc_frozen() -> Iterator[None]:
+    """Keep the objects alive now (TF, Keras, the data: ~400k) out of the collector's way.
+
+    Each trial runs two full collections (`clear_session()`'s and keras-tuner's `_try_build`'s),
+    and each walked every object TensorFlow ever imported: ~0.07 s apiece, about a fifth of the
+    per-trial overhead of a small search. `gc.freeze()` (CPython's tool for long-lived heaps) moves
+    those objects to a permanent generation, so the collections walk only what the trials create.
+    Reference counting still frees frozen objects; `unfreeze` hands them back at the end.
+    """
+    gc.collect()  # what is garbage now must not become immortal
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 class _ProgressMixin:
     """Prints `progress_line` for every finished trial to `self.progress_stream`."""
 
     progress_stream: TextIO | None = sys.stdout
     progress_total: int | None = None
+
+    def search(self, *fit_args, **fit_kwargs):  # type: ignore[no-untyped-def]
+        with gc_frozen():
+            return super().search(*fit_args, **fit_kwargs)  # type: ignore[misc]
 
     def on_trial_begin(self, trial):  # type: ignore[no-untyped-def]
         self._zoo_started = time.perf_counter()
