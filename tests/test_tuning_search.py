@@ -2,6 +2,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 from google.protobuf import text_format
@@ -29,7 +30,10 @@ def rule_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def per_layer_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("per_layer")
-    return root, tuning.search("digits", "random", "per_layer", max_trials=3,
+    import zoo
+
+    # a loaded Dataset works as well as its name
+    return root, tuning.search(zoo.datasets.load("digits"), "random", "per_layer", max_trials=3,
                                directory=root / "runs", seed=1, **TINY)
 
 
@@ -79,6 +83,7 @@ def test_rule_run_rejects_over_budget_without_training(rule_run):
 
 def test_per_layer_run_names_only_existing_layers(per_layer_run):
     _, result = per_layer_run
+    assert result.project_dir.name == "digits-per_layer-random"  # named after the Dataset's name
     for hp in result.best_hyperparameters(len(result.leaderboard())):
         layers = sorted(k for k in hp.values if k.startswith("filters_"))
         assert layers == [f"filters_{i}" for i in range(hp.values["depth"])]
@@ -141,6 +146,9 @@ def test_mirrored_strategy_tensorboard_and_multi_objective_are_wired(tmp_path):
     assert events and any("0" in p.relative_to(tmp_path / "tb").parts[0] for p in events)
     with pytest.raises(tuning.SearchError, match="callbacks must be keras.callbacks.Callback"):
         tuning.search(directory=tmp_path, callbacks=["not a callback"])
+    with pytest.raises(tuning.SearchError, match=r"dataset must be a zoo.datasets name \(cifar10, digits, .*\) "
+                                                 r"or a zoo.datasets.Dataset, got ndarray"):
+        tuning.search(np.zeros((4, 8, 8, 1)), directory=tmp_path)
 
 
 def test_rerun_of_a_finished_search_trains_and_exports_nothing_new(rule_run):

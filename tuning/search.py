@@ -140,7 +140,7 @@ def _limit(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.
     return (x, y) if n is None else (x[:n], y[:n])
 
 
-def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
+def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "random", mode: str = "rule",
            rules: Sequence[str] | None = None, *, max_trials: int = 10, epochs: int = 5,
            executions_per_trial: int = 1, max_params: int | None = None,
            max_macs: int | None = None, max_latency_ms: float | None = None,
@@ -159,6 +159,9 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
            callbacks: Sequence[keras.callbacks.Callback] = (),
            ) -> SearchResult:
     """Search `dataset` with keras-tuner's `tuner` over ZooHyperModel(`mode`, `rules`, ...).
+
+    `dataset` is a `zoo.datasets` name (digits, shapes, npz:PATH, ...) or a loaded
+    `zoo.datasets.Dataset`, e.g. `zoo.datasets.load("shapes", noise=0.3)`.
 
     Writes `<directory>/<project>/{leaderboard.csv, report.md, pareto.png, filters.png}` beside
     keras-tuner's own files; `export` > 0 also exports the best `export` models as versions of
@@ -196,7 +199,13 @@ def search(dataset: str = "digits", tuner: str = "random", mode: str = "rule",
     try:
         budgets = Budgets(max_params=max_params, max_macs=max_macs, max_latency_ms=max_latency_ms)
         obj = make_objective(objective)
-        data = zoo.datasets.load(dataset)
+        if isinstance(dataset, zoo.datasets.Dataset):
+            data, dataset = dataset, dataset.name
+        elif isinstance(dataset, str):
+            data = zoo.datasets.load(dataset)
+        else:
+            raise SearchError(f"dataset must be a zoo.datasets name ({', '.join(zoo.datasets.list_datasets())}) "
+                              f"or a zoo.datasets.Dataset, got {type(dataset).__name__}")
         hypermodel = ZooHyperModel(
             data.input_shape, data.num_classes, mode=mode, rules=None if rules is None else list(rules),
             depth=depth, filters=filters, blocks=blocks, kernel_sizes=kernel_sizes,
