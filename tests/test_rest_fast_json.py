@@ -101,6 +101,53 @@ def test_fast_path_declines(raw, dtype):
     assert fast(raw, dtype) is None
 
 
+@pytest.mark.parametrize("raw", [
+    b'{"instances": [1.0]}\x00', b'\x00{"instances": [1.0]}', b'{"instances": [1.0]}\x0c', b'{"instances":\x0b[1.0]}',
+    b'{"instances": [1.0]}\n\t ', b' \r\n{"instances": [1.0]}', b'\xef\xbb\xbf{"instances": [1.0]}',  # BOM: json takes it
+    b'{"instances": [1.0], "s": "\xff"}', b'{"instances": [1.0], "s": "\\ud800"}', b'{"instances": [1.0], "s": "a\x01b"}',
+    b'{"instances": [1e-400, -1e-400, 2.4703282292062328e-324, 2.4703282292062327e-324]}',  # underflow
+    b'{"instances": [1.7976931348623158e308, 1.7976931348623159e308]}', b'{"instances": [1.7976931348623158079e308]}',
+    b'{"instances": [1' + b'0' * 400 + b'.0]}', b'{"instances": [0.' + b'0' * 400 + b'1]}',
+    b'{"instances": [-9223372036854775808, 9223372036854775807, 18446744073709551615]}',
+])
+def test_fast_path_never_answers_what_the_general_parse_would_not(raw):
+    """Whatever the bytes, a fast answer is the general parse's value; a general error means None."""
+    try:
+        want = np.array(rest_api._parse_json(raw)["instances"], np.float64)
+    except Exception:
+        want = None
+    got = fast(raw, np.float64)
+    assert got is None or (want is not None and same_bits(got, want))
+
+
+def test_random_edits_never_make_the_fast_path_disagree():
+    """Fuzz: 1-3 random edits of a valid body; fast answers only with the general parse's array."""
+    rng = np.random.default_rng(0)
+    base = b'{"signature_name": "s", "instances": [[[1.5, 2], [3, -4e2]], [[0.25, 5E-1], [6, 7]]]}'
+    alphabet = b'[],0123456789.eE+- "x{}:\n'
+    answered = 0
+    for _ in range(3000):
+        raw = bytearray(base)
+        for _ in range(rng.integers(1, 4)):
+            i = int(rng.integers(0, len(raw)))
+            kind = rng.integers(0, 3)
+            if kind == 0 and len(raw) > 1:
+                del raw[i]
+            elif kind == 1:
+                raw.insert(i, alphabet[rng.integers(0, len(alphabet))])
+            else:
+                raw[i] = alphabet[rng.integers(0, len(alphabet))]
+        raw = bytes(raw)
+        got = fast(raw, np.float64)
+        if got is None:
+            continue
+        answered += 1
+        body = rest_api._parse_json(raw)  # must parse, and give the same array
+        key = "instances" if "instances" in body else "inputs"
+        assert same_bits(got, np.array(body[key], np.float64)), raw
+    assert answered > 100  # edits inside numbers keep bodies valid: the check saw real answers
+
+
 @pytest.mark.parametrize("raw", [b'{"instances": [9007199254740993]}', b'{"instances": [-9007199254740992.0]}',
                                  b'{"instances": [18446744073709551615]}', b'{"instances": [1, 1e300]}'])
 def test_magnitudes_of_2_53_and_more_are_fast_only_for_float64(raw):
