@@ -211,3 +211,29 @@ def test_tuner_search_freezes_the_collector_only_while_it_runs(data, tmp_path):
         tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
     assert len(seen) == 2 and all(n > 100_000 for n in seen)  # TF's objects were frozen
     assert gc.get_freeze_count() == 0
+
+
+def test_each_execution_of_a_trial_builds_with_its_own_seed(data, tmp_path):
+    """executions_per_trial averages over runs only if the runs differ: a seeded hypermodel
+    builds execution k with seed + k (zoo.build sets Keras' global seed, shuffles included)."""
+    from tuning.tuners import TUNERS
+
+    (x, y), (xv, yv) = data
+    seeds, first_kernels = [], []
+
+    class Probe(ZooHyperModel):
+        def fit(self, hp, model, *args, **kwargs):
+            seeds.append(self.execution_seed)
+            first_kernels.append(model.get_weights()[0].copy())
+            return super().fit(hp, model, *args, **kwargs)
+
+    hm = Probe((8, 8, 1), 10, depth=(2, 2), filters=(4, 4), rules=["constant"], seed=7,
+               learning_rates=[1e-3, 3e-3, 1e-2])
+    tuner = TUNERS["random"](hm, objective="val_accuracy", max_trials=2, executions_per_trial=2,
+                             directory=str(tmp_path), project_name="p", seed=0)
+    tuner.progress_stream = None
+    tuner.search(x, y, validation_data=(xv, yv), epochs=1, verbose=0)
+    assert seeds == [7, 8, 7, 8]
+    assert not (first_kernels[0] == first_kernels[1]).all()  # different initialisations
+    assert (first_kernels[0] == first_kernels[2]).all()  # but reproducible per execution
+    assert hm.execution == 0  # reset after each trial: a later build is execution 0 again

@@ -184,6 +184,10 @@ class ZooHyperModel(kt.HyperModel):
             raise ValueError(f"patience must be an int >= 0 (0 disables early stopping), got {patience!r}")
         self.patience = patience
         self.seed = seed
+        # Set by tuning's tuners before each execution of a trial (keras-tuner's
+        # executions_per_trial): execution k builds with seed + k, so repeated executions average
+        # over initialisations and shuffles instead of repeating one seeded run bit for bit.
+        self.execution = 0
         if seed_rule is not None:
             if mode != "per_layer":
                 raise ValueError("seed_rule only applies to mode='per_layer' (it makes a rule's plan "
@@ -283,8 +287,13 @@ class ZooHyperModel(kt.HyperModel):
         a = self.architecture(hp)
         kw = dict(a.pop("rule_kwargs", {}))
         model = zoo.build(a.pop("rule"), input_shape=self.input_shape, num_classes=self.num_classes,
-                          downsample_every=self.downsample_every, seed=self.seed, **a, **kw)
+                          downsample_every=self.downsample_every, seed=self.execution_seed, **a, **kw)
         return zoo.compile_classifier(model, learning_rate=hp.get("learning_rate"))
+
+    @property
+    def execution_seed(self) -> int | None:
+        """The seed this execution builds (and, through Keras' global seed, shuffles) with."""
+        return None if self.seed is None else self.seed + self.execution
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         # Budgets are checked in fit, not here: keras-tuner also calls build while it explores

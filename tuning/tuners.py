@@ -110,6 +110,22 @@ class _ProgressMixin:
         with gc_frozen():
             return super().search(*fit_args, **fit_kwargs)  # type: ignore[misc]
 
+    def run_trial(self, trial, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self._zoo_execution = 0
+        try:
+            return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            if hasattr(self.hypermodel, "execution"):
+                self.hypermodel.execution = 0
+
+    def _build_and_fit_model(self, trial, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # keras-tuner calls this once per execution of the trial; a seeded ZooHyperModel would
+        # otherwise build and shuffle identically every time (zoo.build sets Keras' global seed).
+        if hasattr(self.hypermodel, "execution"):
+            self.hypermodel.execution = getattr(self, "_zoo_execution", 0)
+        self._zoo_execution = getattr(self, "_zoo_execution", 0) + 1
+        return super()._build_and_fit_model(trial, *args, **kwargs)  # type: ignore[misc]
+
     def on_trial_begin(self, trial):  # type: ignore[no-untyped-def]
         self._zoo_started = time.perf_counter()
         self._zoo_done = getattr(self, "_zoo_done", 0)
