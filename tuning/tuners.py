@@ -1,8 +1,9 @@
 """keras-tuner's own tuners, each with a one-line progress report per finished trial.
 
-The additions are `on_trial_end` (the hook keras-tuner offers for it) and a frozen garbage
-collector during `search`; the search algorithms, resume (`overwrite=False` reloads the oracle) and
-chief/worker mode are keras-tuner's.
+The additions (`_ZooTunerMixin`): the progress line (`on_trial_end`, the hook keras-tuner offers
+for it), a frozen garbage collector during `search`, and a distinct seed per execution of a trial.
+The search algorithms, resume (`overwrite=False` reloads the oracle) and chief/worker mode are
+keras-tuner's.
 """
 from __future__ import annotations
 
@@ -100,8 +101,9 @@ def gc_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-class _ProgressMixin:
-    """Prints `progress_line` for every finished trial to `self.progress_stream`."""
+class _ZooTunerMixin:
+    """Prints `progress_line` for every finished trial to `self.progress_stream`, freezes the
+    collector during `search`, and numbers the executions of a trial for ZooHyperModel."""
 
     progress_stream: TextIO | None = sys.stdout
     progress_total: int | None = None
@@ -169,19 +171,19 @@ class _ProgressMixin:
               file=self.progress_stream, flush=True)
 
 
-class RandomSearch(_ProgressMixin, kt.RandomSearch):
+class RandomSearch(_ZooTunerMixin, kt.RandomSearch):
     pass
 
 
-class BayesianOptimization(_ProgressMixin, kt.BayesianOptimization):
+class BayesianOptimization(_ZooTunerMixin, kt.BayesianOptimization):
     pass
 
 
-class Hyperband(_ProgressMixin, kt.Hyperband):
+class Hyperband(_ZooTunerMixin, kt.Hyperband):
     pass
 
 
-class GridSearch(_ProgressMixin, kt.GridSearch):
+class GridSearch(_ZooTunerMixin, kt.GridSearch):
     pass
 
 
