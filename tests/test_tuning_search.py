@@ -180,3 +180,15 @@ def test_set_version_label_widens_the_policy_and_validates(rule_run, tmp_path):
     (base / "other" / "1").mkdir(parents=True)
     with pytest.raises(ValueError, match="model 'other' is not in .*models there: digits_tuned"):
         set_version_label(base, "other", "stable", 1)
+
+
+def test_the_same_seed_draws_the_same_trials_seed_0_included(tmp_path):
+    """keras-tuner reads seed 0 as "no seed"; tuning.search's default seed 0 must still repeat."""
+    def draws(seed, folder):
+        result = tuning.search("digits", "random", "rule", max_trials=3, directory=tmp_path / folder,
+                               seed=seed, max_rejections=0, **dict(TINY, epochs=1, train_limit=40))
+        return [row["hyperparameters"] for row in sorted(result.leaderboard(), key=lambda r: r["trial"])]
+
+    first = draws(0, "a")
+    assert len(first) == 3 and draws(0, "b") == first
+    assert draws(1, "c") != first

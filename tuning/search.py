@@ -192,6 +192,8 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
     _check_int(verbose, "verbose", 0)
     if train_limit is not None:
         _check_int(train_limit, "train_limit", 1)
+    if seed is not None:
+        _check_int(seed, "seed", 0)
     if not isinstance(overwrite, bool):
         raise SearchError(f"overwrite must be a bool, got {overwrite!r}")
     if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):

@@ -253,7 +253,11 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
     if kind not in TUNERS:
         raise ValueError(f"unknown tuner {kind!r}; valid: {', '.join(TUNERS)}")
     common: dict[str, Any] = dict(
-        objective=objective, seed=seed, max_consecutive_failed_trials=max_consecutive_failed_trials,
+        # keras-tuner's Oracle reads seed 0 as "no seed" (`seed or random.randint(1, 10000)`), so
+        # `--seed 0`, our default, gave different draws on every run; shifting by one keeps every
+        # seed, 0 included, reproducible.
+        objective=objective, seed=None if seed is None else seed + 1,
+        max_consecutive_failed_trials=max_consecutive_failed_trials,
         executions_per_trial=executions_per_trial, directory=directory, project_name=project_name,
         overwrite=overwrite, distribution_strategy=distribution_strategy)
     if kind == "hyperband":
