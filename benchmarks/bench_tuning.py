@@ -9,7 +9,7 @@ adapters and callbacks included: that is training, not search overhead) and the 
 each fit returns.
   overhead  wall time of the whole search / sum of the trials' fit times: what keras-tuner, model
             building, budget costs (describe + latency), checkpoints and reports add to training.
-            Issue 7's target is <= 1.10; these deliberately tiny trials (well under a second of
+            Issue 7's target is <= 1.10; these deliberately tiny trials (about a second of
             training each) are the worst case, so the script also reports the overhead in seconds
             per trial, which says from which fit time on the 1.10 target holds.
   rss       RSS growth across the trials: last trial's RSS minus the first trial's (after the

@@ -107,6 +107,7 @@ class _ZooTunerMixin:
 
     progress_stream: TextIO | None = sys.stdout
     progress_total: int | None = None
+    _zoo_execution = 0  # which execution of the running trial is next (run_trial resets it)
 
     def search(self, *fit_args, **fit_kwargs):  # type: ignore[no-untyped-def]
         with gc_frozen():
@@ -124,8 +125,8 @@ class _ZooTunerMixin:
         # keras-tuner calls this once per execution of the trial; a seeded ZooHyperModel would
         # otherwise build and shuffle identically every time (zoo.build sets Keras' global seed).
         if hasattr(self.hypermodel, "execution"):
-            self.hypermodel.execution = getattr(self, "_zoo_execution", 0)
-        self._zoo_execution = getattr(self, "_zoo_execution", 0) + 1
+            self.hypermodel.execution = self._zoo_execution
+        self._zoo_execution += 1
         return super()._build_and_fit_model(trial, *args, **kwargs)  # type: ignore[misc]
 
     def on_trial_begin(self, trial):  # type: ignore[no-untyped-def]
