@@ -24,6 +24,8 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
     (["--max-trials", "0"], "max_trials must be an int >= 1, got 0"),
     (["--export", "-1"], "export must be an int >= 0"),
     (["--seed", "-1"], "seed must be an int >= 0, got -1"),
+    (["--rerank-top", "-2"], "rerank_top must be an int >= 0, got -2"),
+    (["--rerank-top", "1", "--rerank-executions", "0"], "rerank_executions must be an int >= 1, got 0"),
     (["--max-params", "100"], r"no model in the search space meets the budget: the smallest "
                               r"\(depth 2, 8 filters per layer, block plain"),
     (["--max-macs", "10"], "MACs [0-9,]+ > max_macs 10"),

@@ -192,3 +192,80 @@ def test_the_same_seed_draws_the_same_trials_seed_0_included(tmp_path):
     first = draws(0, "a")
     assert len(first) == 3 and draws(0, "b") == first
     assert draws(1, "c") != first
+
+
+def test_rerank_orders_the_top_trials_by_the_mean_of_fresh_seeded_runs(tmp_path):
+    import io
+
+    from tuning.rerank import RERANK_FILE
+
+    run = dict(dataset="digits", tuner="random", mode="per_layer", max_trials=3, directory=tmp_path,
+               seed=3, rerank_top=2, rerank_executions=2, **dict(TINY, progress=io.StringIO()))
+    result = tuning.search(**run)
+    rows = result.leaderboard()
+    saved = json.loads((result.project_dir / RERANK_FILE).read_text())
+    assert saved["seed"] == 3 and saved["metric"] == "val_accuracy"
+    reranked = [r for r in rows if r["rerank_mean"] != ""]
+    assert len(reranked) == 2 and rows[:2] == reranked  # the re-ranked trials lead
+    assert reranked[0]["rerank_mean"] >= reranked[1]["rerank_mean"]
+    for r in reranked:
+        extra = [saved["runs"][r["trial"]][e] for e in ("1", "2")]  # executions 1, 2: seeds 4, 5
+        assert r["rerank_runs"] == 3
+        assert r["rerank_mean"] == pytest.approx((r["score"] + sum(extra)) / 3)
+    # Every single-run trial's score was among the top 2 before the re-ranking.
+    others = [r for r in rows if r["status"] == "COMPLETED" and r["rerank_mean"] == ""]
+    assert all(o["score"] <= min(r["score"] for r in reranked) for o in others)
+    assert result.best_trials()[0].trial_id == rows[0]["trial"]
+    assert rows[0]["test_accuracy"] != ""  # the re-ranked winner is the one evaluated on test
+    csv_rows = _csv_rows(result.project_dir / "leaderboard.csv")
+    assert [c["rerank_runs"] for c in csv_rows[:2]] == ["3", "3"]
+    report = (result.project_dir / "report.md").read_text()
+    assert "mean over 3 runs" in report and "| re-ranking | top 2 trained 2 more times" in report
+    assert run["progress"].getvalue().count("[re-rank ") == 4
+
+    # A rerun of the finished search reuses the recorded runs: nothing trains again.
+    again = tuning.search(**dict(run, progress=io.StringIO()))
+    assert [r["trial"] for r in again.leaderboard()] == [r["trial"] for r in rows]
+    assert "[re-rank " not in again.tuner.progress_stream.getvalue()
+
+
+def test_rerank_runs_build_with_seeds_the_search_did_not_use(tmp_path):
+    from tuning.hypermodel import ZooHyperModel
+    from tuning.rerank import rerank
+    from tuning.tuners import make_tuner
+    import zoo
+
+    seeds = []
+
+    class Recording(ZooHyperModel):
+        def build_unchecked(self, hp):
+            seeds.append(self.execution_seed)
+            return super().build_unchecked(hp)
+
+    data = zoo.datasets.load("digits")
+    hm = Recording(data.input_shape, data.num_classes, mode="per_layer", depth=(2, 2), filters=(4, 8),
+                   batch_sizes=(32,), patience=0, seed=10)
+    t = make_tuner("random", hm, objective="val_accuracy", max_trials=1, epochs=1, seed=10,
+                   max_consecutive_failed_trials=3, executions_per_trial=2, directory=str(tmp_path),
+                   project_name="p", overwrite=True, progress=None)
+    fit = dict(validation_data=(data.x_val, data.y_val), epochs=1, verbose=0)
+    t.search(data.x_train[:64], data.y_train[:64], **fit)
+    search_seeds = seeds[-2:]
+    (trial_id,) = t.oracle.trials
+    seeds.clear()
+    out = rerank(t, hm, [trial_id], executions=2, first_execution=2, metric="val_accuracy",
+                 direction="max", fit_args=(data.x_train[:64], data.y_train[:64]), fit_kwargs=fit)
+    assert search_seeds == [10, 11] and seeds == [12, 13]
+    assert len(out[trial_id]) == 2 and all(0.0 <= v <= 1.0 for v in out[trial_id])
+    assert hm.execution == 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rerank_top=-1), "rerank_top must be an int >= 0, got -1"),
+    (dict(rerank_top=True), "rerank_top must be an int >= 0, got True"),
+    (dict(rerank_top=2, rerank_executions=0), "rerank_executions must be an int >= 1, got 0"),
+    (dict(rerank_top=2, objective=["val_accuracy", "params"]), "rerank_top needs a single objective"),
+])
+def test_rerank_arguments_are_validated(kwargs, message, tmp_path):
+    with pytest.raises(tuning.SearchError, match=message):
+        tuning.search(directory=tmp_path, **kwargs)

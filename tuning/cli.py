@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
       "--max-trials (default 4x --max-trials; 0: they count towards it)")
     a("--epochs", type=int, default=5, help="epochs per trial; Hyperband's max_epochs (default 5)")
     a("--executions-per-trial", type=int, default=1)
+    a("--rerank-top", type=int, default=0, metavar="K", help="after the search, train the best K "
+      "trials again and rank them by the mean of all their runs (default 0: off)")
+    a("--rerank-executions", type=int, default=2, metavar="N", help="extra runs per re-ranked trial, "
+      "each with a new seed (default 2)")
     a("--max-params", type=int, default=None, help="reject models with more parameters")
     a("--max-macs", type=int, default=None, help="reject models with more multiply-accumulates/image")
     a("--max-latency-ms", type=float, default=None, help="reject models slower than this (ms per "
@@ -122,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             export_name=args.export_name, tensorboard=args.tensorboard,
             distribution=args.distribution, train_limit=args.train_limit, patience=args.patience,
             max_consecutive_failures=args.max_consecutive_failures,
-            max_rejections=args.max_rejections, seed_rule=args.seed_rule, verbose=args.verbose)
+            max_rejections=args.max_rejections, seed_rule=args.seed_rule, verbose=args.verbose,
+            rerank_top=args.rerank_top, rerank_executions=args.rerank_executions)
     except SearchError as exc:
         print(f"zoo-tune: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

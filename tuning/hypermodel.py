@@ -314,7 +314,12 @@ class ZooHyperModel(kt.HyperModel):
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
         """Reject an over-budget model before any training, then fit with early stopping."""
         costs = self.check_budgets(model)
-        callbacks = [CostLogger(costs)] + list(kwargs.pop("callbacks", None) or [])
+        kwargs["callbacks"] = [CostLogger(costs)] + list(kwargs.get("callbacks") or [])
+        return self.fit_unchecked(hp, model, *args, **kwargs)
+
+    def fit_unchecked(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
+        """`fit` without budget checks or costs in the logs (re-ranking runs a trial that passed)."""
+        callbacks = list(kwargs.pop("callbacks", None) or [])
         if self.patience and not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks):
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.monitor, patience=self.patience, mode="auto"))

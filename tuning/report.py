@@ -55,12 +55,16 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
     cols = [("rank", "rank"), ("trial", "trial"), ("rule", "rule"), ("block", "block"),
             ("depth", "depth"), ("filters", "filters"), ("params", "params"), ("MACs", "macs"),
             ("latency ms", "latency_ms"), (metric, "metric"), ("test acc", "test_accuracy")]
+    if any(r.get("rerank_mean", "") != "" for r in done):
+        cols[-1:-1] = [("runs", "rerank_runs"), (f"mean {metric}", "rerank_mean")]
     if done:
         best = done[0]
         L += ["## Winner", "",
               f"Trial {best['trial']}: rule **{best['rule']}**, block {best['block']}, depth "
               f"{best['depth']}, filters `{best['filters']}`, {best['params']:,} params, "
               f"{metric} {best['metric']:.4f}"
+              + (f" (mean over {best['rerank_runs']} runs: {best['rerank_mean']:.4f})"
+                 if best.get("rerank_mean", "") != "" else "")
               + (f", test accuracy {best['test_accuracy']:.4f}" if best["test_accuracy"] != "" else "")
               + ".", ""]
         if reference:

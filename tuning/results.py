@@ -14,6 +14,7 @@ from keras_tuner.src.engine.objective import MultiObjective  # not exported publ
 
 import zoo
 
+from .rerank import rerank_mean
 from .tuners import trial_reason, trial_status
 
 __all__ = ["COST_METRICS", "LEADERBOARD_COLUMNS", "leaderboard_rows", "pareto_front",
@@ -40,7 +41,8 @@ def metric_direction(objective: Any, metric: str) -> str:
 
 
 LEADERBOARD_COLUMNS = ("rank", "trial", "status", "rule", "block", "depth", "filters", "params",
-                       "macs", "latency_ms", "metric", "score", "test_accuracy", "reason",
+                       "macs", "latency_ms", "metric", "score", "rerank_runs", "rerank_mean",
+                       "test_accuracy", "reason",
                        "hyperparameters")
 
 
@@ -57,13 +59,16 @@ def _costs_without_training(hypermodel: Any, hp: kt.HyperParameters) -> tuple[in
         return None
 
 
-def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[str, float] | None = None
+def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[str, float] | None = None,
+                     reranked: dict[str, list[float]] | None = None, search_runs: int = 1
                      ) -> list[dict[str, Any]]:
     """One dict per trial (LEADERBOARD_COLUMNS; `metric` is named by the objective), best first.
 
     Completed trials are ranked by keras-tuner's score (ties: fewer params first); rejected and
     failed ones follow in trial order with an empty rank. Filters come from the trial's hyperparameters (no Keras), costs
     from the metrics CostLogger recorded (or a fresh build for trials rejected before training).
+    `reranked` (trial id -> the metric of each extra run, from tuning.rerank): those trials come
+    first, ranked by `rerank_mean`, the mean over their `search_runs` search runs and the extra ones.
     """
     objective = tuner.oracle.objective
     metric = primary_metric(objective)
@@ -98,6 +103,10 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
             row["metric"] = float(m.get_best_value(metric))
         if trial.score is not None and status == "COMPLETED":
             row["score"] = float(trial.score)
+            extra = (reranked or {}).get(trial.trial_id)
+            if extra:
+                row["rerank_runs"] = search_runs + len(extra)
+                row["rerank_mean"] = rerank_mean(row["score"], search_runs, extra)
         if trial.trial_id in test_accuracy:
             row["test_accuracy"] = round(float(test_accuracy[trial.trial_id]), 4)
         rows.append(row)
@@ -106,7 +115,8 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
     sign = -1.0 if objective.direction == "max" else 1.0
     # Ties (common in short searches) go to the smaller model, then the earlier trial.
     done = sorted((r for r in rows if r["score"] != ""),
-                  key=lambda r: (sign * r["score"], r["params"] if r["params"] != "" else 0))
+                  key=lambda r: (r["rerank_mean"] == "", sign * (r["score"] if r["rerank_mean"] == "" else r["rerank_mean"]),
+                                 r["params"] if r["params"] != "" else 0))
     for i, r in enumerate(done, 1):
         r["rank"] = i
     return done + [r for r in rows if r["score"] == ""]

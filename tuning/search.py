@@ -8,6 +8,7 @@ the chief serves the oracle and, when all trials are done, writes the results; w
 """
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
@@ -27,6 +28,7 @@ from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
 from .hypermodel import MODES, ZooHyperModel
 from .plots import plot_filters, plot_pareto
 from .report import doubling_reference, write_report
+from .rerank import rerank
 from .results import (COST_METRICS, SearchResult, leaderboard_rows, metric_direction, pareto_front,
                       primary_metric, write_leaderboard)
 from .tuners import TUNERS, make_tuner
@@ -154,6 +156,7 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
            objective: str | Sequence[str] = "val_accuracy", tensorboard: str | None = None,
            max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
            max_rejections: int | None = None, seed_rule: str | None = None,
+           rerank_top: int = 0, rerank_executions: int = 2,
            train_limit: int | None = None, distribution: str | None = None,
            patience: int = 3, verbose: int = 1, progress: TextIO | None = sys.stdout,
            callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -172,6 +175,9 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
     `max_consecutive_failures` rejections in a row.
     `seed_rule` (per_layer mode): the first trial is that rule's plan at the deepest depth.
     `callbacks` are extra Keras callbacks for every trial's fit (keras-tuner deep-copies them).
+    `rerank_top` > 0: after the search, the best `rerank_top` trials are each trained
+    `rerank_executions` more times with new seeds and ranked among themselves by the mean of all
+    their runs (see tuning.rerank); the leaderboard's `rerank_mean` column holds that mean.
     Raises SearchError (a ValueError) naming the bad argument before any training starts.
     """
     if tuner not in TUNERS:
@@ -190,6 +196,8 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
         max_rejections = 4 * max_trials
     _check_int(max_rejections, "max_rejections", 0)
     _check_int(verbose, "verbose", 0)
+    _check_int(rerank_top, "rerank_top", 0)
+    _check_int(rerank_executions, "rerank_executions", 1)
     if train_limit is not None:
         _check_int(train_limit, "train_limit", 1)
     if seed is not None:
@@ -201,6 +209,9 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
     try:
         budgets = Budgets(max_params=max_params, max_macs=max_macs, max_latency_ms=max_latency_ms)
         obj = make_objective(objective)
+        if rerank_top and isinstance(obj, list):
+            raise SearchError("rerank_top needs a single objective (it averages one metric over runs); "
+                              f"got {objective!r}")
         if isinstance(dataset, zoo.datasets.Dataset):
             data, dataset = dataset, dataset.name
         elif isinstance(dataset, str):
@@ -240,7 +251,8 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
                    project_name=project, overwrite=overwrite, distribution_strategy=strategy,
                    progress=progress, max_rejections=max_rejections)
     # keras-tuner deep-copies these for every trial (and points TensorBoard at a per-trial folder).
-    callbacks = list(callbacks) + ([keras.callbacks.TensorBoard(log_dir=str(tensorboard))]
+    user_callbacks = list(callbacks)
+    callbacks = user_callbacks + ([keras.callbacks.TensorBoard(log_dir=str(tensorboard))]
                                    if tensorboard else [])
     x, y = _limit(data.x_train, data.y_train, train_limit)
     fit_kwargs: dict[str, Any] = dict(validation_data=(data.x_val, data.y_val), epochs=epochs,
@@ -268,6 +280,16 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
         # A worker: the chief owns the oracle and writes the results once every trial is done.
         return SearchResult(t, hypermodel, project_dir, metric, [], budgets)
 
+    reranked: dict[str, list[float]] = {}
+    if rerank_top:
+        top = [r["trial"] for r in leaderboard_rows(t, hypermodel) if r["status"] == "COMPLETED"]
+        # The search's own TensorBoard callback is left out: it would log into the root folder.
+        fit_kwargs["callbacks"] = [copy.deepcopy(c) for c in user_callbacks]
+        reranked = rerank(t, hypermodel, top[:rerank_top], executions=rerank_executions,
+                          first_execution=executions_per_trial, metric=metric,
+                          direction=metric_direction(objective_obj, metric), fit_args=(x, y),
+                          fit_kwargs=fit_kwargs, progress=progress)
+
     settings = {"project": project, "dataset": dataset, "tuner": tuner, "mode": mode,
                 "rules": ", ".join(hypermodel.rules) or "(per-layer widths)",
                 "depth": f"{hypermodel.depth[0]}..{hypermodel.depth[1]}",
@@ -275,18 +297,24 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
                 "blocks": ", ".join(hypermodel.blocks), "max_trials": max_trials, "epochs": epochs,
                 "executions_per_trial": executions_per_trial, "objective": str(objective),
                 "seed": seed, "train examples": len(x)}
+    if rerank_top:
+        settings["re-ranking"] = (f"top {rerank_top} trained {rerank_executions} more times, ranked by "
+                                  f"the mean of all their runs")
     return _write_results(t, hypermodel, data, project_dir, budgets, settings, export=export,
-                          export_dir=export_dir, export_name=export_name or project)
+                          export_dir=export_dir, export_name=export_name or project,
+                          reranked=reranked, search_runs=executions_per_trial)
 
 
 def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_dir: Path,
                    budgets: Budgets, settings: dict[str, Any], *, export: int, export_dir: Any,
-                   export_name: str) -> SearchResult:
+                   export_name: str, reranked: dict[str, list[float]] | None = None,
+                   search_runs: int = 1) -> SearchResult:
     """Test accuracy of the best, leaderboard.csv, plots, exports and report.md (chief or local)."""
     objective_obj = t.oracle.objective
     metric = primary_metric(objective_obj)
     project = settings["project"]
-    rows = leaderboard_rows(t, hypermodel)
+    rank_kwargs = dict(reranked=reranked, search_runs=search_runs)
+    rows = leaderboard_rows(t, hypermodel, **rank_kwargs)
     best_rows = [r for r in rows if r["status"] == "COMPLETED"]
     n_eval = max(1, export)
     test_acc: dict[str, float] = {}
@@ -302,7 +330,7 @@ def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_di
             _, acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
             test_acc[trial.trial_id] = float(acc)
             models.append((trial, model))
-        rows = leaderboard_rows(t, hypermodel, test_accuracy=test_acc)
+        rows = leaderboard_rows(t, hypermodel, test_accuracy=test_acc, **rank_kwargs)
     leaderboard_path = write_leaderboard(rows, project_dir / "leaderboard.csv", metric)
     direction = metric_direction(objective_obj, metric)
     front = pareto_front(rows, cost="params", direction=direction)
