@@ -151,6 +151,41 @@ def test_request_over_max_request_bytes_is_refused(server):
     assert status == 413 and "Too Large" in body["error"]  # refused before the body is parsed
 
 
+def chunked_call(server, path, pieces):
+    """(status, parsed JSON) of a POST whose body is sent as `pieces`, in chunked transfer encoding
+    and a few ms apart, so that the server reads it in several parts with no Content-Length."""
+    import http.client
+    import time
+
+    def slowly():
+        for piece in pieces:
+            yield piece
+            time.sleep(0.005)
+    conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    try:
+        conn.request("POST", path, slowly(), {"Content-Type": "application/json"}, encode_chunked=True)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
+
+
+def test_body_read_in_parts_is_the_whole_body(server):
+    x = sm.sample_images(40)  # ~100 kB of JSON: several reads however it is sent
+    raw = json.dumps({"instances": x.tolist()}).encode()
+    pieces = [raw[i:i + 7_000] for i in range(0, len(raw), 7_000)]
+    assert call(server, "/v1/models/tiny:predict", raw=raw) == chunked_call(server, "/v1/models/tiny:predict", pieces)
+    status, body = chunked_call(server, "/v1/models/tiny:predict", [b""])  # an empty body, as read() gave it
+    assert status == 400 and "must be a JSON object" in body["error"]
+
+
+def test_chunked_body_over_max_request_bytes_is_refused(server):
+    # No Content-Length to refuse it by: the limit is counted as the parts arrive.
+    pieces = [b'{"instances": ['] + [b"0," * 25_000] * 5 + [b"0]}"]
+    status, body = chunked_call(server, "/v1/models/tiny:predict", pieces)
+    assert status == 413 and "Too Large" in body["error"]
+
+
 def raw_call(server, path, data):
     """(status, Content-Type, raw body bytes) of a POST."""
     req = urllib.request.Request(f"http://127.0.0.1:{server.rest_port}{path}", data=data, method="POST")
