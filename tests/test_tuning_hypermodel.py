@@ -237,3 +237,18 @@ def test_each_execution_of_a_trial_builds_with_its_own_seed(data, tmp_path):
     assert not (first_kernels[0] == first_kernels[1]).all()  # different initialisations
     assert (first_kernels[0] == first_kernels[2]).all()  # but reproducible per execution
     assert hm.execution == 0  # reset after each trial: a later build is execution 0 again
+
+
+def test_latency_is_measured_on_the_traced_graph_not_eager_calls():
+    """Serving runs a traced signature; eager calls would time Keras' per-layer Python dispatch."""
+    import zoo
+
+    model = zoo.build("constant", input_shape=(8, 8, 1), num_classes=10, depth=2, base_filters=8)
+    python_calls = []
+    call = model.call
+    model.call = lambda *a, **k: python_calls.append(1) or call(*a, **k)
+    ms = tuning.measure_latency_ms(model, runs=5)
+    assert ms > 0
+    assert len(python_calls) == 1  # traced once; the 1 + 5 timed runs execute the graph
+    with pytest.raises(ValueError, match="runs must be a positive int, got 0"):
+        tuning.measure_latency_ms(model, runs=0)
