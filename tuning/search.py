@@ -31,7 +31,7 @@ from .report import doubling_reference, write_report
 from .rerank import rerank
 from .results import (COST_METRICS, SearchResult, leaderboard_rows, metric_direction, pareto_front,
                       primary_metric, write_leaderboard)
-from .tuners import TUNERS, make_tuner
+from .tuners import TUNERS, gc_frozen, make_tuner
 
 __all__ = ["search", "SearchError", "BudgetError", "DISTRIBUTIONS", "make_objective",
            "check_budget_feasible", "default_project"]
@@ -280,16 +280,6 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
         # A worker: the chief owns the oracle and writes the results once every trial is done.
         return SearchResult(t, hypermodel, project_dir, metric, [], budgets)
 
-    reranked: dict[str, list[float]] = {}
-    if rerank_top:
-        top = [r["trial"] for r in leaderboard_rows(t, hypermodel) if r["status"] == "COMPLETED"]
-        # The search's own TensorBoard callback is left out: it would log into the root folder.
-        fit_kwargs["callbacks"] = [copy.deepcopy(c) for c in user_callbacks]
-        reranked = rerank(t, hypermodel, top[:rerank_top], executions=rerank_executions,
-                          first_execution=executions_per_trial, metric=metric,
-                          direction=metric_direction(objective_obj, metric), fit_args=(x, y),
-                          fit_kwargs=fit_kwargs, progress=progress)
-
     settings = {"project": project, "dataset": dataset, "tuner": tuner, "mode": mode,
                 "rules": ", ".join(hypermodel.rules) or "(per-layer widths)",
                 "depth": f"{hypermodel.depth[0]}..{hypermodel.depth[1]}",
@@ -297,12 +287,23 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
                 "blocks": ", ".join(hypermodel.blocks), "max_trials": max_trials, "epochs": epochs,
                 "executions_per_trial": executions_per_trial, "objective": str(objective),
                 "seed": seed, "train examples": len(x)}
-    if rerank_top:
-        settings["re-ranking"] = (f"top {rerank_top} trained {rerank_executions} more times, ranked by "
-                                  f"the mean of all their runs")
-    return _write_results(t, hypermodel, data, project_dir, budgets, settings, export=export,
-                          export_dir=export_dir, export_name=export_name or project,
-                          reranked=reranked, search_runs=executions_per_trial)
+    # As during the search: the re-ranking fits, keras-tuner's load_model and clear_session each
+    # run full collections, which would walk everything TF allocated.
+    with gc_frozen():
+        reranked: dict[str, list[float]] = {}
+        if rerank_top:
+            settings["re-ranking"] = (f"top {rerank_top} trained {rerank_executions} more times, "
+                                      f"ranked by the mean of all their runs")
+            top = [r["trial"] for r in leaderboard_rows(t, hypermodel) if r["status"] == "COMPLETED"]
+            # The search's own TensorBoard callback is left out: it would log into the root folder.
+            fit_kwargs["callbacks"] = [copy.deepcopy(c) for c in user_callbacks]
+            reranked = rerank(t, hypermodel, top[:rerank_top], executions=rerank_executions,
+                              first_execution=executions_per_trial, metric=metric,
+                              direction=metric_direction(objective_obj, metric), fit_args=(x, y),
+                              fit_kwargs=fit_kwargs, progress=progress)
+        return _write_results(t, hypermodel, data, project_dir, budgets, settings, export=export,
+                              export_dir=export_dir, export_name=export_name or project,
+                              reranked=reranked, search_runs=executions_per_trial)
 
 
 def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_dir: Path,
