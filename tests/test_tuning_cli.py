@@ -25,6 +25,8 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
     (["--export", "-1"], "export must be an int >= 0"),
     (["--seed", "-1"], "seed must be an int >= 0, got -1"),
     (["--rerank-top", "-2"], "rerank_top must be an int >= 0, got -2"),
+    (["--filter-sampling", "cubic"], "unknown filter_sampling 'cubic'; valid: log, linear"),
+    (["--filter-step", "1"], "filter_step must be an int >= 2 for log sampling"),
     (["--rerank-top", "1", "--rerank-executions", "0"], "rerank_executions must be an int >= 1, got 0"),
     (["--max-params", "100"], r"no model in the search space meets the budget: the smallest "
                               r"\(depth 2, 8 filters per layer, block plain"),

@@ -269,3 +269,11 @@ def test_rerank_runs_build_with_seeds_the_search_did_not_use(tmp_path):
 def test_rerank_arguments_are_validated(kwargs, message, tmp_path):
     with pytest.raises(tuning.SearchError, match=message):
         tuning.search(directory=tmp_path, **kwargs)
+
+
+def test_a_linear_filter_grid_draws_only_its_steps(tmp_path):
+    result = tuning.search("digits", "random", "per_layer", max_trials=3, directory=tmp_path, seed=2,
+                           filter_sampling="linear", filter_step=4, **dict(TINY, filters=(4, 20)))
+    widths = {int(f) for r in result.leaderboard() for f in r["filters"].split("-")}
+    assert widths and widths <= {4, 8, 12, 16, 20}
+    assert "| filters | 4..20 (linear, step 4) |" in result.report_path.read_text()

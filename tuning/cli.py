@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--depth", type=int, nargs=2, metavar=("MIN", "MAX"), default=(2, 4))
     a("--filters", type=int, nargs=2, metavar=("MIN", "MAX"), default=(8, 64),
       help="kernel count range of every layer (default 8 64)")
+    a("--filter-sampling", default="log", help="log (MIN, MIN*STEP, ...) or linear (MIN, MIN+STEP, ...)")
+    a("--filter-step", type=int, default=None, help="the factor (log, default 2) or increment "
+      "(linear, default 8) between kernel counts")
     a("--blocks", type=_csv(), default=["plain"], help="comma-separated: plain, residual, separable")
     a("--kernel-sizes", type=_csv(int), default=[3])
     a("--downsamples", type=_csv(), default=["max"], help="comma-separated: max, avg, strided, none")
@@ -117,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_trials=args.max_trials, epochs=args.epochs,
             executions_per_trial=args.executions_per_trial, max_params=args.max_params,
             max_macs=args.max_macs, max_latency_ms=args.max_latency_ms, depth=tuple(args.depth),
-            filters=tuple(args.filters), blocks=args.blocks, kernel_sizes=args.kernel_sizes,
+            filters=tuple(args.filters), filter_sampling=args.filter_sampling,
+            filter_step=args.filter_step, blocks=args.blocks, kernel_sizes=args.kernel_sizes,
             downsamples=args.downsamples, dropouts=args.dropouts,
             learning_rates=args.learning_rates, batch_sizes=args.batch_sizes,
             objective=args.objective[0] if len(args.objective) == 1 else args.objective,

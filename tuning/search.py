@@ -147,6 +147,7 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
            executions_per_trial: int = 1, max_params: int | None = None,
            max_macs: int | None = None, max_latency_ms: float | None = None,
            depth: tuple[int, int] = (2, 4), filters: tuple[int, int] = (8, 64),
+           filter_sampling: str = "log", filter_step: int | None = None,
            blocks: Sequence[str] = ("plain",), kernel_sizes: Sequence[int] = (3,),
            downsamples: Sequence[str] = ("max",), dropouts: Sequence[float] = (0.0,),
            learning_rates: Sequence[float] = (3e-3,), batch_sizes: Sequence[int] = (8,),
@@ -221,7 +222,8 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
                               f"or a zoo.datasets.Dataset, got {type(dataset).__name__}")
         hypermodel = ZooHyperModel(
             data.input_shape, data.num_classes, mode=mode, rules=None if rules is None else list(rules),
-            depth=depth, filters=filters, blocks=blocks, kernel_sizes=kernel_sizes,
+            depth=depth, filters=filters, filter_sampling=filter_sampling, filter_step=filter_step,
+            blocks=blocks, kernel_sizes=kernel_sizes,
             downsamples=downsamples, dropouts=dropouts, learning_rates=learning_rates,
             batch_sizes=batch_sizes, budgets=budgets, patience=patience, seed=seed,
             seed_rule=seed_rule,
@@ -283,7 +285,8 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
     settings = {"project": project, "dataset": dataset, "tuner": tuner, "mode": mode,
                 "rules": ", ".join(hypermodel.rules) or "(per-layer widths)",
                 "depth": f"{hypermodel.depth[0]}..{hypermodel.depth[1]}",
-                "filters": f"{hypermodel.filters[0]}..{hypermodel.filters[1]}",
+                "filters": f"{hypermodel.filters[0]}..{hypermodel.filters[1]} ({hypermodel.filter_sampling}, "
+                           f"step {hypermodel.filter_step})",
                 "blocks": ", ".join(hypermodel.blocks), "max_trials": max_trials, "epochs": epochs,
                 "executions_per_trial": executions_per_trial, "objective": str(objective),
                 "seed": seed, "train examples": len(x)}
