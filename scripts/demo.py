@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import faulthandler
 import json
 import os
 import shlex
@@ -375,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
+    # `kill -USR1 <pid>` prints every thread's stack: how to see where a run is stuck.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     start = time.perf_counter()
     proc = None
     try:
@@ -399,18 +402,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         proc, grpc_port, rest_port, log_path = start_server(args, export_dir)
         with Client(f"127.0.0.1:{grpc_port}", timeout=30) as g, \
                 RestClient(f"http://127.0.0.1:{rest_port}", timeout=30) as r:
-            waited = wait_available(proc, g, exported[0]["version"], log_path)
-            print(f"AVAILABLE after {waited:.1f} s: gRPC 127.0.0.1:{grpc_port}, REST http://127.0.0.1:{rest_port}"
-                  f"  (log {log_path})")
-            print("status:", ", ".join(f"v{s['version']} {s['state']}" for s in g.status(MODEL)))
-            served = query(g, r, data, exported, args)
-            print_summary(ranked, exported, baseline, searched_doubling, served, projects,
-                          (grpc_port, rest_port), args.max_params)
-            if args.keep_serving:
-                print(f"\nserving on 127.0.0.1:{grpc_port} (gRPC) and :{rest_port} (REST); Ctrl-C to stop",
-                      flush=True)
-                while proc.poll() is None:
-                    time.sleep(0.5)
+            try:
+                waited = wait_available(proc, g, exported[0]["version"], log_path)
+                print(f"AVAILABLE after {waited:.1f} s: gRPC 127.0.0.1:{grpc_port}, REST "
+                      f"http://127.0.0.1:{rest_port}  (log {log_path})")
+                print("status:", ", ".join(f"v{s['version']} {s['state']}" for s in g.status(MODEL)))
+                served = query(g, r, data, exported, args)
+                print_summary(ranked, exported, baseline, searched_doubling, served, projects,
+                              (grpc_port, rest_port), args.max_params)
+                if args.keep_serving:
+                    print(f"\nserving on 127.0.0.1:{grpc_port} (gRPC) and :{rest_port} (REST); Ctrl-C to "
+                          f"stop", flush=True)
+                    while proc.poll() is None:
+                        time.sleep(0.5)
+            finally:
+                # Before the clients close: closing a gRPC channel can hang in rare cases
+                # (grpc/grpc#20026), and the server must stop even then.
+                stop_server(proc)
         print(f"\ndemo done in {time.perf_counter() - start:.0f} s; rerun to resume the searches", flush=True)
         return 0
     except KeyboardInterrupt:

@@ -102,7 +102,15 @@ def test_rerun_resumes_and_sigint_stops_the_server(first_run, subprocess_env):
         with RestClient(f"http://127.0.0.1:{rest_port}") as client:
             assert client.status("digits", label="stable")[0]["state"] == "AVAILABLE"
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 130
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the demo prints every thread's stack: where it hangs
+            time.sleep(3)
+            while not lines.empty():
+                out += lines.get()
+            raise AssertionError(f"the demo did not stop within 60 s of SIGINT:\n{out[-6000:]}") from None
+        assert code == 130, out[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()

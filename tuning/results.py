@@ -113,10 +113,15 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
     if rebuilt:
         keras.backend.clear_session()
     sign = -1.0 if objective.direction == "max" else 1.0
-    # Ties (common in short searches) go to the smaller model, then the earlier trial.
-    done = sorted((r for r in rows if r["score"] != ""),
-                  key=lambda r: (r["rerank_mean"] == "", sign * (r["score"] if r["rerank_mean"] == "" else r["rerank_mean"]),
-                                 r["params"] if r["params"] != "" else 0))
+
+    def order(r: dict[str, Any]) -> tuple[bool, float, int]:
+        # Re-ranked trials first, by their mean; ties (common in short searches) go to the smaller
+        # model, then the earlier trial.
+        has_mean = r["rerank_mean"] != ""
+        return (not has_mean, sign * (r["rerank_mean"] if has_mean else r["score"]),
+                r["params"] if r["params"] != "" else 0)
+
+    done = sorted((r for r in rows if r["score"] != ""), key=order)
     for i, r in enumerate(done, 1):
         r["rank"] = i
     return done + [r for r in rows if r["score"] == ""]
