@@ -376,6 +376,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
+    # Python raises KeyboardInterrupt on Ctrl-C only if SIGINT was not ignored when it started, and
+    # a shell ignores SIGINT for the jobs it starts in the background (`cmd &` in a script); the
+    # demo promises Ctrl-C stops it and its server, so it takes SIGINT back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     # `kill -USR1 <pid>` prints every thread's stack: how to see where a run is stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     start = time.perf_counter()
@@ -402,23 +406,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         proc, grpc_port, rest_port, log_path = start_server(args, export_dir)
         with Client(f"127.0.0.1:{grpc_port}", timeout=30) as g, \
                 RestClient(f"http://127.0.0.1:{rest_port}", timeout=30) as r:
-            try:
-                waited = wait_available(proc, g, exported[0]["version"], log_path)
-                print(f"AVAILABLE after {waited:.1f} s: gRPC 127.0.0.1:{grpc_port}, REST "
-                      f"http://127.0.0.1:{rest_port}  (log {log_path})")
-                print("status:", ", ".join(f"v{s['version']} {s['state']}" for s in g.status(MODEL)))
-                served = query(g, r, data, exported, args)
-                print_summary(ranked, exported, baseline, searched_doubling, served, projects,
-                              (grpc_port, rest_port), args.max_params)
-                if args.keep_serving:
-                    print(f"\nserving on 127.0.0.1:{grpc_port} (gRPC) and :{rest_port} (REST); Ctrl-C to "
-                          f"stop", flush=True)
-                    while proc.poll() is None:
-                        time.sleep(0.5)
-            finally:
-                # Before the clients close: closing a gRPC channel can hang in rare cases
-                # (grpc/grpc#20026), and the server must stop even then.
-                stop_server(proc)
+            waited = wait_available(proc, g, exported[0]["version"], log_path)
+            print(f"AVAILABLE after {waited:.1f} s: gRPC 127.0.0.1:{grpc_port}, REST http://127.0.0.1:{rest_port}"
+                  f"  (log {log_path})")
+            print("status:", ", ".join(f"v{s['version']} {s['state']}" for s in g.status(MODEL)))
+            served = query(g, r, data, exported, args)
+            print_summary(ranked, exported, baseline, searched_doubling, served, projects,
+                          (grpc_port, rest_port), args.max_params)
+            if args.keep_serving:
+                print(f"\nserving on 127.0.0.1:{grpc_port} (gRPC) and :{rest_port} (REST); Ctrl-C to stop",
+                      flush=True)
+                while proc.poll() is None:
+                    time.sleep(0.5)
         print(f"\ndemo done in {time.perf_counter() - start:.0f} s; rerun to resume the searches", flush=True)
         return 0
     except KeyboardInterrupt:
