@@ -376,10 +376,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    # Python raises KeyboardInterrupt on Ctrl-C only if SIGINT was not ignored when it started, and
-    # a shell ignores SIGINT for the jobs it starts in the background (`cmd &` in a script); the
-    # demo promises Ctrl-C stops it and its server, so it takes SIGINT back.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
     # `kill -USR1 <pid>` prints every thread's stack: how to see where a run is stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     start = time.perf_counter()

@@ -78,11 +78,20 @@ def test_first_run_searches_exports_serves_and_stops(first_run):
     assert all(_closed(p) for p in _ports(out))
 
 
+def _like_a_terminal_job() -> None:
+    """In the child, before exec: SIGINT as a terminal's foreground job has it.
+
+    A shell starts background jobs (a CI run started with `&`) with SIGINT ignored, the child
+    inherits that, and Python then never raises KeyboardInterrupt: Ctrl-C could not be tested.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_rerun_resumes_and_sigint_stops_the_server(first_run, subprocess_env):
     demo_dir, first = first_run
     assert first.returncode == 0
     proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "demo.py"), "--dir", str(demo_dir),
-                             *TINY, "--keep-serving"],
+                             *TINY, "--keep-serving"], preexec_fn=_like_a_terminal_job,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=subprocess_env)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
