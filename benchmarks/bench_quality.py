@@ -240,10 +240,8 @@ def main(argv: list[str] | None = None) -> None:
                 best_filters = [int(f) for f in str(search["best_filters"]).split("-")]
                 job["per_layer_runs"] = [pool.submit(train_rule, name, "custom", None, {"filters": best_filters},
                                                      cfgs[name]["epochs"], seed) for seed in seeds]
-        for name, job in jobs.items():
-            md_part = _collect(run, name, cfgs[name], rules, seeds, job)
-            run.details[name]["markdown"] = md_part
-    run.finish("\n".join(run.details[name].pop("markdown") for name in jobs))
+        tables = [_collect(run, name, cfgs[name], rules, seeds, job) for name, job in jobs.items()]
+    run.finish("\n".join(tables))
 
 
 def _fmt(value: Any) -> str:

@@ -277,3 +277,15 @@ def test_a_linear_filter_grid_draws_only_its_steps(tmp_path):
     widths = {int(f) for r in result.leaderboard() for f in r["filters"].split("-")}
     assert widths and widths <= {4, 8, 12, 16, 20}
     assert "| filters | 4..20 (linear, step 4) |" in result.report_path.read_text()
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[]", '{"seed": 3}', '{"seed": 3, "runs": [1]}',
+                                  '{"seed": 3, "runs": {"1": {"1": "x"}}}', '{"seed": 4, "runs": {}}'])
+def test_a_damaged_or_foreign_rerank_file_is_ignored_not_fatal(text, tmp_path):
+    from tuning.rerank import _load
+
+    path = tmp_path / "rerank.json"
+    path.write_text(text)
+    assert _load(path, seed=3) == {}
+    path.write_text('{"seed": 3, "runs": {"1": {"1": 0.5, "2": 0.75}}}')
+    assert _load(path, seed=3) == {"1": {"1": 0.5, "2": 0.75}}

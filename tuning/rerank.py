@@ -38,15 +38,17 @@ def _load(path: Path, seed: int | None) -> dict[str, dict[str, float]]:
     """The recorded runs, or none when they were made with another seed (or are unreadable)."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        runs = saved["runs"] if saved.get("seed") == seed else {}
-    except (OSError, ValueError, AttributeError, KeyError):
+        if saved.get("seed") != seed:
+            return {}
+        return {str(t): {str(e): float(v) for e, v in r.items()} for t, r in saved["runs"].items()}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):  # missing or damaged: retrain
         return {}
-    return {str(t): {str(e): float(v) for e, v in r.items()} for t, r in runs.items() if isinstance(r, dict)}
 
 
 def _save(path: Path, runs: dict[str, dict[str, float]], metric: str, seed: int | None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"metric": metric, "seed": seed, "runs": runs}, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.write_text(json.dumps({"metric": metric, "seed": seed, "runs": runs}, indent=1, sort_keys=True),
+                   encoding="utf-8")
     tmp.replace(path)
 
 
