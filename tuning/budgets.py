@@ -2,9 +2,10 @@
 
 Parameters and MACs come from `zoo.describe` (exact, no training needed). Latency is measured on
 this machine: the median of a few timed single-image calls of the model traced into a graph, as
-TensorFlow Serving runs an exported signature, so it reflects this CPU/GPU, not a datasheet. A model over any budget is rejected by raising
-`keras_tuner.errors.FailedTrialError` at the start of `HyperModel.fit`, keras-tuner's own way to mark a
-trial FAILED without retrying it; the oracle then stops after `max_consecutive_failed_trials`.
+TensorFlow Serving runs an exported signature, so it reflects this CPU/GPU, not a datasheet. A
+model over any budget is rejected by raising `keras_tuner.errors.FailedTrialError` at the start of
+`HyperModel.fit`, keras-tuner's own way to mark a trial FAILED without retrying it; the oracle then
+stops after `max_consecutive_failed_trials`.
 """
 from __future__ import annotations
 
