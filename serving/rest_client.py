@@ -9,10 +9,12 @@ against the real `tensorflow_model_server --rest_api_port`:
     POST /v1/models/NAME[/versions/N|/labels/L]:predict|:classify|:regress
 
 Predict sends the row ("instances") or columnar ("inputs") format; bytes go as {"b64": ...}.
-Bodies are written by orjson straight from the numpy arrays (no `tolist()`: ~3 ms instead of ~50 ms
-for a batch of 32 32x32x3 images, and float32 in its shortest repr, about half the bytes); arrays
-holding NaN or inf go through json.dumps, which writes NaN/Infinity as TF Serving accepts (orjson
-would write null). Answers are parsed by orjson, or by json when they hold NaN/Infinity.
+Bodies are written by orjson straight from the numpy arrays (no `tolist()`, float32 in its
+shortest repr; benchmarks/bench_serving.py's S3 rows measure it); arrays holding NaN or inf go
+through json.dumps, which writes NaN/Infinity as TF Serving accepts (orjson would write null).
+Answers are parsed by orjson, or by json when they hold NaN/Infinity.
+No TensorFlow proto is imported here (each one imports all of TensorFlow), so a REST client, and
+`zoo-query --rest`, starts without TensorFlow.
 Answers are decoded with the dtypes from the model's metadata (fetched once per model/version/
 signature and cached), so results equal the gRPC client's: numeric arrays of the signature's
 dtype, DT_STRING outputs as object arrays of bytes. What REST cannot do: `output_filter` is
@@ -24,6 +26,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
+import math
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
@@ -33,13 +36,10 @@ import numpy as np
 import orjson
 import requests
 
-from .client import (ClientError, as_input_arrays, check_model, check_output_filter, check_signature,
-                     check_timeout, check_version_label, classifications_to_arrays, examples_from,
-                     EXAMPLE_FEATURE, normalize_status, run_many, signature_specs, wait_loop,
-                     _feature_values)
-from .errors import ServingError
-from .tensors import dumps_json, numpy_dtype
-from tensorflow.core.framework import types_pb2
+from ._client_common import (ClientError, as_input_arrays, check_context, check_model,
+                             check_output_filter, check_signature, check_tasks, check_timeout,
+                             check_version_label, classifications_to_arrays, examples_from,
+                             EXAMPLE_FEATURE, normalize_status, run_many, signature_specs, wait_loop)
 
 DEFAULT_BASE_URL = "http://localhost:8501"
 _CODE_OF_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
@@ -49,6 +49,13 @@ _CODE_OF_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNA
                  501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
                  504: grpc.StatusCode.DEADLINE_EXCEEDED}
 FORMATS = ("columnar", "row")
+# Answers are decoded by the dtype names in the model's metadata. A table by name instead of
+# tensorflow's DataType enum, because importing any TensorFlow proto imports all of TensorFlow.
+_NUMPY_DTYPES = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_HALF": np.float16,
+                 "DT_INT8": np.int8, "DT_INT16": np.int16,
+                 "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_UINT8": np.uint8,
+                 "DT_UINT16": np.uint16, "DT_UINT32": np.uint32, "DT_UINT64": np.uint64,
+                 "DT_BOOL": np.bool_}
 
 
 def _check_base_url(base_url: Any) -> str:
@@ -59,7 +66,7 @@ def _check_base_url(base_url: Any) -> str:
 
 
 def _to_json_value(array: np.ndarray) -> Any:
-    """Numeric arrays as C-contiguous numpy arrays (for `dumps_json`); bytes as {"b64": ...}; str
+    """Numeric arrays as C-contiguous numpy arrays (for `_dumps`); bytes as {"b64": ...}; str
     as text (TF Serving's rules)."""
     if array.dtype.kind in "OSU":
         def leaf(v: Any) -> Any:
@@ -78,8 +85,36 @@ def _to_json_value(array: np.ndarray) -> Any:
 
 
 def _dumps(body: Any) -> bytes:
-    """A request body as JSON bytes (numpy arrays written by orjson; NaN/inf kept as json does)."""
-    return dumps_json(body)
+    """A request body as JSON bytes: numpy arrays written by orjson; NaN and +-inf as NaN /
+    Infinity / -Infinity, which TF Serving accepts and json.dumps writes (orjson would write null,
+    silently changing the value), so a body holding one goes through json.dumps."""
+    if not _has_non_finite(body):
+        try:
+            return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        except orjson.JSONEncodeError:  # a type orjson cannot write (0-d arrays, huge ints, ...)
+            pass
+    return json.dumps(body, default=_plain).encode("utf-8")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.dtype.kind in "fc" and not bool(np.isfinite(value).all())
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        try:  # a list of numbers is summed in C: NaN and inf survive the sum (a finite overflow to
+            return not math.isfinite(sum(value, 0.0))  # inf only costs the slower json.dumps)
+        except (TypeError, OverflowError):  # nested lists, strings, dicts, huge ints: look inside
+            return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def _loads(raw: bytes) -> Any:
@@ -105,11 +140,8 @@ def _from_json_value(value: Any, dtype: str, name: str) -> np.ndarray:
         def walk(v: Any) -> Any:
             return [walk(x) for x in v] if isinstance(v, list) else leaf(v)
         return np.array(walk(value), dtype=object)
-    try:
-        np_dtype = numpy_dtype(types_pb2.DataType.Value(dtype))
-    except (ValueError, ServingError):  # a dtype name we do not map: keep JSON's own type
-        return np.asarray(value)
-    return np.asarray(value, dtype=np_dtype)
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    return np.asarray(value) if np_dtype is None else np.asarray(value, dtype=np_dtype)
 
 
 class RestClient:
@@ -298,16 +330,14 @@ class RestClient:
     def _examples_body(self, examples_or_images: Any, signature: str, context: Any,
                        feature: str) -> dict[str, Any]:
         def jsonable(values: list[Any]) -> Any:
-            out = [{"b64": base64.b64encode(v).decode("ascii")} if isinstance(v, bytes) else v
-                   for v in values]
-            return out
+            return [{"b64": base64.b64encode(v).decode("ascii")} if isinstance(v, bytes) else v
+                    for v in values]
         examples = examples_from(examples_or_images, feature)
         body: dict[str, Any] = {"signature_name": check_signature(signature) or "serving_default",
                                 "examples": [{k: jsonable(v) for k, v in e.items()} for e in examples]}
-        if context is not None:
-            if not isinstance(context, Mapping) or not context:
-                raise ValueError(f"context must be a non-empty dict feature -> values or None, got {context!r}")
-            body["context"] = {k: jsonable(_feature_values(v, f"context[{k!r}]")) for k, v in context.items()}
+        ctx = check_context(context)
+        if ctx is not None:
+            body["context"] = {k: jsonable(v) for k, v in ctx.items()}
         return body
 
     def classify(self, model: str, examples_or_images: Any, *, version: int | None = None,
@@ -343,10 +373,7 @@ class RestClient:
                         tasks: Mapping[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """REST has no MultiInference: one :classify / :regress request per task, same result shape
         as Client.multi_inference (not one atomic request)."""
-        tasks = {"classify": "classify", "regress": "regress"} if tasks is None else tasks
-        if not isinstance(tasks, Mapping) or not tasks or any(
-                m not in ("classify", "regress") for m in tasks.values()):
-            raise ValueError(f"tasks must map signature names to one of ['classify', 'regress'], got {tasks!r}")
+        tasks = check_tasks(tasks)
         return {sig: getattr(self, method)(model, examples_or_images, signature=sig, **kwargs)
                 for sig, method in tasks.items()}
 
