@@ -2,7 +2,7 @@
 
     zoo-query [--server HOST:PORT | --rest URL] --model NAME [--version N | --label L]
               [--top-k 3] [--json] IMAGE...            PNG/JPEG files, resized to the model's input
-    zoo-query ... --model NAME --npz FILE [--npz-key KEY]      images stored in a .npz
+    zoo-query ... --model NAME --npz FILE [--npz-key KEY] [--details]   images stored in a .npz
     zoo-query ... --model NAME --bytes IMAGE...       encoded files to the bytes signature
     zoo-query status   --model NAME [--server ... | --rest ...] [--json]
     zoo-query metadata --model NAME [...] [--json]
@@ -11,6 +11,13 @@ The input size comes from the model's metadata (the predict signature's 4-D inpu
 same command works for any served image classifier. Class names come from the model's Classify
 signature when it has one (zoo exports do), else the class index is printed. A file literally
 named `status` or `metadata` must be written `./status`.
+
+Pixels are prepared by `zoo.images.to_model_input`, the function that prepares training data, so
+a model sees what it was trained on: float32 in [0, 1] (`zoo.images.PIXEL_RANGE`). Integer images
+(uint8 PNG/JPEG, uint8 npz) are divided by 255; float npz images must already be in [0, 1] (0..255
+floats are refused with a hint, not sent). With --npz the summary (image count, accuracy when the
+file has labels) comes first and per-image lines only with --details; image files named on the
+command line are each printed.
 
 Exit codes: 0 ok; 1 the server answered an error or could not be reached; 2 bad command line or
 input file. Errors are one line on stderr, never a traceback.
@@ -60,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--npz", default=None, help=f".npz file with images (key {'/'.join(IMAGE_KEYS)} or "
                                                 "--npz-key); labels under y_test/y/labels give accuracy")
     p.add_argument("--npz-key", default=None, help="array name inside --npz")
+    p.add_argument("--details", action="store_true",
+                   help="with --npz, also print (or put in --json) each image's top-k classes")
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                    help=f"images per request (default {DEFAULT_BATCH}, the exported max_batch_size)")
     p.add_argument("--bytes", action="store_true",
@@ -111,8 +120,8 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--timeout must be > 0 seconds, got {args.timeout}")
     if args.version is not None and args.version < 0:
         raise UsageError(f"--version must be >= 0, got {args.version}")
-    if command != "predict" and (items or args.npz):
-        raise UsageError(f"'{command}' takes no image files or --npz")
+    if command != "predict" and (items or args.npz or args.details):
+        raise UsageError(f"'{command}' takes no image files, --npz or --details")
     if command == "predict":
         if not items and not args.npz:
             raise UsageError("give IMAGE files, --npz FILE, or a command (status, metadata)")
@@ -120,6 +129,8 @@ def _run(args: argparse.Namespace) -> int:
             raise UsageError("give IMAGE files or --npz, not both")
         if args.npz_key and not args.npz:
             raise UsageError("--npz-key needs --npz")
+        if args.details and not args.npz:
+            raise UsageError("--details is for --npz (image files are always printed one by one)")
         if args.bytes and (args.npz or args.invert):
             raise UsageError("--bytes sends image files as they are: no --npz or --invert")
         for item in items:  # before any network: a typo should not wait for a server
@@ -132,11 +143,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.rest and not args.rest.startswith(("http://", "https://")):
         raise UsageError(f"--rest takes a URL like http://localhost:8501, got {args.rest!r}")
 
-    # Imported here so `--help` and usage errors answer without loading TensorFlow.
-    from serving.client import Client
-    from serving.rest_client import RestClient
-    client = (RestClient(args.rest, timeout=args.timeout) if args.rest
-              else Client(args.server or "localhost:8500", timeout=args.timeout))
+    # Imported here so `--help` and usage errors answer at once; only the gRPC client imports
+    # TensorFlow (TF Serving's protos import all of it), REST needs none of it.
+    if args.rest:
+        from serving.rest_client import RestClient
+        client: Any = RestClient(args.rest, timeout=args.timeout)
+    else:
+        from serving.client import Client
+        client = Client(args.server or "localhost:8500", timeout=args.timeout)
     with client:
         if command == "status":
             return _status(client, args)
@@ -157,7 +171,7 @@ def _status(client: Any, args: argparse.Namespace) -> int:
 
 
 def _metadata(client: Any, args: argparse.Namespace) -> int:
-    from serving.client import signature_specs
+    from serving._client_common import signature_specs
     meta = client.metadata(args.model, args.version, label=args.label)
     if args.json:
         print(json.dumps(meta, indent=2))
@@ -224,6 +238,8 @@ def _load_images(paths: Sequence[str], hwc: list[int], invert: bool) -> Any:
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    from zoo.images import to_model_input
+
     height, width, channels = hwc
     modes = {1: "L", 3: "RGB", 4: "RGBA"}
     if channels not in modes:
@@ -236,19 +252,21 @@ def _load_images(paths: Sequence[str], hwc: list[int], invert: bool) -> Any:
                 size = (width if width > 0 else img.width, height if height > 0 else img.height)
                 if img.size != size:
                     img = img.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
-                array = np.asarray(img, dtype=np.float32) / 255.0
+                array = np.asarray(img)
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise UsageError(f"cannot read image {path!r}: not a readable PNG/JPEG ({_one_line(exc)})") from None
         out.append(array.reshape(array.shape[0], array.shape[1], channels))
     if len({a.shape for a in out}) != 1:
         raise UsageError(f"images have different sizes {sorted({a.shape for a in out})} and the model takes "
                          "any size: pass images of one size per call")
-    batch = np.stack(out)
+    batch = to_model_input(np.stack(out), what="images")
     return 1.0 - batch if invert else batch
 
 
 def _load_npz(path: str, key: str | None, hwc: list[int], invert: bool) -> tuple[Any, Any]:
     import numpy as np
+
+    from zoo.images import to_model_input
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -272,7 +290,10 @@ def _load_npz(path: str, key: str | None, hwc: list[int], invert: bool) -> tuple
                          f"[N,{','.join(str(d) for d in hwc)}] (-1 = any)")
     if x.dtype.kind not in "biuf":
         raise UsageError(f"--npz images {key!r} must be numeric, got dtype {x.dtype}")
-    x = x.astype(np.float32)
+    try:
+        x = to_model_input(x, what=f"--npz images {key!r}")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     labels = next((np.asarray(data[k]) for k in LABEL_KEYS if k in files and k != key), None)
     if labels is not None and (labels.shape != (len(x),) or labels.dtype.kind not in "iu"):
         labels = None  # not per-image integer labels: no accuracy line
@@ -293,7 +314,7 @@ def _class_names(client: Any, args: argparse.Namespace, specs: dict[str, Any], s
 
 def _predict(client: Any, args: argparse.Namespace, paths: Sequence[str]) -> int:
     import numpy as np
-    from serving.client import signature_specs
+    from serving._client_common import signature_specs
 
     signature = args.signature or ("serving_bytes" if args.bytes else "serving_default")
     specs = signature_specs(client.metadata(args.model, args.version, label=args.label))
@@ -327,16 +348,28 @@ def _predict(client: Any, args: argparse.Namespace, paths: Sequence[str]) -> int
                                          "probability": float(probs[r, j])} for j in top[r]]}
                for r, name in enumerate(names)]
     accuracy = float(np.mean(np.argmax(probs, axis=1) == labels)) if labels is not None else None
+    # One line per image is the answer for named files; for an npz of thousands it would bury
+    # the one line that matters, so there the summary comes first and the rest is asked for.
+    per_image = not args.npz or args.details
     if args.json:
-        doc: dict[str, Any] = {"model": args.model, "signature": signature, "results": results}
+        doc: dict[str, Any] = {"model": args.model, "signature": signature, "images": len(names)}
         if accuracy is not None:
             doc["accuracy"] = accuracy
+        if per_image:
+            doc["results"] = results
         print(json.dumps(doc, indent=2))
-    else:
+        return 0
+    if args.npz:
+        if accuracy is not None:
+            print(f"accuracy: {accuracy:.4f} on {len(labels)} labelled images from {args.npz}")
+        else:
+            print(f"{len(names)} images from {args.npz}, no labels (store them as y_test, y or labels "
+                  "for an accuracy)")
+        if not per_image:
+            print("per-image top-k classes: add --details")
+    if per_image:
         for res in results:
             print(f"{res['input']}: " + "  ".join(f"{t['class']} ({t['probability']:.3f})" for t in res["top_k"]))
-        if accuracy is not None:
-            print(f"accuracy: {accuracy:.4f} on {len(labels)} labelled images")
     return 0
 
 

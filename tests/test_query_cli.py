@@ -41,9 +41,16 @@ def files(tmp_path_factory, digits):
     Image.fromarray(pixels[1]).convert("RGB").save(jpg, quality=100)
     npz = d / "test.npz"
     np.savez(npz, x_test=digits.x_test, y_test=digits.y_test)
+    # The same images as 8-bit pixels (how MNIST-style files store them), and as 0..255 floats.
+    as_uint8 = np.round(digits.x_test * 255).astype(np.uint8)
+    np.savez(d / "uint8.npz", x_test=as_uint8, y_test=digits.y_test)
+    np.savez(d / "float255.npz", x_test=as_uint8.astype(np.float32), y_test=digits.y_test)
+    np.savez(d / "unlabelled.npz", images=as_uint8[:5])
     (d / "bad.png").write_text("not an image")
     np.savez(d / "wrong.npz", x_test=np.zeros((3, 5, 5, 1), np.float32))
-    return {"png": str(png), "jpg": str(jpg), "npz": str(npz), "bad": str(d / "bad.png"),
+    return {"png": str(png), "jpg": str(jpg), "npz": str(npz), "uint8": str(d / "uint8.npz"),
+            "float255": str(d / "float255.npz"), "unlabelled": str(d / "unlabelled.npz"),
+            "bad": str(d / "bad.png"),
             "wrong": str(d / "wrong.npz"), "labels": [int(y) for y in digits.y_test[:2]]}
 
 
@@ -68,11 +75,44 @@ def test_bytes_lets_the_server_decode_and_resize(server, files, capsys, api):
 def test_json_and_npz_accuracy(server, files, capsys):
     assert main([*server["rest"], "--model", "digits", "--version", "1", "--json", "--npz", files["npz"]]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["model"] == "digits" and len(doc["results"]) == 270 and doc["accuracy"] > 0.9
+    assert doc["model"] == "digits" and doc["images"] == 270 and doc["accuracy"] > 0.9
+    assert "results" not in doc  # per-image results are asked for with --details
+    assert main([*server["rest"], "--model", "digits", "--json", "--details", "--npz", files["npz"]]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["results"]) == 270 and doc["accuracy"] > 0.9
     first = doc["results"][0]
     assert first["input"] == "test.npz[0]" and len(first["top_k"]) == 3
     probs = [t["probability"] for t in first["top_k"]]
     assert probs == sorted(probs, reverse=True) and first["top_k"][0]["class"] == str(first["top_k"][0]["index"])
+
+
+def _accuracy_line(out: str) -> float:
+    first = out.splitlines()[0]
+    assert first.startswith("accuracy: ") and "on 270 labelled images" in first, out[:300]
+    return float(first.split()[1])
+
+
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+def test_uint8_and_float_npz_give_the_same_accuracy(server, files, capsys, api):
+    """0..255 uint8 images are scaled as training data is, not sent as 0..255 floats."""
+    assert main([*server[api], "--model", "digits", "--npz", files["npz"]]) == 0
+    as_float = _accuracy_line(capsys.readouterr().out)
+    assert main([*server[api], "--model", "digits", "--npz", files["uint8"]]) == 0
+    as_uint8 = _accuracy_line(capsys.readouterr().out)
+    assert as_float > 0.9 and as_uint8 == as_float
+
+
+def test_npz_prints_the_summary_first_and_details_on_request(server, files, capsys):
+    assert main([*server["grpc"], "--model", "digits", "--npz", files["uint8"]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("accuracy: ") and "--details" in lines[1]
+    assert main([*server["grpc"], "--model", "digits", "--details", "--top-k", "1", "--npz", files["uint8"]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("accuracy: ") and len(lines) == 1 + 270
+    assert lines[1].startswith("uint8.npz[0]: ")
+    assert main([*server["grpc"], "--model", "digits", "--npz", files["unlabelled"]]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("5 images from ") and "no labels" in lines[0] and len(lines) == 2
 
 
 @pytest.mark.parametrize("api", ["grpc", "rest"])
@@ -104,6 +144,8 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
         "npz key": ([*g, "--model", "digits", "--npz", files["npz"], "--npz-key", "zz"], 2, "--npz-key 'zz'"),
         "npz shape": ([*g, "--model", "digits", "--npz", files["wrong"]], 2, "[N,8,8,1]"),
         "npz not npz": ([*g, "--model", "digits", "--npz", files["bad"]], 2, "not a .npz"),
+        "npz 0..255 floats": ([*g, "--model", "digits", "--npz", files["float255"]], 2, "divide by 255"),
+        "details without npz": ([*g, "--model", "digits", "--details", files["png"]], 2, "--details"),
         "top-k": ([*g, "--model", "digits", "--top-k", "0", files["png"]], 2, "--top-k"),
         "bad label syntax": ([*g, "--model", "digits", "--label", "a-b", "status"], 2, "label"),
         "server is a url": (["--server", "http://x:1", "--model", "digits", "status"], 2, "use --rest"),
@@ -117,7 +159,7 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
 
 CASES = ["missing file", "not an image", "server down", "rest down", "unknown model", "unknown version",
          "unknown label", "no --model", "no images", "images and npz", "npz key", "npz shape",
-         "npz not npz", "top-k", "bad label syntax", "server is a url", "rest not a url", "both endpoints",
+         "npz not npz", "npz 0..255 floats", "details without npz", "top-k", "bad label syntax", "server is a url", "rest not a url", "both endpoints",
          "bytes with npz", "bytes bad image", "unknown signature"]
 
 
