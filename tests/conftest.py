@@ -4,6 +4,7 @@ import socket
 
 import pytest
 
+from zoo import _env  # noqa: F401  (quiet TensorFlow before any test imports it)
 import zoo  # noqa: F401
 
 

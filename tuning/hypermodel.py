@@ -27,7 +27,7 @@ import keras
 import keras_tuner as kt
 
 import zoo
-from zoo.rules import downsample_positions
+from zoo.plans import downsample_positions
 from zoo.builders import check_input_shape, check_num_classes
 
 from ._tf_leaks import custom_gradients_released

@@ -3,17 +3,43 @@
     import zoo
     model = zoo.build("doubling", input_shape=(8, 8, 1), num_classes=10)
     print(zoo.describe(model))
+
+Rules, plans, budgets, datasets and image preparation are plain Python/numpy; the Keras parts
+(`build`, `describe`, blocks) are imported on first use, so `import zoo` and the client path that
+only prepares images never pay TensorFlow's start-up.
 """
-from . import _env  # noqa: F401  (must run before keras/tensorflow are imported)
-from . import datasets, rules  # noqa: F401  (rules registers the built-in rules)
-from .analysis import Description, describe
-from .blocks import BLOCKS, DOWNSAMPLERS
-from .builders import ModelInfo, build, compile_classifier, model_info
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from . import datasets, images, rules  # noqa: F401  (rules registers the built-in rules)
 from .registry import LayerContext, get_rule, list_models, register, unregister
-from .rules import plan
+from .plans import Plan, plan
 
 __version__ = "0.1.0"
 
-__all__ = ["build", "plan", "describe", "list_models", "register", "unregister", "get_rule",
-           "model_info", "compile_classifier", "datasets", "Description", "ModelInfo",
-           "LayerContext", "BLOCKS", "DOWNSAMPLERS", "__version__"]
+# name -> module that defines it; imported (with Keras) on first attribute access.
+_LAZY = {
+    "build": "builders", "compile_classifier": "builders", "model_info": "builders",
+    "ModelInfo": "builders", "ZooModel": "builders",
+    "describe": "analysis", "Description": "analysis",
+    "BLOCKS": "blocks", "DOWNSAMPLERS": "blocks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["build", "plan", "Plan", "describe", "list_models", "register", "unregister",
+           "get_rule", "model_info", "compile_classifier", "datasets", "images", "Description",
+           "ModelInfo", "ZooModel", "LayerContext", "BLOCKS", "DOWNSAMPLERS", "__version__"]

@@ -11,8 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import keras
-from keras import layers
+from . import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from .builders import build  # noqa: E402
 
 __all__ = ["describe", "Description"]
 
@@ -88,7 +92,6 @@ def _group(name: str) -> str:
 def describe(model_or_name: keras.Model | str, **build_kwargs: Any) -> Description:
     """Describe a Keras model, or build `zoo.build(name, **build_kwargs)` and describe that."""
     if isinstance(model_or_name, str):
-        from .builders import build
         model = build(model_or_name, **build_kwargs)
     elif isinstance(model_or_name, keras.Model):
         if build_kwargs:

@@ -2,12 +2,17 @@
 Keras layer `layer{i}_...` so analysis can group a block's weights back into one row."""
 from __future__ import annotations
 
+import zlib
 from typing import Callable
 
-import keras
-from keras import layers
+from . import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
 
-__all__ = ["BLOCKS", "DOWNSAMPLERS", "get_block", "apply_downsample"]
+import keras  # noqa: E402
+from keras import layers  # noqa: E402
+
+from .plans import DOWNSAMPLERS  # noqa: E402
+
+__all__ = ["BLOCKS", "DOWNSAMPLERS", "get_block", "apply_downsample", "kernel_initializer"]
 
 Block = Callable[..., "keras.KerasTensor"]
 
@@ -17,44 +22,66 @@ Block = Callable[..., "keras.KerasTensor"]
 BN_MOMENTUM = 0.9
 
 
+def kernel_initializer(seed: int | None, name: str, kind: str = "glorot_uniform"):
+    """Keras' default initializer, seeded per layer from the model seed and the layer's name.
+
+    Seeding each initializer (instead of Keras' global seed) makes a seeded build reproducible
+    without changing the process-wide random state that a tuner or a training loop owns.
+    """
+    if seed is None:
+        return kind
+    return keras.initializers.get({"class_name": kind, "config": {
+        "seed": (seed * 1_000_003 + zlib.crc32(name.encode())) % (2 ** 31)}})
+
+
 def _bn(name: str) -> layers.BatchNormalization:
     return layers.BatchNormalization(momentum=BN_MOMENTUM, name=name)
 
 
-def _conv_bn_relu(x, filters: int, kernel_size: int, stride: int, prefix: str, relu: bool = True):
-    x = layers.Conv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
-                      name=f"{prefix}_conv")(x)
+def _conv(filters: int, kernel_size: int, stride: int, name: str, seed: int | None,
+          padding: str = "same") -> layers.Conv2D:
+    return layers.Conv2D(filters, kernel_size, strides=stride, padding=padding, use_bias=False,
+                         kernel_initializer=kernel_initializer(seed, name), name=name)
+
+
+def _conv_bn_relu(x, filters: int, kernel_size: int, stride: int, prefix: str, seed: int | None,
+                  relu: bool = True):
+    x = _conv(filters, kernel_size, stride, f"{prefix}_conv", seed)(x)
     x = _bn(f"{prefix}_bn")(x)
     return layers.ReLU(name=f"{prefix}_relu")(x) if relu else x
 
 
-def plain(x, filters: int, *, kernel_size: int, stride: int, name: str):
+def plain(x, filters: int, *, kernel_size: int, stride: int, name: str, seed: int | None = None):
     """Conv-BN-ReLU."""
-    return _conv_bn_relu(x, filters, kernel_size, stride, name)
+    return _conv_bn_relu(x, filters, kernel_size, stride, name, seed)
 
 
-def residual(x, filters: int, *, kernel_size: int, stride: int, name: str):
+def residual(x, filters: int, *, kernel_size: int, stride: int, name: str,
+             seed: int | None = None):
     """Two Conv-BN with an identity shortcut, or a 1x1 Conv-BN projection when width or size changes."""
     shortcut = x
-    y = _conv_bn_relu(x, filters, kernel_size, stride, f"{name}_a")
-    y = _conv_bn_relu(y, filters, kernel_size, 1, f"{name}_b", relu=False)
+    y = _conv_bn_relu(x, filters, kernel_size, stride, f"{name}_a", seed)
+    y = _conv_bn_relu(y, filters, kernel_size, 1, f"{name}_b", seed, relu=False)
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
+        shortcut = _conv(filters, 1, stride, f"{name}_proj", seed, padding="valid")(x)
         shortcut = _bn(f"{name}_proj_bn")(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.ReLU(name=f"{name}_relu")(y)
 
 
-def separable(x, filters: int, *, kernel_size: int, stride: int, name: str):
+def separable(x, filters: int, *, kernel_size: int, stride: int, name: str,
+              seed: int | None = None):
     """Depthwise-separable conv, BN, ReLU (MobileNet-style)."""
-    x = layers.SeparableConv2D(filters, kernel_size, strides=stride, padding="same", use_bias=False,
-                               name=f"{name}_sepconv")(x)
+    conv = f"{name}_sepconv"
+    x = layers.SeparableConv2D(
+        filters, kernel_size, strides=stride, padding="same", use_bias=False,
+        depthwise_initializer=kernel_initializer(seed, f"{conv}_depthwise"),
+        pointwise_initializer=kernel_initializer(seed, f"{conv}_pointwise"), name=conv)(x)
     x = _bn(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
 BLOCKS: dict[str, Block] = {"plain": plain, "residual": residual, "separable": separable}
-DOWNSAMPLERS = ("max", "avg", "strided", "none")
 
 
 def get_block(name: str) -> Block:

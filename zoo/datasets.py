@@ -13,6 +13,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .dataset_files import STANDARD_SETS, NotFoundLocally, find_local
+from .images import to_model_input
+
 __all__ = ["Dataset", "load", "list_datasets", "make_shapes", "SHAPE_KINDS"]
 
 
@@ -80,15 +83,37 @@ def _carve_val(name, x_train, y_train, x_test, y_test, class_names, val_fraction
     return Dataset(name, x_tr, y_tr, x_val, y_val, x_test, y_test, class_names)
 
 
-def _as_images(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x)
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be (N, H, W) or (N, H, W, C), got shape {x.shape}")
-    if np.issubdtype(x.dtype, np.integer):
-        return (x / 255.0).astype("float32")
-    return x.astype("float32")
+MAX_CLASSES = 1000  # labels above this are almost always a wrong column; num_classes= overrides
+
+
+def _labels(y: Any, where: str, num_classes: int | None = None) -> np.ndarray:
+    """Labels as int64 class indices in [0, K), or a ValueError saying what is wrong."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{where}: labels must be one class index per image, got shape {y.shape}")
+    if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer)
+                                   or np.issubdtype(y.dtype, np.floating)):
+        raise ValueError(f"{where}: labels must be integers, got dtype {y.dtype}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise ValueError(f"{where}: labels contain NaN or infinity")
+        if (y != np.round(y)).any():
+            raise ValueError(f"{where}: labels must be whole numbers (class indices), found "
+                             f"{y[y != np.round(y)][0]!r}")
+    if y.size and y.min() < 0:
+        raise ValueError(f"{where}: labels must be >= 0, found {y.min()}")
+    limit = MAX_CLASSES if num_classes is None else num_classes
+    if y.size and y.max() >= limit:
+        hint = (f"pass num_classes= if there really are more than {MAX_CLASSES} classes"
+                if num_classes is None else f"num_classes={num_classes}")
+        raise ValueError(f"{where}: label {int(y.max())} is out of range [0, {limit}) ({hint})")
+    return y.astype("int64")
+
+
+def _images(x: Any, where: str) -> np.ndarray:
+    return to_model_input(x, what=f"{where}: images")
 
 
 def _digits(*, seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Dataset:
@@ -171,31 +196,64 @@ def _shapes(*, size: int = 32, channels: int = 3, num_classes: int = 8,
 
 
 def _npz(path: str, *, seed: int = 0, val_fraction: float = 0.15,
-         test_fraction: float = 0.15, class_names: list[str] | None = None) -> Dataset:
+         test_fraction: float = 0.15, class_names: list[str] | None = None,
+         num_classes: int | None = None) -> Dataset:
+    """Arrays `x`, `y` (split here), or `x_train`, `y_train`, `x_test`, `y_test` with optional
+    `x_val`, `y_val` (used as given; otherwise `val_fraction` of train is carved out)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"npz dataset {path!r} does not exist")
-    with np.load(p, allow_pickle=False) as data:
-        keys = set(data.files)
-        if {"x_train", "y_train", "x_test", "y_test"} <= keys:
-            x_tr, y_tr = _as_images(data["x_train"]), data["y_train"].astype("int64").ravel()
-            x_te, y_te = _as_images(data["x_test"]), data["y_test"].astype("int64").ravel()
-            k = int(max(y_tr.max(), y_te.max())) + 1
-            names = class_names or _stored_names(data, k)
-            return _carve_val(f"npz:{path}", x_tr, y_tr, x_te, y_te, names, val_fraction, seed)
-        if not {"x", "y"} <= keys:
-            raise ValueError(f"npz dataset {path!r} must hold arrays x and y (or x_train, y_train, "
-                             f"x_test, y_test); it has {sorted(keys)}")
-        x, y = _as_images(data["x"]), data["y"].astype("int64").ravel()
+        raise FileNotFoundError(f"npz dataset {path!r} does not exist or is not a regular file")
+    where = f"npz dataset {path!r}"
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError) as exc:  # zipfile/zlib errors subclass these
+        raise ValueError(f"{where} is not a readable .npz file ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # BadZipFile, CRC errors: any failure to read means a damaged file
+        raise ValueError(f"{where} is damaged ({type(exc).__name__}: {exc})") from None
+    keys = set(arrays)
+
+    def pair(x_key: str, y_key: str) -> tuple[np.ndarray, np.ndarray]:
+        x = _images(arrays[x_key], f"{where}, {x_key}")
+        y = _labels(arrays[y_key], f"{where}, {y_key}", num_classes)
         if len(x) != len(y):
-            raise ValueError(f"npz dataset {path!r}: x has {len(x)} images but y has {len(y)} labels")
-        names = class_names or _stored_names(data, int(y.max()) + 1)
+            raise ValueError(f"{where}: {x_key} has {len(x)} images but {y_key} has {len(y)} labels")
+        return x, y
+
+    if {"x_train", "y_train", "x_test", "y_test"} <= keys:
+        (x_tr, y_tr), (x_te, y_te) = pair("x_train", "y_train"), pair("x_test", "y_test")
+        has_val = {"x_val", "y_val"} & keys
+        if has_val and has_val != {"x_val", "y_val"}:
+            raise ValueError(f"{where} has {sorted(has_val)[0]} without its pair; give both "
+                             "x_val and y_val, or neither")
+        parts = [(x_tr, y_tr), (x_te, y_te)] + ([pair("x_val", "y_val")] if has_val else [])
+        _same_image_shape(where, [x for x, _ in parts])
+        k = num_classes or int(max(y.max() for _, y in parts if y.size)) + 1
+        names = class_names or _stored_names(arrays, k)
+        if has_val:
+            x_val, y_val = parts[2]
+            return Dataset(f"npz:{path}", x_tr, y_tr, x_val, y_val, x_te, y_te, names)
+        return _carve_val(f"npz:{path}", x_tr, y_tr, x_te, y_te, names, val_fraction, seed)
+    if not {"x", "y"} <= keys:
+        raise ValueError(f"{where} must hold arrays x and y (or x_train, y_train, x_test, y_test "
+                         f"and optionally x_val, y_val); it has {sorted(keys)}")
+    x, y = pair("x", "y")
+    names = class_names or _stored_names(arrays, num_classes or int(y.max()) + 1)
     return Dataset(f"npz:{path}", *_split(x, y, (val_fraction, test_fraction), seed), class_names=names)
 
 
-def _stored_names(data: Any, k: int) -> list[str]:
-    if "class_names" in data.files:
-        return [str(n) for n in data["class_names"]]
+def _same_image_shape(where: str, xs: list[np.ndarray]) -> None:
+    shapes = {x.shape[1:] for x in xs}
+    if len(shapes) > 1:
+        raise ValueError(f"{where}: splits have different image shapes {sorted(shapes)}")
+
+
+def _stored_names(arrays: dict[str, np.ndarray], k: int) -> list[str]:
+    if "class_names" in arrays:
+        names = [str(n) for n in np.asarray(arrays["class_names"]).ravel()]
+        if len(names) < k:
+            raise ValueError(f"class_names lists {len(names)} names but labels go up to {k - 1}")
+        return names
     return [str(i) for i in range(k)]
 
 
@@ -209,15 +267,24 @@ def _dir(path: str, *, image_size: tuple[int, int] | None = None, channels: int 
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder {path!r} does not exist")
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir())
+    # Hidden folders (.git, .ipynb_checkpoints) are tooling, not classes.
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise ValueError(f"image folder {path!r} needs at least 2 class sub-folders, found {classes}")
     images, labels = [], []
     for label, cls in enumerate(classes):
-        for f in sorted((root / cls).iterdir()):
-            if f.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            with Image.open(f) as im:
+        files = [f for f in sorted((root / cls).iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES
+                 and not f.name.startswith(".") and f.is_file()]
+        if not files:
+            raise ValueError(f"class folder {str(root / cls)!r} holds no PNG/JPEG files; remove it "
+                             "or add images (every sub-folder is a class)")
+        for f in files:
+            try:
+                im = Image.open(f)
+                im.load()
+            except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for broken files
+                raise ValueError(f"{f}: not a readable image ({type(exc).__name__}: {exc})") from None
+            with im:
                 if channels is None:
                     channels = 1 if im.mode in ("L", "1", "I", "I;16") else 3
                 im = im.convert("L" if channels == 1 else "RGB")
@@ -226,8 +293,6 @@ def _dir(path: str, *, image_size: tuple[int, int] | None = None, channels: int 
                 im = im.resize((image_size[1], image_size[0]))
                 images.append(np.asarray(im, dtype="float32").reshape(*image_size, channels) / 255.0)
                 labels.append(label)
-    if not images:
-        raise ValueError(f"image folder {path!r} holds no PNG/JPEG files")
     x, y = np.stack(images), np.asarray(labels, dtype="int64")
     return Dataset(f"dir:{path}", *_split(x, y, (val_fraction, test_fraction), seed),
                    class_names=classes)
@@ -242,25 +307,43 @@ KERAS_CLASS_NAMES = {
 }
 
 
-def _keras_loader(name: str) -> Callable[..., Dataset]:
-    def load_keras(*, seed: int = 0, val_fraction: float = 0.1) -> Dataset:
+def _standard_loader(name: str) -> Callable[..., Dataset]:
+    def load_standard(*, seed: int = 0, val_fraction: float = 0.1, data_dir: str | None = None,
+                      download: bool = True) -> Dataset:
+        try:
+            (x_tr, y_tr, x_te, y_te), _ = find_local(name, data_dir)
+        except NotFoundLocally as missing:
+            x_tr, y_tr, x_te, y_te = _download(name, missing, download)
+        return _carve_val(name, _images(x_tr, name), _labels(y_tr, name), _images(x_te, name),
+                          _labels(y_te, name), KERAS_CLASS_NAMES[name], val_fraction, seed)
+    load_standard.__doc__ = (f"{name}: a local copy ($ZOO_DATA_DIR or data_dir, Keras' cache, "
+                             f"/usr/share/datasets), else Keras' download unless download=False.")
+    return load_standard
+
+
+def _download(name: str, missing: NotFoundLocally, allowed: bool):
+    """Keras' download, the last resort; on failure say everywhere we looked and how to fix it."""
+    try:
+        if not allowed:
+            raise RuntimeError("download=False")
         import keras
 
-        try:
-            (x_tr, y_tr), (x_te, y_te) = getattr(keras.datasets, name).load_data()
-        except Exception as exc:  # urllib/HTTP errors differ by version; all mean "no download"
-            raise RuntimeError(
-                f"dataset {name!r} must be downloaded by Keras into ~/.keras/datasets and the "
-                f"download failed ({type(exc).__name__}: {exc}). Without network use 'digits', "
-                "'shapes', 'npz:PATH' or 'dir:PATH'.") from exc
-        return _carve_val(name, _as_images(x_tr), y_tr.astype("int64").ravel(), _as_images(x_te),
-                          y_te.astype("int64").ravel(), KERAS_CLASS_NAMES[name], val_fraction, seed)
-    return load_keras
+        (x_tr, y_tr), (x_te, y_te) = getattr(keras.datasets, name).load_data()
+    except Exception as exc:  # urllib/HTTP errors differ by version; all mean "no download"
+        debian = (" On Debian/Ubuntu: apt-get install dataset-fashion-mnist."
+                  if name == "fashion_mnist" else "")
+        raise RuntimeError(
+            f"dataset {name!r} has no local copy and Keras could not download it "
+            f"({type(exc).__name__}: {exc}). Looked in: {', '.join(missing.looked)}. Put the "
+            f"original files in one of those folders (or set ZOO_DATA_DIR), or run once with "
+            f"network so Keras caches them.{debian} Without the files use 'digits', 'shapes', "
+            "'npz:PATH' or 'dir:PATH'.") from exc
+    return x_tr, y_tr, x_te, y_te
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": _digits, "shapes": _shapes,
-    **{n: _keras_loader(n) for n in KERAS_CLASS_NAMES},
+    **{n: _standard_loader(n) for n in STANDARD_SETS},
 }
 
 
