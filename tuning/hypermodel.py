@@ -286,13 +286,17 @@ class ZooHyperModel(kt.HyperModel):
         """The compiled model `hp` selects, without budget checks."""
         a = self.architecture(hp)
         kw = dict(a.pop("rule_kwargs", {}))
+        if self.execution_seed is not None:
+            # The tuner owns the process-wide seed (shuffling, dropout); zoo.build only seeds
+            # the initializers it creates.
+            keras.utils.set_random_seed(self.execution_seed)
         model = zoo.build(a.pop("rule"), input_shape=self.input_shape, num_classes=self.num_classes,
                           downsample_every=self.downsample_every, seed=self.execution_seed, **a, **kw)
         return zoo.compile_classifier(model, learning_rate=hp.get("learning_rate"))
 
     @property
     def execution_seed(self) -> int | None:
-        """The seed this execution builds (and, through Keras' global seed, shuffles) with."""
+        """The seed this execution builds and shuffles with (its initializers and Keras' global seed)."""
         return None if self.seed is None else self.seed + self.execution
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
