@@ -1,7 +1,55 @@
-"""cnn-zoo serving: export to TF Serving layout, an embedded TF Serving-compatible server, clients."""
-from zoo import _env  # noqa: F401  (quiet TensorFlow's start-up logs before TF is imported)
-from serving.export import ExportedVersion, export  # noqa: E402,F401  (serving.export is the function)
-from serving.client import Client, ClientError  # noqa: E402,F401  (gRPC client)
-from serving.rest_client import RestClient  # noqa: E402,F401  (REST client)
+"""cnn-zoo serving: export to TF Serving layout, an embedded TF Serving-compatible server, clients.
+
+    import serving
+    serving.export(model, "saved_models", "digits")     # TF Serving layout, next version
+    with serving.Client("localhost:8500") as c: ...      # gRPC
+    with serving.RestClient("http://localhost:8501") as c: ...
+
+The names are imported on first use (PEP 562), so `import serving` costs nothing and a REST
+client never loads TensorFlow; `serving.export` and `serving.Client` load it when first touched.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from importlib import import_module
+from typing import Any
+
+# public name -> the submodule that defines it
+_LAZY = {
+    "export": "serving.export", "ExportedVersion": "serving.export",
+    "Client": "serving.client",
+    "ClientError": "serving._client_common",
+    "RestClient": "serving.rest_client",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'serving' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+class _ServingPackage(types.ModuleType):
+    """`serving.export` is the export function, not the submodule of that name.
+
+    Importing a submodule binds it as an attribute of its package; once anything imported
+    `serving.export` (export_cli, tuning...), `serving.export(...)` would be a module and not
+    callable. Eagerly this was avoided by rebinding after the import; lazily the binding is refused.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "export" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _ServingPackage
 
 __all__ = ["export", "ExportedVersion", "Client", "ClientError", "RestClient"]

@@ -190,3 +190,17 @@ def test_help(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     assert "status" in out and "--npz" in out and "--rest" in out
+
+
+def test_rest_calls_run_without_tensorflow(server, files, subprocess_env):
+    """`zoo-query --rest` (status, and a prediction from a uint8 npz) in a fresh process: real
+    answers, and neither TensorFlow nor Keras is imported for them."""
+    code = ("import sys\nfrom serving.query_cli import main\n"
+            f"rcs = [main({[*server['rest'], '--model', 'digits', 'status']!r}),\n"
+            f"       main({[*server['rest'], '--model', 'digits', '--npz', files['uint8']]!r})]\n"
+            "print(rcs, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=subprocess_env, timeout=120)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "digits version 1: AVAILABLE" and lines[1].startswith("accuracy: 0.9"), result.stderr
+    assert lines[-1] == "[0, 0] []", result.stdout + result.stderr
