@@ -29,7 +29,8 @@ import numpy as np
 
 from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
 from serving import _signatures as sigs
-from serving import model_config
+from serving import layout, model_config
+from serving.layout import version_dirs  # noqa: F401  (public here before layout existed)
 from serving.names import validate_model_name, validate_version
 
 try:  # POSIX advisory lock; TF Serving deployments are Linux, elsewhere exports are unlocked
@@ -40,7 +41,7 @@ except ImportError:  # pragma: no cover
 SIGNATURE_CHOICES = ("predict", "classify", "bytes")
 BASE_PATH_STYLES = ("absolute", "relative")
 MAX_WARMUP_SAMPLES = 32
-METADATA_FILENAME = "zoo.json"
+METADATA_FILENAME = layout.METADATA_FILENAME
 LOCK_FILENAME = ".zoo-export.lock"
 _TEMP_RE = re.compile(r"^\.(?:tmp|old)-[^-]+-(\d+)-[0-9a-f]+$")
 
@@ -96,9 +97,9 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
     if update_config and config_file.exists():
         model_config.read_model_server_config(config_file)  # a broken config fails before writing
     model_dir = base_dir / name
-    if version is not None and (model_dir / str(version)).exists() and not overwrite:
+    if version is not None and layout.version_dir(model_dir, version).exists() and not overwrite:
         raise ValueError(f"version {version} of model {name!r} already exists at "
-                         f"{model_dir / str(version)}; pass overwrite=True to replace it")
+                         f"{layout.version_dir(model_dir, version)}; pass overwrite=True to replace it")
     created = _make_dirs(base_dir, model_dir)
     tmp = model_dir / f".tmp-{'next' if version is None else version}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
@@ -112,9 +113,8 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
         with _locked(base_dir):
             final_version = _next_version(model_dir) if version is None else version
             info = _zoo_json(model, name, final_version, input_shape, names, keys, meta)
-            (tmp / "assets.extra" / METADATA_FILENAME).write_text(
-                json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            final = model_dir / str(final_version)
+            layout.write_metadata(tmp, info)
+            final = layout.version_dir(model_dir, final_version)
             _move_into_place(tmp, final, overwrite)
             if update_config:
                 model_config.update_model_config(base_dir, name, relative=base_path_style == "relative")
@@ -265,18 +265,6 @@ def _make_dirs(base_dir: Path, model_dir: Path) -> list[Path]:
     except OSError as exc:
         raise ValueError(f"base_dir {str(base_dir)!r} is not writable: {exc.strerror}") from None
     return missing
-
-
-def version_dirs(model_dir: str | os.PathLike) -> dict[int, Path]:
-    """Integer-named version folders of a model (TF Serving's rule: `007` is version 7)."""
-    if isinstance(model_dir, bool) or not isinstance(model_dir, (str, os.PathLike)):
-        raise TypeError(f"model_dir must be a path (str or os.PathLike), got {model_dir!r}")
-    found: dict[int, Path] = {}
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(model_dir):
-            if entry.is_dir() and entry.name.isdigit():
-                found[int(entry.name)] = Path(entry.path)
-    return found
 
 
 def _next_version(model_dir: Path) -> int:

@@ -20,7 +20,8 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from . import tensors
 from .errors import ServingError, as_serving_error, invalid_argument
-from .repository import ModelManager, configs_from_proto
+from . import layout
+from .repository import ModelManager
 from .runtime import CLASSIFY_METHOD, REGRESS_METHOD, Servable
 
 SERVICE_NAMES = (
@@ -231,7 +232,11 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         try:
             if request.config.WhichOneof("config") != "model_config_list":
                 raise invalid_argument("ReloadConfigRequest: only model_config_list is supported")
-            self.manager.apply_config(configs_from_proto(request.config, self.config_dir), wait=True)
+            try:
+                configs = layout.configs_from_proto(request.config, self.config_dir)
+            except ValueError as exc:
+                raise invalid_argument(str(exc)) from None
+            self.manager.apply_config(configs, timeout=context.time_remaining())
             return model_management_pb2.ReloadConfigResponse(status=status_pb2.StatusProto(error_code=0))
         except Exception as exc:
             error = as_serving_error(exc)

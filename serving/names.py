@@ -5,6 +5,8 @@ import re
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 LABEL_PATTERN = re.compile(r"^[a-zA-Z0-9_]+$")
+VERSION_MAX = 2**63 - 1  # ModelSpec.version is an Int64Value
+_DIGITS = re.compile(r"[0-9]{1,25}\Z")
 
 
 def validate_model_name(name: object) -> str:
@@ -22,13 +24,13 @@ def validate_model_name(name: object) -> str:
 
 
 def validate_version(version: object) -> int:
-    """Return `version` as a non-negative int, else raise ValueError."""
-    if isinstance(version, bool) or not isinstance(version, int):
-        if isinstance(version, str) and version.isdigit():
-            return int(version)
-        raise ValueError(f"invalid version {version!r}: expected a non-negative integer")
-    if version < 0:
-        raise ValueError(f"invalid version {version}: expected a non-negative integer")
+    """Return `version` as an int in 0..VERSION_MAX (a str of ASCII digits is accepted), else
+    raise ValueError. Versions are int64 in TF Serving's protos; other scripts' digits, which
+    str.isdigit() and int() accept, are not versions."""
+    if isinstance(version, str) and _DIGITS.match(version):
+        version = int(version)
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= VERSION_MAX:
+        raise ValueError(f"invalid version {version!r}"[:100] + f": expected an integer 0..{VERSION_MAX}")
     return version
 
 

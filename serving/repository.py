@@ -1,11 +1,20 @@
 """Model repository: find versions on disk (sources), decide what is loaded (manager), resolve requests.
 
-As in TF Serving: a *source* polls each model's base path for integer-named version folders; the
-version *policy* (latest N / all / specific) turns what exists into the aspired set; the *manager*
-loads aspired versions, unloads the rest once an aspired version is AVAILABLE (availability
-preserving: a new version that fails to load never takes the model down) and answers lookups by
-name + version or label. Config (a text ModelServerConfig) can be replaced at run time, from the
-ReloadConfig RPC or by re-reading the config file.
+As in TF Serving: a *source* polls each model's base path for version folders (`layout` decides
+which names are versions); the version *policy* (latest N / all / specific) turns what exists into
+the aspired set; the *manager* loads aspired versions, unloads the rest once an aspired version is
+AVAILABLE (availability preserving: a new version that fails to load never takes the model down)
+and answers lookups by name + version or label.
+
+Isolation. Each model is reconciled (its folder listed, its versions loaded) in a thread of its
+own, holding only that model's lock: a load that never returns (a hung file system) leaves that
+model's versions as they were and does not hold up other models, request threads (lookups take no
+lock: the model set and each model's versions are replaced copy-on-write) or shutdown.
+
+Config changes (the ReloadConfig RPC, or a changed --model_config_file) are all-or-nothing, as TF
+Serving's ReloadConfig: new models are loaded out of sight, changed ones checked, and only when
+every model of the new set has an available version does the new set replace the old one. On any
+failure nothing changes, and the caller gets the reason.
 """
 from __future__ import annotations
 
@@ -14,130 +23,52 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Iterable
+from typing import Any
 
 import grpc
-from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
+from . import layout
 from .config_files import BatchingParameters
-from .errors import ServingError, invalid_argument, not_found
-from .names import validate_label, validate_model_name
+from .errors import ServingError, invalid_argument, not_found, unavailable
+from .layout import POLICIES, ModelConfig, list_versions  # noqa: F401  (re-exported: public names here before)
 from .runtime import Servable, State
 
 log = logging.getLogger("serving")
 
-POLICIES = ("latest", "all", "specific")
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """One served model: where its versions live, which to serve, and version labels."""
-
-    name: str
-    base_path: str
-    policy: str = "latest"
-    num_versions: int = 1
-    versions: tuple[int, ...] = ()
-    labels: tuple[tuple[str, int], ...] = ()
-
-    def __post_init__(self) -> None:
-        validate_model_name(self.name)
-        if not isinstance(self.base_path, str) or not self.base_path:
-            raise ValueError(f"model {self.name!r}: base_path must be a non-empty path, got {self.base_path!r}")
-        if self.policy not in POLICIES:
-            raise ValueError(f"model {self.name!r}: version policy must be one of {POLICIES}, got {self.policy!r}")
-        if self.policy == "latest" and (not isinstance(self.num_versions, int) or self.num_versions < 1):
-            raise ValueError(f"model {self.name!r}: latest.num_versions must be >= 1, got {self.num_versions!r}")
-        if self.policy == "specific" and not self.versions:
-            raise ValueError(f"model {self.name!r}: the specific policy needs at least one version")
-        for label, version in self.labels:
-            validate_label(label)
-            if version < 0:
-                raise ValueError(f"model {self.name!r}: label {label!r} points at negative version {version}")
-
-    def aspired(self, on_disk: Iterable[int]) -> set[int]:
-        """The versions this policy wants loaded out of those found on disk."""
-        found = sorted(on_disk)
-        if self.policy == "all":
-            return set(found)
-        if self.policy == "specific":
-            return set(found) & set(self.versions)
-        return set(found[-self.num_versions:])
-
-    @property
-    def label_map(self) -> dict[str, int]:
-        return dict(self.labels)
-
-
-def configs_from_proto(config: model_server_config_pb2.ModelServerConfig, config_dir: str = ".") -> list[ModelConfig]:
-    """ModelServerConfig -> ModelConfigs; relative base paths resolve against `config_dir`."""
-    if config.WhichOneof("config") == "custom_model_config":
-        raise invalid_argument("custom_model_config is not supported; use model_config_list")
-    out: list[ModelConfig] = []
-    seen: set[str] = set()
-    for c in config.model_config_list.config:
-        if c.name in seen:
-            raise invalid_argument(f"model {c.name!r} is configured twice")
-        seen.add(c.name)
-        if c.model_platform not in ("", "tensorflow"):
-            raise invalid_argument(f"model {c.name!r}: model_platform must be 'tensorflow', got {c.model_platform!r}")
-        which = c.model_version_policy.WhichOneof("policy_choice") or "latest"
-        num = c.model_version_policy.latest.num_versions or 1
-        versions = tuple(c.model_version_policy.specific.versions)
-        base = c.base_path if os.path.isabs(c.base_path) or "://" in c.base_path else \
-            os.path.normpath(os.path.join(config_dir, c.base_path))
-        try:
-            out.append(ModelConfig(c.name, base, which, num, versions, tuple(sorted(c.version_labels.items()))))
-        except ValueError as exc:
-            raise invalid_argument(str(exc)) from None
-    return out
+# How long a config change waits for its new models to load when the caller gave no deadline.
+DEFAULT_CONFIG_TIMEOUT = 600.0
 
 
 def parse_model_config_file(path: str) -> list[ModelConfig]:
-    """Read a text-format ModelServerConfig (TF Serving's --model_config_file)."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ValueError(f"--model_config_file: cannot read {path!r}: {exc.strerror}") from None
-    return parse_model_config_text(text, os.path.dirname(os.path.abspath(path)))
+    """Read a text-format ModelServerConfig (TF Serving's --model_config_file); ValueError if bad."""
+    return layout.read_config_file(path)
 
 
 def parse_model_config_text(text: str, config_dir: str = ".") -> list[ModelConfig]:
-    config = model_server_config_pb2.ModelServerConfig()
-    try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as exc:
-        raise ValueError(f"invalid model config: {exc}") from None
-    try:
-        return configs_from_proto(config, config_dir)
-    except ServingError as exc:
-        raise ValueError(f"invalid model config: {exc.message}") from None
+    """Parse a text-format ModelServerConfig; relative base paths resolve against `config_dir`."""
+    return layout.parse_config_text(text, config_dir)
 
 
-def list_versions(base_path: str) -> dict[int, str]:
-    """Version folders under `base_path`: children whose names parse as integers ("007" is 7).
-
-    Raises OSError when `base_path` cannot be listed (missing, unreadable): that is not the same
-    as "no versions", and callers must not unload anything because of it."""
-    with os.scandir(base_path) as it:
-        entries = list(it)
-    out: dict[int, str] = {}
-    for e in entries:
-        if e.name.isdigit() and e.is_dir():
-            out[int(e.name)] = e.path
-    return out
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Model:
     config: ModelConfig
-    # Copy-on-write: readers take a snapshot without a lock; only the refresher replaces it.
+    # Copy-on-write: readers take a snapshot without a lock; only this model's reconciler replaces it.
     versions: dict[int, Servable] = dataclasses.field(default_factory=dict)
     latest: Servable | None = None
     failed_mtime: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     list_error: str | None = None  # why the base path could not be listed at the last poll
+    poll_error: str | None = None  # the unexpected reconcile failure last logged
+    retired: bool = False  # no longer (or never) in the served set: unload whatever finishes loading
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # held while reconciled
+    idle: threading.Event = dataclasses.field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def unload_all(self) -> None:
+        for s in list(self.versions.values()):
+            s.unload()
+        self.latest = None
 
 
 class ModelManager:
@@ -154,7 +85,8 @@ class ModelManager:
         self.config_file = config_file
         self.config_poll_seconds = config_poll_seconds
         self._models: dict[str, _Model] = {c.name: _Model(c) for c in configs}
-        self._refresh_lock = threading.RLock()
+        self._kick_lock = threading.Lock()  # pairs "take a model's lock" with "mark it busy"
+        self._config_lock = threading.Lock()  # one config change at a time
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._config_text: str | None = None
@@ -164,10 +96,9 @@ class ModelManager:
     def start(self) -> None:
         """Load every configured model (raises if one has no loadable version), then start polling."""
         if self.config_file:
-            with open(self.config_file, encoding="utf-8") as fh:
-                self._config_text = fh.read()
-        self.refresh()
-        self._check_available(list(self._models))
+            self._config_text = layout.read_config_text(self.config_file)
+        self.refresh(wait=True)
+        self._check_available(list(self._models.values()))
         if self.poll_seconds > 0:
             self._spawn(self._poll_loop, "fs-poll")
         if self.config_file and self.config_poll_seconds > 0:
@@ -179,61 +110,100 @@ class ModelManager:
         self._threads.append(t)
 
     def stop(self) -> None:
-        """Stop polling and unload everything (in-flight requests finish first)."""
+        """Stop polling and unload everything (in-flight requests finish first).
+
+        Never waits for a load in progress: a hung load must not keep the process from exiting
+        (its thread is a daemon, and what it loads is marked retired, so it is released)."""
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=30)
-        with self._refresh_lock:
-            for model in self._models.values():
-                for s in model.versions.values():
-                    s.unload()
+            t.join(timeout=10)
+        for model in self._models.values():
+            model.retired = True
+            model.unload_all()
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.poll_seconds):
-            try:
-                self.refresh()
-            except Exception:  # keep polling whatever happens to one pass
-                log.exception("file system poll failed")
+            self.refresh(wait=False)
 
     def _config_loop(self) -> None:
         while not self._stop.wait(self.config_poll_seconds):
             try:
-                with open(self.config_file, encoding="utf-8") as fh:  # type: ignore[arg-type]
-                    text = fh.read()
+                text = layout.read_config_text(self.config_file)  # type: ignore[arg-type]
                 if text == self._config_text:
-                    self._config_error = None
                     continue
-                configs = parse_model_config_text(text, os.path.dirname(os.path.abspath(self.config_file)))
-                self._config_text, self._config_error = text, None
+                # Not retried until the file changes again: a broken config would otherwise load
+                # (and fail to load) its models at every poll.
+                self._config_text = text
+                configs = layout.parse_config_text(text, layout.config_dir_of(self.config_file))  # type: ignore[arg-type]
                 log.info("model config file changed: applying %s", [c.name for c in configs])
-                self.apply_config(configs, wait=False)
-            except Exception as exc:
-                if str(exc) != self._config_error:  # once per distinct problem, not at every poll
-                    log.error("model config file reload failed (keeping the current config): %s", exc)
-                self._config_error = str(exc)
+                self.apply_config(configs)
+                self._config_error = None
+            except (ValueError, ServingError) as exc:
+                message = getattr(exc, "message", None) or str(exc)
+                if message != self._config_error:  # once per distinct problem, not at every poll
+                    log.error("model config file reload failed (keeping the current config; edit the "
+                              "file to retry): %s", message)
+                self._config_error = message
+            except Exception:  # keep polling whatever happens to one pass
+                log.exception("model config file reload failed (keeping the current config)")
 
     # ------------------------------------------------------------------ reconciliation
-    def refresh(self) -> None:
-        with self._refresh_lock:
-            for model in list(self._models.values()):
+    def refresh(self, wait: bool = False, timeout: float | None = None) -> bool:
+        """Reconcile every model, each in its own thread. With `wait`, return once all are done
+        (True) or `timeout` s passed (False). A model still busy from an earlier pass is left be."""
+        events = [self._reconcile_async(m) for m in list(self._models.values())]
+        if not wait:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for event in events:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not event.wait(left):
+                return False
+        return True
+
+    def _reconcile_async(self, model: _Model) -> threading.Event:
+        """Start reconciling `model` unless it is already being reconciled; its `idle` event is set
+        when the pass (the one started, or the one running) ends."""
+        with self._kick_lock:
+            if not model.lock.acquire(blocking=False):
+                return model.idle
+            model.idle.clear()
+
+        def run() -> None:
+            try:
                 self._refresh_model(model)
+                model.poll_error = None
+            except Exception as exc:  # one model's failure must not stop the others' polling
+                if str(exc) != model.poll_error:
+                    log.exception("reconciling model %s failed", model.config.name)
+                model.poll_error = str(exc)
+            finally:
+                if model.retired:  # left the served set while this pass was loading
+                    model.unload_all()
+                model.lock.release()
+                model.idle.set()
+
+        threading.Thread(target=run, name=f"reconcile-{model.config.name}"[:60], daemon=True).start()
+        return model.idle
 
     def _refresh_model(self, model: _Model) -> None:
+        """One reconcile pass; the caller holds `model.lock`."""
         cfg = model.config
         try:
             on_disk = list_versions(cfg.base_path)
         except OSError as exc:
             # A base path renamed away or briefly unreadable (folder swap, network file system) keeps
             # what is loaded, rather than unloading every version; logged once per distinct error.
-            if model.list_error != str(exc):
+            if model.list_error != (exc.strerror or str(exc)):
                 log.warning("cannot list the base path of model %s (keeping its loaded versions): %s",
-                            cfg.name, exc)
-            model.list_error = str(exc)
+                            cfg.name, exc.strerror or exc)
+            model.list_error = exc.strerror or str(exc)
             return
         model.list_error = None
         failed, passes = True, 0
+        aspired: set[int] = set()
         # Until a pass has no new failure; bounded, as a folder still being written may keep failing.
-        while failed and passes <= len(on_disk):
+        while failed and passes <= len(on_disk) and not model.retired:
             failed, passes = False, passes + 1
             # latest{N}: a version that failed and is unchanged on disk gives way to the next older
             # one, so a broken newest folder never leaves the model without a version after a
@@ -241,6 +211,8 @@ class ModelManager:
             broken = {v for v, stamp in model.failed_mtime.items() if v in on_disk and _mtime(on_disk[v]) == stamp}
             aspired = cfg.aspired([v for v in on_disk if v not in broken] if cfg.policy == "latest" else on_disk)
             for v in sorted(aspired, reverse=True):  # newest first: it is the one requests want
+                if self._stop.is_set() or model.retired:
+                    return
                 current = model.versions.get(v)
                 if current is not None and current.state != State.END:
                     continue
@@ -273,50 +245,134 @@ class ModelManager:
         available = [s for s in model.versions.values() if s.state == State.AVAILABLE]
         model.latest = max(available, key=lambda s: s.version) if available else None
 
-    def _check_available(self, names: list[str]) -> None:
-        for name in names:
-            model = self._models.get(name)
-            if model is None or model.latest is not None:
-                continue
-            errors = [s.error.message for s in model.versions.values() if s.error is not None]
-            if errors:
-                raise ServingError(grpc.StatusCode.UNKNOWN, f"model {name!r}: no version could be loaded: "
-                                   + "; ".join(errors))
-            raise not_found(f"model {name!r}: no version found under base path {model.config.base_path} "
-                            f"matching its version policy ({model.config.policy})")
+    @staticmethod
+    def _unavailable_reason(model: _Model) -> ServingError | None:
+        """Why `model` cannot serve (None when it has an available aspired version)."""
+        cfg = model.config
+        if model.list_error is not None:
+            return not_found(f"model {cfg.name!r}: no version found under base path {cfg.base_path} "
+                             f"(it cannot be listed: {model.list_error})")
+        if model.latest is not None:
+            if cfg.policy == "specific" and not any(
+                    model.versions.get(v) is not None and model.versions[v].state == State.AVAILABLE
+                    for v in cfg.versions):
+                return not_found(f"model {cfg.name!r}: none of the versions {list(cfg.versions)} of its "
+                                 f"specific policy is available under {cfg.base_path}")
+            return None
+        errors = [s.error.message for s in model.versions.values() if s.error is not None]
+        if errors:
+            return ServingError(grpc.StatusCode.UNKNOWN, f"model {cfg.name!r}: no version could be loaded: "
+                                + "; ".join(errors))
+        return not_found(f"model {cfg.name!r}: no version found under base path {cfg.base_path} "
+                         f"matching its version policy ({cfg.policy})")
 
-    def apply_config(self, configs: list[ModelConfig], wait: bool = True) -> None:
-        """Replace the served model set; models left out are unloaded. With wait, raise unless all serve."""
-        with self._refresh_lock:
-            new: dict[str, _Model] = {}
-            for cfg in configs:
-                old = self._models.get(cfg.name)
-                if old is not None and old.config.base_path == cfg.base_path:
-                    old.config = cfg
-                    new[cfg.name] = old
-                else:
-                    new[cfg.name] = _Model(cfg)
-            removed = [m for name, m in self._models.items() if new.get(name) is not m]
-            self._models = new
-            for model in removed:
-                for s in model.versions.values():
-                    s.unload()
-                log.info("model %s removed from the config: unloaded", model.config.name)
-            for model in new.values():
-                self._refresh_model(model)
-            for model in new.values():
-                for label, version in model.config.labels:
-                    s = model.versions.get(version)
-                    if s is None or s.state != State.AVAILABLE:
-                        log.warning("label %r of model %s points at version %d, which is not available",
-                                    label, model.config.name, version)
-            if wait:
-                self._check_available(list(new))
+    def _check_available(self, models: list[_Model]) -> None:
+        for model in models:
+            if not model.idle.is_set():
+                raise unavailable(f"model {model.config.name!r}: still loading a version")
+            error = self._unavailable_reason(model)
+            if error is not None:
+                raise error
+
+    def apply_config(self, configs: list[ModelConfig], wait: bool = True, timeout: float | None = None) -> None:
+        """Replace the served model set (models left out are unloaded), all or nothing.
+
+        New models (and models whose base_path changed) are loaded before the new set is visible,
+        models whose policy or labels changed are re-checked; unless every model then has an
+        available version, the previous set is restored unchanged and the reason raised. `wait` is
+        accepted for compatibility: a config change always waits, up to `timeout` s (default
+        DEFAULT_CONFIG_TIMEOUT) for its loads."""
+        if not isinstance(configs, list) or not all(isinstance(c, ModelConfig) for c in configs):
+            raise TypeError("configs must be a list of ModelConfig")
+        names = [c.name for c in configs]
+        if len(set(names)) != len(names):
+            raise invalid_argument(f"a model is configured twice in {names}")
+        timeout = DEFAULT_CONFIG_TIMEOUT if timeout is None else max(0.0, timeout)
+        deadline = time.monotonic() + timeout
+        if not self._config_lock.acquire(timeout=timeout):
+            raise unavailable("another model config change is still in progress")
+        try:
+            self._apply_config_locked(configs, deadline)
+        finally:
+            self._config_lock.release()
+
+    def _apply_config_locked(self, configs: list[ModelConfig], deadline: float) -> None:
+        old = self._models
+        new: dict[str, _Model] = {}
+        fresh: list[_Model] = []
+        changed: list[tuple[_Model, ModelConfig]] = []  # (kept model, the config it must get)
+        for cfg in configs:
+            current = old.get(cfg.name)
+            if current is not None and current.config.base_path == cfg.base_path:
+                new[cfg.name] = current
+                if current.config != cfg:
+                    changed.append((current, cfg))
+            else:
+                new[cfg.name] = _Model(cfg)
+                fresh.append(new[cfg.name])
+        done = [self._reconcile_async(m) for m in fresh]
+        applied: list[tuple[_Model, ModelConfig]] = []  # (kept model, its previous config)
+        error: ServingError | None = None
+        try:
+            for model, event in zip(fresh, done):
+                if not event.wait(max(0.0, deadline - time.monotonic())):
+                    raise unavailable(f"model {model.config.name!r}: its versions are still loading")
+                error = self._unavailable_reason(model)
+                if error is not None:
+                    raise error
+            for model, cfg in changed:
+                applied.append((model, model.config))
+                self._set_config(model, cfg, deadline)
+                if not self._reconcile_async(model).wait(max(0.0, deadline - time.monotonic())):
+                    raise unavailable(f"model {cfg.name!r}: its versions are still loading")
+                error = self._unavailable_reason(model)
+                if error is not None:
+                    raise error
+        except ServingError as exc:
+            for model in fresh:
+                model.retired = True
+                if model.idle.is_set():
+                    model.unload_all()
+            for model, previous in reversed(applied):
+                try:
+                    self._set_config(model, previous, time.monotonic() + DEFAULT_CONFIG_TIMEOUT)
+                except ServingError:  # pragma: no cover - only with a load hung for 10 minutes
+                    log.error("model %s: could not restore its previous config", model.config.name)
+                self._reconcile_async(model)
+            log.error("model config not applied (the previous one stays in force): %s", exc.message)
+            raise
+        self._models = new
+        for name, model in old.items():
+            if new.get(name) is not model:
+                model.retired = True
+                if model.idle.is_set():
+                    model.unload_all()
+                log.info("model %s removed from the config: unloaded", name)
+        for model in new.values():
+            for label, version in model.config.labels:
+                s = model.versions.get(version)
+                if s is None or s.state != State.AVAILABLE:
+                    log.warning("label %r of model %s points at version %d, which is not available",
+                                label, model.config.name, version)
+
+    @staticmethod
+    def _set_config(model: _Model, cfg: ModelConfig, deadline: float) -> None:
+        """Give a kept model its new config between two reconcile passes (never during one)."""
+        if not model.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise unavailable(f"model {cfg.name!r}: a version is still loading; try again later")
+        try:
+            model.config = cfg
+        finally:
+            model.lock.release()
 
     # ------------------------------------------------------------------ lookups
     @property
     def model_names(self) -> list[str]:
         return sorted(self._models)
+
+    def has_model(self, name: str) -> bool:
+        """True when `name` is in the served model set (whatever the state of its versions)."""
+        return name in self._models
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         """The AVAILABLE servable for a request; TF Serving's NOT_FOUND / INVALID_ARGUMENT otherwise."""
@@ -355,7 +411,7 @@ def _mtime(path: str) -> tuple[int, ...]:
     """Change stamp of a version folder: the folder, saved_model.pb and variables/ (a copy that
     finishes filling variables/ does not touch the version folder's own mtime)."""
     stamps = []
-    for p in (path, os.path.join(path, "saved_model.pb"), os.path.join(path, "variables")):
+    for p in (path, os.path.join(path, layout.SAVED_MODEL_FILENAME), os.path.join(path, "variables")):
         try:
             stamps.append(os.stat(p).st_mtime_ns)
         except OSError:

@@ -13,6 +13,7 @@ import dataclasses
 import enum
 import logging
 import os
+import stat
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -24,7 +25,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
-from . import tensors
+from . import layout, tensors
 from .batching import Batcher
 from .config_files import BatchingParameters
 from .errors import ServingError, as_serving_error, failed_precondition, invalid_argument, not_found
@@ -35,7 +36,7 @@ CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 PREDICT_METHOD = "tensorflow/serving/predict"
 DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_FILE = os.path.join(layout.ASSETS_EXTRA, layout.WARMUP_FILENAME)
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 
 
@@ -89,32 +90,65 @@ def check_input_names(sent: Any, expected: Any) -> None:
             f"Missing but required: {fmt(expected - sent)}.")
 
 
+# saved_model.pb holds the graph only (weights are in variables/): a CNN's is kilobytes to a few
+# megabytes. The bound keeps a huge (or sparse) file from being read whole into memory; protobuf
+# could not parse more than 2 GiB anyway.
+MAX_SAVED_MODEL_PB_BYTES = 1 << 30
+
+
 def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
-    """Signature defs of the SavedModel at `path` (serving tag set), read from saved_model.pb."""
-    pb = os.path.join(path, "saved_model.pb")
+    """Signature defs of the SavedModel at `path` (serving tag set), read from saved_model.pb.
+
+    Opened without blocking and read only when it is a regular file of at most
+    MAX_SAVED_MODEL_PB_BYTES: a FIFO under that name would otherwise block the open forever."""
+    pb = os.path.join(path, layout.SAVED_MODEL_FILENAME)
+    fd = os.open(pb, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{pb} is not a regular file")
+        if info.st_size > MAX_SAVED_MODEL_PB_BYTES:
+            raise ValueError(f"{pb} holds {info.st_size} bytes, over the limit of {MAX_SAVED_MODEL_PB_BYTES} "
+                             "for a graph (weights belong in variables/)")
+        data = fh.read(MAX_SAVED_MODEL_PB_BYTES + 1)
     sm = saved_model_pb2.SavedModel()
-    with open(pb, "rb") as fh:
-        sm.ParseFromString(fh.read())
+    sm.ParseFromString(data)
     for mg in sm.meta_graphs:
         if "serve" in mg.meta_info_def.tags:
             return dict(mg.signature_def)
     raise ValueError(f"{pb} has no MetaGraph tagged 'serve'")
 
 
-def _check_symlinks_confined(path: str) -> None:
-    """PERMISSION_DENIED unless the version folder `path` and everything in it stay inside its
-    parent (the model's base path) once symlinks are resolved: whoever can write a base path must
-    not be able to make the server read (and answer with) files from elsewhere. Links that stay
-    inside, e.g. version 3 -> 2, are fine."""
+def check_version_files(path: str) -> None:
+    """PERMISSION_DENIED / FAILED_PRECONDITION unless every file of the version folder `path` is safe
+    to hand to TensorFlow:
+
+    - it stays inside the folder's parent (the model base path) once symlinks are resolved: whoever
+      can write a base path must not make the server read (and answer with) files from elsewhere.
+      Links that stay inside, e.g. version 3 -> 2, are fine. The message names the link inside
+      the base path, never where it points (that would tell a client about other folders);
+    - it is a regular file or a folder: opening a FIFO blocks until someone writes to it, and a
+      device can be endless, either of which would hang the load.
+    """
     root = os.path.realpath(os.path.dirname(os.path.abspath(path)))
 
     def check(p: str) -> None:
+        shown = os.path.relpath(p, os.path.dirname(os.path.abspath(path)))
         if os.path.islink(p):
             real = os.path.realpath(p)
             if real != root and not real.startswith(root + os.sep):
                 raise ServingError(grpc.StatusCode.PERMISSION_DENIED,
-                                   f"Refusing to load {path}: {p} is a symlink to {real}, outside the "
-                                   f"model base path {root}")
+                                   f"Refusing to load {path}: {shown} is a symlink that leads outside the "
+                                   f"model base path")
+        try:
+            mode = os.stat(p).st_mode  # follows a (confined) link; never blocks, unlike open()
+        except OSError as exc:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Refusing to load {path}: cannot stat {shown}: "
+                               f"{exc.strerror}") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                               f"Refusing to load {path}: {shown} is not a regular file or folder "
+                               "(a FIFO, socket or device)")
 
     check(path)  # before walking: never list a folder outside the base path
     for dirpath, dirnames, filenames in os.walk(path):  # followlinks=False: links are checked, not entered
@@ -151,7 +185,7 @@ class Servable:
         """Load, cache signatures, replay warmup. False (state END, `error` set) on failure."""
         self.state = State.LOADING
         try:
-            _check_symlinks_confined(self.path)
+            check_version_files(self.path)
             self.signature_defs = {k: v for k, v in read_signature_defs(self.path).items()
                                    if not k.startswith("__")}  # drop __saved_model_init_op
             self._loaded = tf.saved_model.load(self.path, tags=["serve"])

@@ -266,7 +266,7 @@ def test_models_config_and_batching_file(exported, trained, tmp_path):
     with pytest.raises(ValueError, match="bad.config.*base_pth"):
         model_config.read_model_server_config(bad)
     bad.write_text("model_config_list { config { name: 'x' base_path: '/a' model_platform: 'onnx' } }")
-    with pytest.raises(ValueError, match="model_platform 'onnx'; valid: 'tensorflow'"):
+    with pytest.raises(ValueError, match="model_platform must be 'tensorflow', got 'onnx'"):
         model_config.read_model_server_config(bad)
     with pytest.raises(ValueError, match="exclusive"):
         model_config.update_model_config(tmp_path, "x", relative=True, base_path_prefix="/models")
@@ -276,8 +276,8 @@ def test_models_config_and_batching_file(exported, trained, tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("model_config_list { config { name: 'x' base_path: '/a' } config { name: 'x' base_path: '/b' } }",
-     "'x' is listed twice"),
-    ("model_config_list { config { name: 'x' } }", "'x' has no base_path"),
+     "'x' is configured twice"),
+    ("model_config_list { config { name: 'x' } }", "'x': base_path must be a non-empty path"),
     ("model_config_list { config { name: 'a/b' base_path: '/a' } }", "invalid model name"),
     ("custom_model_config { }", "custom_model_config is not supported"),
 ])
