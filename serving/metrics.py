@@ -10,10 +10,13 @@ batch sizes and the number of tasks waiting for a batch worker.
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .names import MODEL_NAME_PATTERN
 
 PREFIX = ":tensorflow:serving:"
 # TF Serving: ExponentialBuckets(10 us, 1.8, 33): 10 us .. ~1.4e9 us.
@@ -21,9 +24,10 @@ LATENCY_BUCKETS = tuple(10 * 1.8 ** i for i in range(33))
 BATCH_BUCKETS = tuple(2 ** i for i in range(13))
 ENTRYPOINTS = ("GRPC", "REST")
 # model_name on request metrics comes from the request: without a bound, made-up names each add a
-# counter and a 34-bucket histogram forever (measured: 20,000 names in 12 s grew the server by
-# 185 MB and /metrics to 92 MB). Names that were ever served OK always keep their own label;
-# other names get one while fewer than this many are in use, then share OTHER_MODEL_LABEL.
+# counter and a 34-bucket histogram forever, and a long name is repeated in every line of them
+# (256 names of 100,000 characters made each scrape 974 MB). So only names of models the server
+# serves (`is_served`), or has answered OK for, get a label of their own, at most this many; every
+# other name is counted under OTHER_MODEL_LABEL.
 MAX_REQUEST_MODEL_LABELS = 256
 OTHER_MODEL_LABEL = "<other>"  # not a valid model name, so it never hides a real model
 
@@ -64,7 +68,10 @@ class _RequestCount:
 class Metrics:
     """The server's metrics; `exposition()` renders the Prometheus text format."""
 
-    def __init__(self) -> None:
+    def __init__(self, is_served: Callable[[str], bool] | None = None) -> None:
+        """`is_served(name)`: whether `name` is a configured model (the server sets it); without
+        it, any valid model name gets a label while fewer than MAX_REQUEST_MODEL_LABELS are used."""
+        self.is_served = is_served
         self.registry = CollectorRegistry(auto_describe=True)
         self.request_count = _RequestCount()
         self.registry.register(self.request_count)
@@ -91,13 +98,21 @@ class Metrics:
     def observe_request(self, model_name: str, api: str, entrypoint: str, status: str, latency_us: float) -> None:
         if entrypoint not in ENTRYPOINTS:
             raise ValueError(f"entrypoint must be one of {ENTRYPOINTS}, got {entrypoint!r}")
-        if model_name not in self._request_models:
-            if status == "OK" or len(self._request_models) < MAX_REQUEST_MODEL_LABELS:
-                self._request_models.add(model_name)
-            else:
-                model_name = OTHER_MODEL_LABEL
+        model_name = self.request_label(model_name, status)
         self.request_count.inc(model_name, status)
         self.request_latency.labels(model_name, api, entrypoint).observe(latency_us)
+
+    def request_label(self, model_name: str, status: str = "") -> str:
+        """The model_name label a request for `model_name` is counted under (see MAX_REQUEST_MODEL_LABELS)."""
+        if model_name in self._request_models:
+            return model_name
+        if len(self._request_models) >= MAX_REQUEST_MODEL_LABELS or not isinstance(model_name, str) \
+                or not MODEL_NAME_PATTERN.match(model_name):
+            return OTHER_MODEL_LABEL
+        if status == "OK" or (self.is_served(model_name) if self.is_served is not None else True):
+            self._request_models.add(model_name)
+            return model_name
+        return OTHER_MODEL_LABEL
 
     def observe_runtime(self, model_name: str, api: str, latency_us: float) -> None:
         self.runtime_latency.labels(model_name, api, "TF2").observe(latency_us)

@@ -94,8 +94,14 @@ class ServerOptions:
     # ------------------------------------------------------------------ derived settings
     def model_configs(self) -> list[ModelConfig]:
         if self.model_config_file:
-            return parse_model_config_file(self.model_config_file)
-        return [ModelConfig(self.model_name, os.path.abspath(self.model_base_path or ""))]
+            try:
+                return parse_model_config_file(self.model_config_file)
+            except ValueError as exc:
+                raise ValueError(f"--model_config_file: {exc}") from None
+        try:
+            return [ModelConfig(self.model_name, os.path.abspath(self.model_base_path or ""))]
+        except ValueError as exc:
+            raise ValueError(f"--model_name/--model_base_path: {exc}") from None
 
     def batching(self) -> config_files.BatchingParameters | None:
         if not self.enable_batching:
@@ -166,6 +172,7 @@ class ModelServer:
         configs, batching, monitoring, credentials = o.model_configs(), o.batching(), o.monitoring(), o.credentials()
         configure_threads(o.tensorflow_intra_op_parallelism, o.tensorflow_inter_op_parallelism)
         log.info(configure_devices(o.per_process_gpu_memory_fraction, o.gpu_memory_growth))
+        self.metrics.is_served = lambda name: self.manager is not None and self.manager.has_model(name)
         self.manager = ModelManager(configs, batching=batching, metrics=self.metrics,
                                     poll_seconds=o.file_system_poll_wait_seconds,
                                     config_file=o.model_config_file,
