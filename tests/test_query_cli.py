@@ -159,7 +159,8 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
 
 CASES = ["missing file", "not an image", "server down", "rest down", "unknown model", "unknown version",
          "unknown label", "no --model", "no images", "images and npz", "npz key", "npz shape",
-         "npz not npz", "npz 0..255 floats", "details without npz", "top-k", "bad label syntax", "server is a url", "rest not a url", "both endpoints",
+         "npz not npz", "npz 0..255 floats", "details without npz", "top-k", "bad label syntax",
+         "server is a url", "rest not a url", "both endpoints",
          "bytes with npz", "bytes bad image", "unknown signature"]
 
 
