@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-fast bench example-model clean
+.PHONY: demo test test-fast bench study example-model clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# The Fashion-MNIST study (about an hour on 2 cores; needs the data, see benchmarks/study.py).
+study: $(STAMP)
+	$(PY) benchmarks/study.py
 
 # Regenerate the committed example model saved_models/digits/1 (a few seconds on CPU).
 example-model: $(STAMP)

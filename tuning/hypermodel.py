@@ -28,7 +28,7 @@ import keras_tuner as kt
 
 import zoo
 from zoo.plans import downsample_positions
-from zoo.builders import check_input_shape, check_num_classes
+from zoo.plans import check_input_shape, check_num_classes
 
 from ._tf_leaks import custom_gradients_released
 from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs

@@ -15,7 +15,8 @@ from typing import Any
 
 from . import datasets, images, rules  # noqa: F401  (rules registers the built-in rules)
 from .registry import LayerContext, get_rule, list_models, register, unregister
-from .plans import Plan, plan
+from .plans import DOWNSAMPLERS, Plan, plan
+from .recipe import Recipe
 
 __version__ = "0.1.0"
 
@@ -24,7 +25,7 @@ _LAZY = {
     "build": "builders", "compile_classifier": "builders", "model_info": "builders",
     "ModelInfo": "builders", "ZooModel": "builders",
     "describe": "analysis", "Description": "analysis",
-    "BLOCKS": "blocks", "DOWNSAMPLERS": "blocks",
+    "BLOCKS": "blocks",
 }
 
 
@@ -40,6 +41,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["build", "plan", "Plan", "describe", "list_models", "register", "unregister",
+__all__ = ["build", "plan", "Plan", "Recipe", "describe", "list_models", "register", "unregister",
            "get_rule", "model_info", "compile_classifier", "datasets", "images", "Description",
            "ModelInfo", "ZooModel", "LayerContext", "BLOCKS", "DOWNSAMPLERS", "__version__"]

@@ -1,4 +1,5 @@
-"""Process defaults applied before TensorFlow is imported: quiet start-up logs unless asked.
+"""Process defaults applied before TensorFlow is imported: quiet start-up logs unless asked, and
+the TF thread count a local worker was given (ZOO_TF_THREADS, set by tuning's launcher).
 
 TensorFlow's native code logs through absl before absl is initialised, so TF_CPP_MIN_LOG_LEVEL
 cannot hide those lines (oneDNN notes, CUDA probing on CPU machines). We import TensorFlow once with
@@ -30,3 +31,21 @@ if os.environ.get("ZOO_TF_VERBOSE") != "1":
             os.dup2(_saved, 2)
             os.close(_saved)
             os.close(_null)
+
+
+def _threads_from_env() -> None:
+    # Workers sharing one machine each get cores / N threads; more would oversubscribe the cores.
+    value = os.environ.get("ZOO_TF_THREADS")
+    if not value:
+        return
+    try:
+        import tensorflow
+
+        n = int(value)
+        tensorflow.config.threading.set_intra_op_parallelism_threads(n)
+        tensorflow.config.threading.set_inter_op_parallelism_threads(n)
+    except (ImportError, ValueError, RuntimeError):
+        pass  # not an int, or TF already started its pools: keep TF's own choice
+
+
+_threads_from_env()

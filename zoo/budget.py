@@ -43,8 +43,9 @@ def fit_widths(profile: Sequence[float], arch: Architecture, *, max_params: int 
     """(widths, factor, costs): `profile` scaled by one factor to use the budget within `tolerance`.
 
     With both budgets the tighter one decides and the other is only an upper bound. Prefers the
-    widest network within the budget; takes one step over it (still within tolerance) only when
-    every network under it falls short. Raises BudgetError with the reachable range otherwise.
+    widest network within the budget (rounding single layers up where a whole step is too
+    coarse); takes one layer's step over it (still within tolerance) only when every network
+    under it falls short. Raises BudgetError with the reachable range otherwise.
     """
     max_params = _check_budget("max_params", max_params)
     max_macs = _check_budget("max_macs", max_macs)
@@ -84,11 +85,18 @@ def fit_widths(profile: Sequence[float], arch: Architecture, *, max_params: int 
             hi = mid
     best = _fill_by_rounding(widths(lo), [hi * p for p in profile], arch, fits, round_to or 1,
                              high)
-    under, over = count_costs(best, arch), costs(hi)
+    under = count_costs(best, arch)
     if usage(under) >= 1 - tolerance:
         return best, lo, under
-    if usage(over) <= 1 + tolerance:
-        return widths(hi), hi, over
+    # Nothing under the budget is close enough: the cheapest single step over it may be.
+    steps = [best[:i] + [best[i] + (round_to or 1)] + best[i + 1:] for i in range(len(best))
+             if best[i] + (round_to or 1) <= high]
+    if steps:
+        over_widths = min(steps, key=lambda w: usage(count_costs(w, arch)))
+        over = count_costs(over_widths, arch)
+        if usage(over) <= 1 + tolerance:
+            return over_widths, hi, over
+    over = costs(hi)
     raise BudgetError(
         f"no single scale of the profile {list(profile)} uses the budget within "
         f"+-{tolerance:.0%}: the closest widths are {widths(lo)} ({_fmt(under)}) and "

@@ -15,6 +15,7 @@ import numpy as np
 
 from .dataset_files import STANDARD_SETS, NotFoundLocally, find_local
 from .images import to_model_input
+from .recipe import Recipe
 
 __all__ = ["Dataset", "load", "list_datasets", "make_shapes", "SHAPE_KINDS"]
 
@@ -43,11 +44,16 @@ class Dataset:
             raise ValueError(f"unknown split {which!r}; valid: train, val, test")
         return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
 
-    def tf_data(self, which: str = "train", *, batch_size: int = 64, shuffle: bool | None = None,
-                seed: int = 0, cache: bool = True):
-        """A `tf.data.Dataset` of (images, labels) batches: cached, shuffled (train), prefetched."""
+    def tf_data(self, which: str = "train", *, batch_size: int | None = None,
+                shuffle: bool | None = None, seed: int = 0, cache: bool = True):
+        """A `tf.data.Dataset` of (images, labels) batches: cached, shuffled (train), prefetched.
+
+        The batch size defaults to the training recipe's for this training set (`zoo.Recipe`).
+        """
         import tensorflow as tf  # only this helper needs TensorFlow
 
+        if batch_size is None:
+            batch_size = Recipe().resolve(len(self.x_train)).batch_size
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         x, y = self.split(which)

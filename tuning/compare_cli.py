@@ -1,0 +1,114 @@
+"""`zoo-compare`: every rule at the same budgets, several seeds, one training recipe.
+
+    zoo-compare --dataset fashion_mnist --rules doubling,linear,diamond --budgets 15000,40000 \\
+                --seeds 3 --workers 2
+
+Writes runs.jsonl, compare.csv, compare.md, compare.png and profiles.png in
+<directory>/<project>/. Rerunning the same command trains only the runs that are missing;
+`--workers N` starts keras-tuner's chief and N workers on this machine. Bad input prints one line
+on stderr and exits with status 2; Ctrl-C stops every process and keeps finished runs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn, Sequence
+
+__all__ = ["main", "build_parser"]
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _csv(kind: type):
+    def parse(text: str) -> list:
+        items = [s.strip() for s in text.split(",") if s.strip()]
+        try:
+            return [kind(s.replace("_", "")) if kind is int else kind(s) for s in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="zoo-compare", description="Train every rule at the same budgets over several "
+                "seeds with one recipe and say which differences are real.")
+    a = p.add_argument
+    a("--dataset", default="digits", help="any zoo.datasets name with a test split (default digits)")
+    a("--rules", type=_csv(str), default=None,
+      help="comma-separated rules (default: doubling and every other built-in growth rule)")
+    a("--budgets", type=_csv(int), required=True, help="comma-separated budgets, e.g. 15000,40000")
+    a("--budget-kind", default="params", help="params (default) or macs")
+    a("--seeds", type=int, default=3, help="runs per rule x budget, seeds 0..N-1 (default 3)")
+    a("--depth", type=int, default=4)
+    a("--base-filters", type=int, default=16, help="the rule's starting width before fitting")
+    a("--block", default="plain")
+    a("--downsample-every", type=int, default=None)
+    a("--epochs", type=int, default=None, help="default: from the training-set size (zoo.Recipe)")
+    a("--batch-size", type=int, default=None, help="default: from the training-set size")
+    a("--learning-rate", type=float, default=3e-3, help="Adam's peak learning rate (default 0.003)")
+    a("--train-limit", type=int, default=None, help="train on the first N training images")
+    a("--workers", type=int, default=1, help="local keras-tuner workers (default 1: in-process)")
+    a("--directory", default="runs")
+    a("--project", default="compare")
+    a("--overwrite", action="store_true", help="start the project over")
+    return p
+
+
+def _config(args: argparse.Namespace):
+    from tuning.compare import CompareConfig
+
+    extra = {"rules": tuple(args.rules)} if args.rules is not None else {}
+    return CompareConfig(
+        dataset=args.dataset, budgets=tuple(args.budgets), budget_kind=args.budget_kind,
+        seeds=args.seeds, depth=args.depth, base_filters=args.base_filters, block=args.block,
+        downsample_every=args.downsample_every, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, train_limit=args.train_limit, workers=args.workers,
+        directory=args.directory, project=args.project, overwrite=args.overwrite, **extra)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    from tuning.launcher import EXIT_INTERRUPTED, is_distributed_process, run_workers
+
+    try:
+        from tuning.compare import CompareError, compare
+
+        config = _config(args)
+        if config.workers > 1 and not is_distributed_process():
+            # Validate the whole grid here (one line, exit 2) before starting any process.
+            from tuning.compare import CompareHyperModel, _check_resume, load_data
+
+            data = load_data(config)
+            CompareHyperModel(config, data.input_shape, data.num_classes)
+            _check_resume(config)
+            # The chief's --overwrite wipes the project; a worker's would race it.
+            return run_workers("tuning.compare_cli", argv, config.workers)
+        project = compare(config)
+    except KeyboardInterrupt:
+        print("zoo-compare: interrupted; finished runs are kept, rerun the command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CompareError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"zoo-compare: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not is_distributed_process() or _is_chief():
+        print(f"zoo-compare: results in {project}/compare.md")
+    return 0
+
+
+def _is_chief() -> bool:
+    import os
+
+    return os.environ.get("KERASTUNER_TUNER_ID") == "chief"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
