@@ -39,6 +39,7 @@ from ._client_common import (  # noqa: E402  (ClientError and signature_specs ar
     EXAMPLE_FEATURE, TASK_METHODS, ClientError, as_input_arrays, check_context, check_model,
     check_output_filter, check_signature, check_tasks, check_timeout, check_version_label,
     classifications_to_arrays, examples_from, normalize_status, run_many, signature_specs, wait_loop)
+from . import layout  # noqa: E402
 from .tensors import from_numpy_content, to_numpy  # noqa: E402
 
 DEFAULT_TARGET = "localhost:8500"
@@ -368,15 +369,9 @@ def load_server_config(config_or_path: Any) -> model_server_config_pb2.ModelServ
         config = config_or_path
     elif isinstance(config_or_path, os.PathLike) or (
             isinstance(config_or_path, str) and "{" not in config_or_path):
-        path = Path(config_or_path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ValueError(f"config_or_path: cannot read {str(path)!r}: {exc.strerror}") from None
-        config = _parse_config(text, str(path))
-        for model in config.model_config_list.config:
-            if model.base_path and not os.path.isabs(model.base_path):
-                model.base_path = str((path.resolve().parent / model.base_path).resolve())
+        # serving.layout reads config files for the server too: one parser, the same validation
+        # and the same resolution of relative base paths.
+        config = layout.read_model_server_config(config_or_path)
     elif isinstance(config_or_path, str):
         config = _parse_config(config_or_path, "the config text")
     else:

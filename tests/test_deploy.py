@@ -63,11 +63,10 @@ def tfserving(serving_objects):
 
 @pytest.fixture(scope="module")
 def models_config():
-    from google.protobuf import text_format
-    from tensorflow_serving.config import model_server_config_pb2
+    from serving import layout
 
-    config = text_format.Parse((DEPLOY / "models.config").read_text(),
-                               model_server_config_pb2.ModelServerConfig())
+    # validated as the server validates it; base paths as written (TF Serving wants them absolute)
+    config = layout.read_model_server_config(DEPLOY / "models.config", resolve_relative=False)
     return {c.name: c.base_path for c in config.model_config_list.config}
 
 
