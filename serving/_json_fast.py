@@ -53,6 +53,7 @@ FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float6
 KEYS = ("instances", "inputs")
 _NUMBER_BYTES = b"0123456789.eE+- \t\r\n"
 _MAX_EXACT = 2.0 ** 53
+MAX_RANK = 64  # numpy's limit on dimensions
 
 
 class PredictBody:
@@ -75,7 +76,8 @@ class PredictBody:
             return None
         try:
             shape, leaf = _shape(array)
-            if not shape or isinstance(leaf, bool) or not isinstance(leaf, (int, float)):
+            # deeper than numpy's 64 dimensions: the general path words the error
+            if not shape or len(shape) > MAX_RANK or isinstance(leaf, bool) or not isinstance(leaf, (int, float)):
                 return None
             flat = np.frombuffer(array.as_buffer(of_type="d"), dtype=np.float64)
         except Exception:  # e.g. a string, bool or null among the numbers: simdjson's TypeError
@@ -132,7 +134,7 @@ def _shape(array: Any) -> tuple[list[int], Any]:
     """Lengths along the first element of each level, and that first leaf; [] when a list is empty."""
     shape = []
     node = array
-    while isinstance(node, simdjson.Array):
+    while isinstance(node, simdjson.Array) and len(shape) <= MAX_RANK:
         n = len(node)
         if n == 0:
             return [], None

@@ -1,42 +1,56 @@
-"""REST API (aiohttp): TF Serving's /v1 routes, JSON row/columnar formats, {"error": ...} answers.
+"""REST API (aiohttp): TF Serving's /v1 routes translated onto `service.Service`.
 
-aiohttp does the HTTP; the route grammar `/v1/models/NAME[/versions/N|/labels/L][:verb|/metadata]`
-is matched with one regex, as TF Serving's own handler does (aiohttp's router cannot express the
-`:predict` suffix). Model calls run in a thread pool so the event loop keeps accepting requests;
-Predict bodies are parsed there too, first by `_json_fast` (one rectangular array of numbers for a
-single float input, without Python objects), else by the general path below.
+Routes are declared in aiohttp's router (`/v1/models/{name}/versions/{version}:predict`, ...,
+with the name matching `[^/:]+` and versions ASCII digits); any other /v1 request falls through
+to one handler answering TF Serving's 400 "Malformed request". Handlers only translate JSON to a
+ModelRef plus a decoder and back; model calls (and Predict's JSON parsing) run in a thread pool,
+so the event loop keeps accepting requests. Predict bodies are parsed first by `_json_fast` (one
+rectangular array of numbers for a single float input, straight to numpy, without Python
+objects), else by the general path in `tensors`.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-import re
+import logging
 import time
 from concurrent import futures
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import grpc
 import numpy as np
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
 from . import _json_fast, tensors
+from .errors import ServingError, as_serving_error, invalid_argument
+from .names import VERSION_MAX
+from .runtime import Signature, check_input_names
+from .service import ClassifyResult, ModelRef, Service
 
 try:  # parsing a batch of images as JSON is the REST hot path; orjson is ~8x faster than json
     import orjson
 except ImportError:  # pragma: no cover - declared dependency; json still works
     orjson = None
-from .errors import ServingError, as_serving_error, invalid_argument
-from .grpc_api import classification_result, metadata_response, model_status_response, resolve
-from .repository import ModelManager
-from .runtime import Servable, check_input_names
 
+log = logging.getLogger("serving")
 _FAST_DTYPES = frozenset((types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF))
-_ROUTE = re.compile(r"^/v1/models/(?P<name>[^/:]+)"
-                    r"(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
-                    r"(?P<verb>:predict|:classify|:regress|/metadata)?$")
+_NAME = "{name:[^/:]+}"
+# Where a request may name a version or a label, and what goes into the route for it.
+_TARGETS = ("", "/versions/{version:[0-9]+}", "/labels/{label:[^/:]+}")
+_VERBS = ("predict", "classify", "regress")
+
+
+# What aiohttp raises for a request it cannot parse or decode: the client's error, never ours.
+_CLIENT_ERRORS = (HttpProcessingError, RequestPayloadError)
+
+
+def _client_error_message(exc: BaseException) -> str:
+    cause = exc if isinstance(exc, HttpProcessingError) else exc.__cause__
+    return cause.message.strip() if isinstance(cause, HttpProcessingError) else str(exc).strip()
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -63,16 +77,18 @@ async def _read_body(request: web.Request, max_bytes: int) -> bytes:
     """The request body, as `request.read()` gives it (413 over `max_bytes` included), in one copy.
 
     Why not `request.read()`: it grows a bytearray chunk by chunk and then copies it into bytes,
-    which for a 2 MB batch of images costs ~1.3 ms more than joining the chunks once (loopback,
-    2-core VM, client in another process: 2.8 ms vs 1.5 ms per round trip), ~0.9 ms of server CPU
-    per S3-batch32 request."""
+    which for a 2 MB batch of images costs noticeably more than joining the chunks once. A body
+    aiohttp cannot decode (a corrupt gzip Content-Encoding) is the client's error: 400."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > max_bytes:  # what read() raises over the app's client_max_size (the same limit)
-            raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > max_bytes:  # what read() raises over the app's client_max_size (the same limit)
+                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+            chunks.append(chunk)
+    except _CLIENT_ERRORS as exc:
+        raise invalid_argument(f"cannot read the request body: {_client_error_message(exc)}") from None
     return b"".join(chunks)  # (one chunk that is bytes comes back as it is, without a copy)
 
 
@@ -86,76 +102,88 @@ def _error_response(error: ServingError) -> web.Response:
     return _json_response({"error": error.message}, error.http_status)
 
 
+def _ref(request: web.Request, body: dict | None = None) -> ModelRef:
+    """The ModelRef a route names (and, for POSTs, the body's signature_name)."""
+    info = request.match_info
+    version = info.get("version")
+    if version is not None:
+        number = int(version)  # the route only matches ASCII digits
+        if number > VERSION_MAX:  # ModelSpec.version is an int64: TF Serving's 400
+            raise invalid_argument(f"Failed to convert version: {version[:40]} to numeric.")
+        version = number
+    signature_name = "" if body is None else body.get("signature_name", "")
+    if not isinstance(signature_name, str):
+        raise invalid_argument("'signature_name' must be a string")
+    return ModelRef(info["name"], version, info.get("label"), signature_name)
+
+
+class _QuietClientErrors(logging.LoggerAdapter):
+    """aiohttp's server logger, except that a malformed HTTP request (the client's error, already
+    answered 400 by aiohttp) is one debug line instead of an ERROR with a traceback each time."""
+
+    def exception(self, msg: Any, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, _CLIENT_ERRORS):
+            self.debug("malformed HTTP request: %s", _client_error_message(exc_info))
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
 class RestApi:
     """Builds the aiohttp application for one server."""
 
-    def __init__(self, manager: ModelManager, metrics: Any = None, *, timeout_ms: int = 5000,
-                 metrics_path: str | None = None, max_request_bytes: int = 2**31 - 1,
-                 executor: futures.Executor | None = None) -> None:
-        self.manager = manager
-        self.metrics = metrics
+    def __init__(self, service: Service, *, timeout_ms: int = 5000, metrics_path: str | None = None,
+                 max_request_bytes: int = 2**31 - 1, executor: futures.Executor | None = None) -> None:
+        if not isinstance(service, Service):
+            raise TypeError(f"service must be a serving.service.Service, got {type(service).__name__}")
+        self.service = service
         self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
         self.metrics_path = metrics_path
         self.max_request_bytes = max_request_bytes
         self.executor = executor or futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="rest")
 
+    @staticmethod
+    def server_logger() -> logging.LoggerAdapter:
+        """The logger to give aiohttp's AppRunner (see _QuietClientErrors)."""
+        return _QuietClientErrors(logging.getLogger("aiohttp.server"), {})
+
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.max_request_bytes)
-        if self.metrics_path and self.metrics is not None:
-            app.router.add_get(self.metrics_path, self._metrics)
-        app.router.add_route("*", "/v1/{tail:.*}", self._v1)
+        add = app.router.add_route
+        if self.metrics_path and self.service.metrics is not None:
+            add("GET", self.metrics_path, self._metrics)
+        for target in _TARGETS:
+            base = f"/v1/models/{_NAME}{target}"
+            add("GET", base, self._status)
+            add("GET", base + "/metadata", self._metadata)
+            for verb in _VERBS:
+                add("POST", f"{base}:{verb}", getattr(self, f"_{verb}"))
+        add("*", "/v1/{tail:.*}", self._malformed)  # everything else under /v1, as TF Serving
         return app
 
+    # ------------------------------------------------------------------ plumbing
     async def _metrics(self, request: web.Request) -> web.Response:
-        body, content_type = self.metrics.exposition()
+        body, content_type = self.service.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": content_type})
 
-    async def _v1(self, request: web.Request) -> web.Response:
-        match = _ROUTE.match(request.path)
-        verb = match and match.group("verb")
-        is_get = request.method == "GET" and match and verb in (None, "/metadata")
-        is_post = request.method == "POST" and match and verb in (":predict", ":classify", ":regress")
-        if not (is_get or is_post):
-            return _error_response(invalid_argument(f"Malformed request: {request.method} {request.path}"))
-        name, label = match.group("name"), match.group("label")
-        version = int(match.group("version")) if match.group("version") else None
-        if version is not None and version >= 2**63:  # ModelSpec.version is an int64: TF Serving's 400
-            return _error_response(invalid_argument(f"Failed to convert version: {version} to numeric."))
-        spec = model_pb2.ModelSpec(name=name)
-        if version is not None:
-            spec.version.value = version
-        elif label:
-            spec.version_label = label
-        api = (verb or "").strip(":/")
+    async def _malformed(self, request: web.Request) -> web.Response:
+        return _error_response(invalid_argument(f"Malformed request: {request.method} {request.path}"[:300]))
+
+    async def _answer(self, request: web.Request, api: str, work: Callable[[], Awaitable[Any]]) -> web.Response:
+        """Run a handler's work; errors become {"error": ...} with TF Serving's HTTP status."""
         start = time.perf_counter()
-        status = "OK"
+        error: BaseException | None = None
         try:
-            if request.method == "GET":
-                if verb == "/metadata":
-                    response = await self._run(lambda d: metadata_response(self.manager, spec, ["signature_def"]))
-                    return _json_response(self._metadata_json(response))
-                response = await self._run(lambda d: model_status_response(self.manager, name, version, label))
-                return _json_response(json_format.MessageToDict(
-                    response, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
-            raw = await _read_body(request, self.max_request_bytes)
-            if api == "predict":
-                return _json_response(await self._run(lambda d: self._predict_raw(spec, raw, d)))
-            body = _parse_body(raw)
-            handler = {"classify": self._classify, "regress": self._regress}[api]
-            return _json_response(await self._run(lambda d: handler(spec, body, d)))
-        except ServingError as exc:
-            status = exc.code.name
-            return _error_response(exc)
+            return _json_response(await work())
         except web.HTTPException as exc:  # e.g. 413 over --max_request_bytes: keep aiohttp's status
-            status = "RESOURCE_EXHAUSTED" if exc.status == 413 else "UNKNOWN"
+            error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED if exc.status == 413 else grpc.StatusCode.UNKNOWN,
+                                 exc.reason)
             return _json_response({"error": exc.reason}, exc.status)
         except Exception as exc:
             error = as_serving_error(exc)
-            status = error.code.name
             return _error_response(error)
         finally:
-            if self.metrics is not None and request.method == "POST":
-                self.metrics.observe_request(name, api, "REST", status, (time.perf_counter() - start) * 1e6)
+            if request.method == "POST":
+                self.service.observe(request.match_info.get("name", ""), api, "REST", error, start)
 
     async def _run(self, fn: Callable[[float | None], Any]) -> Any:
         """Run `fn(deadline)` in the pool, bounded by --rest_api_timeout_in_ms."""
@@ -166,27 +194,62 @@ class RestApi:
         except asyncio.TimeoutError:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out") from None
 
+    # ------------------------------------------------------------------ GET
+    async def _status(self, request: web.Request) -> web.Response:
+        async def work() -> dict:
+            statuses = await self._run(lambda d: self.service.status(_ref(request)))
+            # GetModelStatusResponse as proto JSON: int64 as a string, enums by name
+            return {"model_version_status": [
+                {"version": str(s.version), "state": s.state.name,
+                 "status": {"error_code": "OK" if s.error is None else s.error.code.name,
+                            "error_message": "" if s.error is None else s.error.message}}
+                for s in statuses]}
+        return await self._answer(request, "", work)
+
+    async def _metadata(self, request: web.Request) -> web.Response:
+        async def work() -> dict:
+            servable, sig_map = await self._run(lambda d: self.service.metadata(_ref(request), ["signature_def"]))
+            return {"model_spec": {"name": servable.model_name, "signature_name": "",
+                                   "version": str(servable.version)},
+                    "metadata": {"signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)}}
+        return await self._answer(request, "", work)
+
+    # ------------------------------------------------------------------ POST
+    async def _predict(self, request: web.Request) -> web.Response:
+        async def work() -> dict:
+            raw = await _read_body(request, self.max_request_bytes)
+            return await self._run(lambda d: self._predict_raw(request, raw, d))
+        return await self._answer(request, "predict", work)
+
+    async def _classify(self, request: web.Request) -> web.Response:
+        async def work() -> dict:
+            body = _parse_body(await _read_body(request, self.max_request_bytes))
+            result = await self._run(lambda d: self.service.classify(_ref(request, body), self._examples(body), d))
+            assert isinstance(result, ClassifyResult)
+            return {"results": [[[label, score] for label, score in row] for row in result.rows()]}
+        return await self._answer(request, "classify", work)
+
+    async def _regress(self, request: web.Request) -> web.Response:
+        async def work() -> dict:
+            body = _parse_body(await _read_body(request, self.max_request_bytes))
+            result = await self._run(lambda d: self.service.regress(_ref(request, body), self._examples(body), d))
+            return {"results": result.values.tolist()}
+        return await self._answer(request, "regress", work)
+
     @staticmethod
-    def _metadata_json(response: Any) -> dict:
-        sig_map = get_model_metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(sig_map)
-        return {"model_spec": {"name": response.model_spec.name, "signature_name": "",
-                               "version": str(response.model_spec.version.value)},
-                "metadata": {"signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)}}
+    def _examples(body: dict) -> Callable[[], list[bytes]]:
+        return lambda: tensors.examples_from_json(body.get("examples"), body.get("context"))
 
-    def _resolve(self, spec: model_pb2.ModelSpec) -> Servable:
-        return resolve(self.manager, spec)
-
-    # ------------------------------------------------------------------ predict
-    def _predict_raw(self, spec: model_pb2.ModelSpec, raw: bytes, deadline: float | None) -> dict:
+    # ------------------------------------------------------------------ predict bodies
+    def _predict_raw(self, request: web.Request, raw: bytes, deadline: float | None) -> dict:
         """Parse (here in the pool, not on the event loop), then predict. A fast-path body has the
         same keys as the general parse, its array read by `_value` once the signature's dtype is
         known, so a body the fast path declines is parsed once more by the general path only."""
         fast = _json_fast.parse_predict(raw)
         if fast is None:
-            return self._predict(spec, _parse_body(raw), deadline)
+            return self._predict_body(request, _parse_body(raw), deadline)
         try:
-            return self._predict(spec, {**fast.fields, fast.key: fast}, deadline)
+            return self._predict_body(request, {**fast.fields, fast.key: fast}, deadline)
         finally:
             fast.release()
 
@@ -206,20 +269,18 @@ class RestApi:
         value.release()
         return _parse_body(value.raw)[value.key]
 
-    def _predict(self, spec: model_pb2.ModelSpec, body: dict, deadline: float | None) -> dict:
-        signature_name = body.get("signature_name", "")
-        if not isinstance(signature_name, str):
-            raise invalid_argument("'signature_name' must be a string")
+    def _predict_body(self, request: web.Request, body: dict, deadline: float | None) -> dict:
         has_rows, has_cols = "instances" in body, "inputs" in body
+        ref = _ref(request, body)
         if has_rows == has_cols:
             raise invalid_argument("Missing 'inputs' or 'instances' key" if not has_rows else
                                    "Not formatted correctly: use only one of 'instances' (row format) "
                                    "or 'inputs' (columnar format)")
-        servable = self._resolve(spec)
-        with servable.use():
-            sig = servable.signature(signature_name, "predict")
-            inputs = self._rows(sig.inputs, body["instances"]) if has_rows else self._columns(sig.inputs, body["inputs"])
-            _, outputs = servable.predict(signature_name, inputs, (), deadline)
+
+        def decode(sig: Signature) -> dict[str, np.ndarray]:
+            return self._rows(sig.inputs, body["instances"]) if has_rows else self._columns(sig.inputs, body["inputs"])
+
+        outputs = self.service.predict(ref, decode, (), deadline).outputs
         if has_cols:
             cols = {k: tensors.numpy_to_json(v, k, keep_numeric=True) for k, v in outputs.items()}
             return {"outputs": next(iter(cols.values())) if len(cols) == 1 else cols}
@@ -269,20 +330,3 @@ class RestApi:
             raise invalid_argument(f"'inputs' must be an object naming each input ({sorted(specs)})")
         name, spec = next(iter(specs.items()))
         return {name: tensors.json_to_numpy(inputs, spec.dtype, name)}
-
-    # ------------------------------------------------------------------ classify / regress
-    def _examples(self, body: dict) -> list[bytes]:
-        return tensors.examples_from_json(body.get("examples"), body.get("context"))
-
-    def _classify(self, spec: model_pb2.ModelSpec, body: dict, deadline: float | None) -> dict:
-        servable = self._resolve(spec)
-        with servable.use():
-            _, classes, scores = servable.classify(body.get("signature_name", ""), self._examples(body), deadline)
-        result = classification_result(classes, scores)
-        return {"results": [[[c.label, c.score] for c in row.classes] for row in result.classifications]}
-
-    def _regress(self, spec: model_pb2.ModelSpec, body: dict, deadline: float | None) -> dict:
-        servable = self._resolve(spec)
-        with servable.use():
-            _, values = servable.regress(body.get("signature_name", ""), self._examples(body), deadline)
-        return {"results": values.tolist()}

@@ -29,6 +29,7 @@ import grpc
 from . import config_files
 from .metrics import Metrics
 from .repository import ModelConfig, ModelManager, parse_model_config_file
+from .service import Service
 
 log = logging.getLogger("serving")
 DEFAULT_MAX_REQUEST_BYTES = 2**31 - 1  # TF Serving sets gRPC's max message size to kint32max
@@ -145,6 +146,7 @@ class ModelServer:
         self.options = options
         self.metrics = Metrics()
         self.manager: ModelManager | None = None
+        self.service: Service | None = None
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
         self._grpc: grpc.Server | None = None
@@ -178,17 +180,18 @@ class ModelServer:
                                     config_file=o.model_config_file,
                                     config_poll_seconds=o.model_config_file_poll_wait_seconds)
         self.manager.start()
+        config_dir = os.path.dirname(os.path.abspath(o.model_config_file)) if o.model_config_file else os.getcwd()
+        self.service = Service(self.manager, self.metrics, config_dir=config_dir)
         cpus = os.cpu_count() or 1
         # A sync gRPC server runs at most `threads` RPCs at once; with batching those threads mostly
         # wait for their batch, so by default allow two full batches in flight (threads start lazily;
         # capped at 512) or batches stay small.
         threads = max(4 * cpus, min(512, 2 * batching.max_batch_size * batching.num_batch_threads) if batching else 0)
-        config_dir = os.path.dirname(os.path.abspath(o.model_config_file)) if o.model_config_file else os.getcwd()
         try:
             self._grpc, self.grpc_port, self._health = build_grpc_server(
-                self.manager, self.metrics, host=o.host, port=o.port,
+                self.service, host=o.host, port=o.port,
                 max_threads=o.grpc_max_threads or threads, max_request_bytes=o.max_request_bytes,
-                credentials=credentials, config_dir=config_dir)
+                credentials=credentials)
             self._grpc.start()
             log.info("Running gRPC ModelServer at %s:%d%s", o.host, self.grpc_port, " (TLS)" if credentials else "")
             if o.rest_api_port is not None:
@@ -206,7 +209,7 @@ class ModelServer:
 
         o = self.options
         self._executor = futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rest")
-        api = RestApi(self.manager, self.metrics, timeout_ms=o.rest_api_timeout_in_ms,
+        api = RestApi(self.service, timeout_ms=o.rest_api_timeout_in_ms,
                       metrics_path=monitoring.prometheus_path if monitoring.prometheus_enable else None,
                       max_request_bytes=o.max_request_bytes, executor=self._executor)
         self._loop = asyncio.new_event_loop()
@@ -214,7 +217,7 @@ class ModelServer:
         self._loop_thread.start()
 
         async def start() -> int:
-            self._runner = web.AppRunner(api.app(), access_log=None)
+            self._runner = web.AppRunner(api.app(), access_log=None, logger=api.server_logger())
             await self._runner.setup()
             site = web.TCPSite(self._runner, o.host, o.rest_api_port, shutdown_timeout=10.0)
             await site.start()

@@ -38,6 +38,12 @@ _TYPES: dict[int, tuple[np.dtype, str, Any]] = {
 # A request may give one value for a whole shape; the expansion is capped so that a tiny request
 # cannot make the server allocate (and fill) an arbitrarily large array.
 MAX_FILL_BYTES = 64 * 2**20
+# numpy's limit on dimensions: also how deep a JSON array may nest.
+MAX_RANK = 64
+MAX_ELEMENTS = 2**63 - 1
+# Classify/Regress copy the `context` into every example: the merged examples are bounded, so a
+# small request (a big context, many empty examples) cannot make gigabytes of them.
+MAX_MERGED_EXAMPLES_BYTES = 64 * 2**20
 _DTYPE_OF_NUMPY: dict[np.dtype, int] = {
     np_dtype: dt for dt, (np_dtype, _, _) in _TYPES.items() if dt != types_pb2.DT_STRING
 }
@@ -73,9 +79,17 @@ def data_type_of(array: np.ndarray) -> int:
 def _shape_of(proto: tensor_pb2.TensorProto, alias: str) -> tuple[int, ...]:
     if proto.tensor_shape.unknown_rank:
         raise invalid_argument(f"tensor parsing error: {alias} (unknown rank)")
+    if len(proto.tensor_shape.dim) > MAX_RANK:
+        raise invalid_argument(f"tensor parsing error: {alias} (rank {len(proto.tensor_shape.dim)}; at most "
+                               f"{MAX_RANK} dimensions are supported)")
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     if any(s < 0 for s in shape):
         raise invalid_argument(f"tensor parsing error: {alias} (negative dimension in {list(shape)})")
+    # TF's own limit (the element count, with empty dimensions counted as 1, must fit an int64);
+    # numpy cannot even describe a larger array, empty or not.
+    if math.prod(max(s, 1) for s in shape) > MAX_ELEMENTS:
+        raise invalid_argument(f"tensor parsing error: {alias} (shape {list(shape)} has more than "
+                               f"{MAX_ELEMENTS} elements)")
     return shape
 
 
@@ -83,6 +97,13 @@ def to_numpy(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
     """Decode a request TensorProto; INVALID_ARGUMENT "tensor parsing error: ALIAS" when malformed."""
     if not isinstance(proto, tensor_pb2.TensorProto):
         raise TypeError(f"proto must be a tensorflow.TensorProto, got {type(proto).__name__}")
+    try:
+        return _to_numpy(proto, alias)
+    except (ValueError, OverflowError, MemoryError) as exc:  # e.g. a shape numpy cannot hold
+        raise invalid_argument(f"tensor parsing error: {alias} ({type(exc).__name__}: {exc})") from None
+
+
+def _to_numpy(proto: tensor_pb2.TensorProto, alias: str) -> np.ndarray:
     entry = _TYPES.get(proto.dtype)
     if entry is None:
         raise invalid_argument(f"tensor parsing error: {alias} (unsupported dtype {dtype_name(proto.dtype)})")
@@ -94,7 +115,7 @@ def to_numpy(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
         if len(content) != count * np_dtype.itemsize:
             raise invalid_argument(f"tensor parsing error: {alias} (tensor_content holds {len(content)} "
                                    f"bytes, shape {list(shape)} needs {count * np_dtype.itemsize})")
-        return np.frombuffer(content, dtype=np_dtype).reshape(shape)
+        return np.frombuffer(content, dtype=np_dtype).reshape(shape)  # (shape checked: cannot fail)
     values = getattr(proto, field)
     n = len(values)
     if proto.dtype == types_pb2.DT_STRING:
@@ -108,6 +129,11 @@ def to_numpy(proto: tensor_pb2.TensorProto, alias: str = "") -> np.ndarray:
             flat = flat.astype(np_dtype)
     if n == count:
         return flat.reshape(shape)
+    if n == 1 and count > 1 and proto.dtype == types_pb2.DT_STRING:
+        # TF would repeat the one string, but each string is work for the model (an image to
+        # decode): a request's work must grow with what it sends, so every string is sent.
+        raise invalid_argument(f"tensor parsing error: {alias} (one string for shape {list(shape)}: send "
+                               "one value per element)")
     if n == 1 and count > 1:  # TF fills the whole shape with a single given value
         if count * np_dtype.itemsize > MAX_FILL_BYTES:  # 4 request bytes must not allocate terabytes
             raise invalid_argument(f"tensor parsing error: {alias} (one value for shape {list(shape)} would "
@@ -202,33 +228,41 @@ def _decode_string_leaf(value: Any, alias: str) -> bytes:
                            f"tensor, got {type(value).__name__}")
 
 
-def _string_array(value: Any, alias: str) -> np.ndarray:
-    def walk(v: Any) -> Any:
-        return [walk(x) for x in v] if isinstance(v, list) else _decode_string_leaf(v, alias)
-
-    nested = walk(value)
+def _leaves(value: Any, alias: str) -> tuple[np.ndarray, list[Any], set[type]]:
+    """`value` (nested lists) as a numpy object array, its leaves in order and their types, without
+    recursing in Python (arrays nested thousands deep are bad input, not a RecursionError). A leaf
+    that is still a list means a ragged array, or one nested deeper than MAX_RANK dimensions."""
     try:
-        # np.array on nested lists of bytes would make a fixed-width "S" array; build objects.
-        shape = np.array(nested, dtype=object).shape if isinstance(nested, list) else ()
-        out = np.empty(shape, dtype=object)
-        if shape:
-            flat = list(_flatten(nested))
-            if len(flat) != math.prod(shape):
-                raise ValueError
-            out.reshape(-1)[:] = flat
-        else:
-            out[()] = nested
-        return out
-    except ValueError:
-        raise invalid_argument(f"input {alias!r}: ragged lists; every dimension must have one size") from None
+        array = np.array(value, dtype=object)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise invalid_argument(f"input {alias!r}: not a rectangular array ({exc})"[:300]) from None
+    flat = array.reshape(-1).tolist()
+    types = set(map(type, flat))
+    if list in types:
+        raise invalid_argument(f"input {alias!r}: ragged lists, or lists nested deeper than {MAX_RANK} "
+                               "levels; every dimension must have one size")
+    return array, flat, types
 
 
-def _flatten(v: Any) -> Iterable[Any]:
-    if isinstance(v, list):
-        for x in v:
-            yield from _flatten(x)
-    else:
-        yield v
+def _string_array(value: Any, alias: str) -> np.ndarray:
+    array, flat, _ = _leaves(value, alias)
+    out = np.empty(array.shape, dtype=object)
+    out.reshape(-1)[:] = [_decode_string_leaf(v, alias) for v in flat]
+    return out
+
+
+_LEAF_TYPES: dict[str, tuple[type, ...]] = {"f": (int, float), "c": (int, float), "i": (int,), "u": (int,),
+                                            "b": (bool,)}
+
+
+def _describe_leaf(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"the string {value[:20]!r}"
+    return f"a JSON {'object' if isinstance(value, dict) else type(value).__name__}"
 
 
 def json_to_numpy(value: Any, dtype: int, alias: str) -> np.ndarray:
@@ -236,12 +270,20 @@ def json_to_numpy(value: Any, dtype: int, alias: str) -> np.ndarray:
     if dtype == types_pb2.DT_STRING:
         return _string_array(value, alias)
     np_dtype = numpy_dtype(dtype)
+    # Only JSON numbers (true/false for DT_BOOL) are values: np.array would take null as NaN,
+    # true as 1 and "0.5" as 0.5, and answer a confident prediction for a broken request.
+    leaves, flat, types = _leaves(value, alias)
+    allowed = _LEAF_TYPES.get(np_dtype.kind, (int, float))
+    bad = types - set(allowed)
+    if bad:
+        leaf = next(v for v in flat if type(v) in bad)
+        raise invalid_argument(f"input {alias!r}: {_describe_leaf(leaf)} is not a valid "
+                               f"{dtype_name(dtype)} value (expected JSON "
+                               f"{'true/false' if bool in allowed else 'numbers'})")
     try:
-        array = np.array(value, dtype=np_dtype)
-    except (ValueError, TypeError) as exc:
-        raise invalid_argument(f"input {alias!r}: cannot convert the JSON value to {dtype_name(dtype)} "
-                               f"({exc})") from None
-    return array
+        return leaves.astype(np_dtype)
+    except (ValueError, TypeError, OverflowError):
+        raise invalid_argument(f"input {alias!r}: a number is out of range for {dtype_name(dtype)}") from None
 
 
 def numpy_to_json(array: np.ndarray, alias: str, *, keep_numeric: bool = False) -> Any:
@@ -281,6 +323,7 @@ def examples_from_input(input_proto: Any) -> list[bytes]:
         serialized = [e.SerializeToString() for e in examples]
     elif kind == "example_list_with_context":
         ctx = input_proto.example_list_with_context.context
+        _check_merged_size(ctx.ByteSize(), [e.ByteSize() for e in input_proto.example_list_with_context.examples])
         serialized = []
         for e in input_proto.example_list_with_context.examples:
             merged = example_pb2.Example()
@@ -292,6 +335,16 @@ def examples_from_input(input_proto: Any) -> list[bytes]:
     if not serialized:
         raise invalid_argument("Input is empty")
     return serialized
+
+
+def _check_merged_size(context_bytes: int, example_bytes: list[int]) -> None:
+    """INVALID_ARGUMENT before merging when the context copied into every example would make
+    more than MAX_MERGED_EXAMPLES_BYTES of examples."""
+    total = context_bytes * len(example_bytes) + sum(example_bytes)
+    if total > MAX_MERGED_EXAMPLES_BYTES:
+        raise invalid_argument(f"the context ({context_bytes} bytes) merged into {len(example_bytes)} examples "
+                               f"would make {total} bytes of examples; the limit is {MAX_MERGED_EXAMPLES_BYTES}: "
+                               "send fewer examples per request or a smaller context")
 
 
 def _feature_from_json(name: str, value: Any) -> feature_pb2.Feature:
@@ -322,9 +375,11 @@ def examples_from_json(examples: Any, context: Any = None) -> list[bytes]:
     if not isinstance(examples, list) or not examples:
         raise invalid_argument("'examples' must be a non-empty list of objects")
     ctx = _example_from_json(context, "'context'") if context is not None else None
+    parsed = [_example_from_json(obj, f"examples[{i}]") for i, obj in enumerate(examples)]
+    if ctx is not None:
+        _check_merged_size(ctx.ByteSize(), [e.ByteSize() for e in parsed])
     out = []
-    for i, obj in enumerate(examples):
-        example = _example_from_json(obj, f"examples[{i}]")
+    for example in parsed:
         if ctx is not None:
             merged = example_pb2.Example()
             merged.CopyFrom(ctx)

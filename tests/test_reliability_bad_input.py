@@ -195,6 +195,15 @@ GRPC_CASES = [
     ("reload_odd_name", "HandleReloadConfigRequest", lambda: reload_request("tiny name;rm"), CODE.INVALID_ARGUMENT),
     ("reload_no_model_list", "HandleReloadConfigRequest", lambda: model_management_pb2.ReloadConfigRequest(),
      CODE.INVALID_ARGUMENT),
+    # issue 15: shapes numpy cannot hold answered INTERNAL; one string filled a whole shape
+    ("dims_65", "Predict", lambda: predict(inputs={"images": shaped(types_pb2.DT_FLOAT, [1] * 65, float_val=[0.5])}),
+     CODE.INVALID_ARGUMENT),
+    ("dims_product_overflows", "Predict", lambda: predict(inputs={"images": shaped(
+        types_pb2.DT_FLOAT, [0, 2**62, 2**62, 1])}), CODE.INVALID_ARGUMENT),
+    ("one_string_for_a_batch", "Predict", lambda: predict(inputs={"images_bytes": shaped(
+        types_pb2.DT_STRING, [MAX_BATCH], string_val=[PNG])}, signature="serving_bytes"), CODE.INVALID_ARGUMENT),
+    ("reload_nul_in_base_path", "HandleReloadConfigRequest", lambda: reload_request("tiny", "ti\0ny"),
+     CODE.INVALID_ARGUMENT),
 ]
 
 
@@ -240,6 +249,14 @@ def test_empty_request_merged_into_a_padded_batch_gets_zero_rows(server):
 # ----------------------------------------------------------------------------- REST
 GOOD_ROW = sm.sample_images(1).tolist()
 
+
+def with_pixel(value):
+    """One good image with its first pixel replaced by `value`."""
+    rows = sm.sample_images(1).tolist()
+    rows[0][0][0][0] = value
+    return rows
+
+
 # (case id, method, path, body: dict -> JSON, bytes -> raw, None -> no body, expected HTTP status)
 REST_CASES = [
     ("malformed_json", "POST", "/v1/models/tiny:predict", b"{not json", 400),
@@ -280,7 +297,8 @@ REST_CASES = [
     ("unknown_label", "POST", "/v1/models/tiny/labels/canary:predict", {"instances": GOOD_ROW}, 400),
     ("negative_version", "POST", "/v1/models/tiny/versions/-1:predict", {"instances": GOOD_ROW}, 400),
     ("dotdot_model", "POST", "/v1/models/..:predict", {"instances": GOOD_ROW}, 404),
-    ("encoded_slash_model", "POST", "/v1/models/..%2F..%2Fetc:predict", {"instances": GOOD_ROW}, 400),
+    # routes match the path as sent, so an encoded slash is part of a (made-up) model name: 404
+    ("encoded_slash_model", "POST", "/v1/models/..%2F..%2Fetc:predict", {"instances": GOOD_ROW}, 404),
     ("encoded_dotdot_traversal", "GET", "/v1/models/%2E%2E/%2E%2E/%2E%2E/etc/passwd", None, 400),
     ("nul_in_model_name", "POST", "/v1/models/ti%00ny:predict", {"instances": GOOD_ROW}, 404),
     ("unicode_model_name", "GET", "/v1/models/%E2%98%83", None, 404),
@@ -298,6 +316,28 @@ REST_CASES = [
     ("classify_wrong_feature_length", "POST", "/v1/models/tiny:classify",
      {"signature_name": "classify", "examples": [{"images": [0.5, 0.5]}]}, 400),
     ("regress_predict_signature", "POST", "/v1/models/tiny:regress", {"examples": [{"images": [0.5] * 64}]}, 400),
+    # issue 15: non-numbers taken as pixels (null -> NaN and a confident answer, true -> 1, "0.5" -> 0.5)
+    ("null_pixel", "POST", "/v1/models/tiny:predict", {"instances": with_pixel(None)}, 400),
+    ("true_pixel", "POST", "/v1/models/tiny:predict", {"instances": with_pixel(True)}, 400),
+    ("string_pixel", "POST", "/v1/models/tiny:predict", {"instances": with_pixel("0.5")}, 400),
+    ("nan_string_pixel", "POST", "/v1/models/tiny:predict", {"instances": with_pixel("nan")}, 400),
+    ("null_pixel_columnar", "POST", "/v1/models/tiny:predict", {"inputs": {"images": with_pixel(None)}}, 400),
+    # issue 15: client errors that were answered 500
+    ("numbers_nested_65_deep", "POST", "/v1/models/tiny:predict", b'{"instances": ' + b"[" * 65 + b"0.5"
+     + b"]" * 65 + b"}", 400),
+    ("numbers_nested_1000_deep", "POST", "/v1/models/tiny:predict", b'{"instances": ' + b"[" * 1000 + b"0.5"
+     + b"]" * 1000 + b"}", 400),
+    ("strings_nested_600_deep", "POST", "/v1/models/tiny:predict", b'{"signature_name": "serving_bytes", '
+     b'"instances": ' + b"[" * 600 + b'{"b64": "AAAA"}' + b"]" * 600 + b"}", 400),
+    ("integer_of_400_digits", "POST", "/v1/models/tiny:predict", b'{"instances": [[[[' + b"9" * 400 + b"]]]]}", 400),
+    ("classify_signature_name_list", "POST", "/v1/models/tiny:classify",
+     {"signature_name": ["classify"], "examples": [{"images": [0.5] * 64}]}, 400),
+    ("regress_signature_name_object", "POST", "/v1/models/tiny:regress",
+     {"signature_name": {"a": 1}, "examples": [{"images": [0.5] * 64}]}, 400),
+    # issue 15, 11: only ASCII digits are versions (int("١") is 1)
+    ("arabic_indic_digit_version", "POST", "/v1/models/tiny/versions/%D9%A1:predict", {"instances": GOOD_ROW}, 400),
+    ("superscript_version_status", "GET", "/v1/models/tiny/versions/%C2%B9", None, 400),
+    ("fullwidth_digit_version_metadata", "GET", "/v1/models/tiny/versions/%EF%BC%91/metadata", None, 400),
 ]
 
 
@@ -314,6 +354,46 @@ def test_rest_bad_input(server, case, method, path, body, status):
     if status != 200:
         assert resp.headers["Content-Type"].startswith("application/json"), resp.headers["Content-Type"]
         assert isinstance(resp.json()["error"], str) and len(resp.json()["error"]) <= 1024
+
+
+def test_a_corrupt_gzip_body_is_a_client_error(server):
+    """A body that says Content-Encoding: gzip but is not gzip was answered 500."""
+    resp = requests.post(server.rest_url + "/v1/models/tiny:predict", data=b"\x1f\x8b\x08\x00 not gzip at all",
+                         headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}, timeout=30)
+    assert resp.status_code == 400 and "cannot read the request body" in resp.json()["error"]
+
+
+def test_malformed_http_is_answered_400_without_a_traceback_in_the_log(server):
+    """Each malformed HTTP request logged an ERROR with a traceback ("Error handling request")."""
+    import socket
+
+    before = server.log()
+    for raw in (b"GET /v1/models/tiny HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+                b"POST /v1/models/tiny:predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                b"GET /v1/models/tiny HTTP/1.1\r\nBad Header Line\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+            sock.sendall(raw)
+            assert sock.recv(4096).split(b"\r\n")[0].endswith(b" 400 Bad Request")
+    assert requests.get(server.rest_url + "/v1/models/tiny", timeout=30).status_code == 200
+    time.sleep(0.5)  # the log is written by another process
+    added = server.log()[len(before):]
+    assert "Error handling request" not in added and "Traceback" not in added
+
+
+def test_long_made_up_model_names_share_one_short_label(server):
+    """Only the number of names was capped, not their length: 256 Predicts to names of 100,000
+    characters made each metrics scrape 974 MB. Names of models the server does not serve now
+    never get a label of their own."""
+    from serving.metrics import OTHER_MODEL_LABEL
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel)
+    before = requests.get(server.rest_url + "/metrics", timeout=30).text
+    names = [f"{i}_" + "x" * 20_000 for i in range(20)] + ["not_served"]
+    assert {_code(stub.Predict, predict(name=name)) for name in names} == {CODE.NOT_FOUND}
+    text = requests.get(server.rest_url + "/metrics", timeout=30).text
+    labels = set(re.findall(r'model_name="([^"]*)"', text))
+    assert max(map(len, labels)) <= 128 and "not_served" not in labels and OTHER_MODEL_LABEL in labels
+    assert len(text) < len(before) + 20_000  # the 21 requests added counts, not 21 label sets
 
 
 def test_made_up_model_names_do_not_grow_metrics_without_bound(server):

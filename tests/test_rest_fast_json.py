@@ -287,7 +287,7 @@ def test_ragged_bodies_get_the_general_paths_error(server, fast_calls):
             b'{"inputs": [[[[1.0]]], [[[2.0], [3.0]]]]}']
     for raw in raws:
         status, answer = assert_same_as_general(server, raw)
-        assert status == 400 and json.loads(answer)["error"].startswith("input 'images': cannot convert the JSON")
+        assert status == 400 and json.loads(answer)["error"].startswith("input 'images': ragged lists")
     assert fast_calls == [None] * len(raws)
     with pytest.raises(Exception) as info:  # the words are json_to_numpy's
         tensors.json_to_numpy([[1, 2], [3], [4, 5, 6]], types_pb2.DT_FLOAT, "images")
@@ -308,7 +308,7 @@ def test_ragged_bodies_get_the_general_paths_error(server, fast_calls):
     (b'{"inputs": 5}', 400, "expected shape"),  # a scalar
     (b'{"instances": [[1.0]], "inputs": [[1.0]]}', 400, "only one of"),
     (b'{"instances": [[1.0]], "inputs": "x"}', 400, "only one of"),
-    (b'{"instances": [true]}', 400, "expected shape"),
+    (b'{"instances": [true]}', 400, "true is not a valid DT_FLOAT value"),  # not 1.0 (issue 15)
     (b'{"instances": ' + b'[' * 3000 + b']' * 3000 + b'}', 400, "JSON Parse error"),  # deep nesting
     (b'{"instances": [{"b64": "AAAA"}]}', 400, "images"),
 ])

@@ -1,6 +1,7 @@
 """Server building blocks without a server: errors, config files, tensors, batcher, model configs, flags."""
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -8,7 +9,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.framework import types_pb2
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving import config_files, errors, tensors
 from serving.batching import Batcher
@@ -129,7 +130,7 @@ def test_json_conversions():
     assert tensors.numpy_to_json(np.array([b"ab"], dtype=object), "image_bytes") == [{"b64": "YWI="}]
     assert tensors.numpy_to_json(np.array([b"ab", b"\xff"], dtype=object), "classes") == ["ab", {"b64": "/w=="}]
     assert np.isnan(tensors.json_to_numpy([float("nan")], types_pb2.DT_FLOAT, "x")[0])
-    with pytest.raises(errors.ServingError, match="input 'x': cannot convert"):
+    with pytest.raises(errors.ServingError, match="input 'x': ragged"):
         tensors.json_to_numpy([[1], [1, 2]], types_pb2.DT_FLOAT, "x")
     with pytest.raises(errors.ServingError, match="invalid base64"):
         tensors.json_to_numpy([{"b64": "!!"}], types_pb2.DT_STRING, "s")
@@ -146,6 +147,74 @@ def test_json_conversions():
 
 
 # ------------------------------------------------------------------ batcher
+def _nested(depth, leaf):
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+@pytest.mark.parametrize("value, dtype, fragment", [
+    ([[0.5, None]], types_pb2.DT_FLOAT, "null is not a valid DT_FLOAT"),
+    ([[0.5, True]], types_pb2.DT_FLOAT, "true is not a valid DT_FLOAT"),
+    ([[0.5, "0.5"]], types_pb2.DT_FLOAT, "the string '0.5' is not a valid"),
+    (["nan"], types_pb2.DT_FLOAT, "the string 'nan'"),
+    ([{"b64": "AAAA"}], types_pb2.DT_FLOAT, "a JSON object is not a valid"),
+    ([1.5], types_pb2.DT_INT64, "a JSON float is not a valid DT_INT64"),
+    ([1, 0], types_pb2.DT_BOOL, "a JSON int is not a valid DT_BOOL"),
+    ([10**400], types_pb2.DT_FLOAT, "out of range for DT_FLOAT"),
+    ([2**64], types_pb2.DT_INT64, "out of range for DT_INT64"),
+    (_nested(65, 0.5), types_pb2.DT_FLOAT, "nested deeper than 64"),
+    (_nested(1000, 0.5), types_pb2.DT_FLOAT, "nested deeper than 64"),
+    (_nested(600, "x"), types_pb2.DT_STRING, "nested deeper than 64"),
+])
+def test_json_values_that_are_not_of_the_dtype_are_client_errors(value, dtype, fragment):
+    """null became NaN, true 1 and "0.5" 0.5 (a confident answer to a broken request); deep
+    nesting and huge integers raised ValueError/RecursionError/OverflowError (answered 500)."""
+    with pytest.raises(errors.ServingError, match=re.escape(fragment)) as info:
+        tensors.json_to_numpy(value, dtype, "x")
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_json_numbers_still_convert():
+    assert tensors.json_to_numpy([[1, 2.5]], types_pb2.DT_FLOAT, "x").tolist() == [[1.0, 2.5]]
+    assert tensors.json_to_numpy([True, False], types_pb2.DT_BOOL, "x").tolist() == [True, False]
+    assert tensors.json_to_numpy(_nested(64, 7), types_pb2.DT_INT64, "x").ndim == 64
+    assert tensors.json_to_numpy([], types_pb2.DT_FLOAT, "x").shape == (0,)
+
+
+@pytest.mark.parametrize("proto, fragment", [
+    (tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, float_val=[0.5], tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)] * 65)), "rank 65"),
+    (tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (0, 2**62, 2**62)])), "elements"),
+    (tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"png"], tensor_shape=tensor_shape_pb2.TensorShapeProto(
+        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=100000)])), "one string for shape [100000]"),
+])
+def test_tensor_shapes_that_cannot_be_decoded_are_client_errors(proto, fragment):
+    """65 dims or a dim product over int64 ended in INTERNAL; one string filled into [100000]
+    made the bytes signature decode 100,000 images for a request of a few bytes."""
+    with pytest.raises(errors.ServingError, match=re.escape(fragment)) as info:
+        tensors.to_numpy(proto, "x")
+    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_context_merging_is_bounded():
+    """A 30,000-float context merged into 600 empty examples made 72 MB of examples from a
+    120 kB request (the probe: 100k floats x 3,000 examples took 21 s and 2.35 GB)."""
+    from tensorflow_serving.apis import input_pb2
+
+    context = {"images": [0.5] * 30000}
+    with pytest.raises(errors.ServingError, match="merged into 600 examples"):
+        tensors.examples_from_json([{}] * 600, context)
+    proto = input_pb2.Input()
+    proto.example_list_with_context.context.features.feature["images"].float_list.value.extend(context["images"])
+    for _ in range(600):
+        proto.example_list_with_context.examples.add()
+    with pytest.raises(errors.ServingError, match="merged into 600 examples"):
+        tensors.examples_from_input(proto)
+    assert len(tensors.examples_from_json([{}] * 2, context)) == 2  # a context within bounds still merges
+
+
 def _params(**kw):
     base = dict(max_batch_size=4, batch_timeout_micros=100_000, num_batch_threads=1)
     base.update(kw)
