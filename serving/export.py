@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import shutil
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -58,7 +59,8 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
            version: int | None = None, *, class_names: Sequence[str] | None = None,
            metadata: Mapping[str, Any] | None = None, warmup_samples: Any = None,
            signatures: Sequence[str] = SIGNATURE_CHOICES, overwrite: bool = False,
-           base_path_style: str = "absolute", update_config: bool = True) -> ExportedVersion:
+           base_path_style: str = "absolute", update_config: bool = True,
+           trained: bool | None = None) -> ExportedVersion:
     """Export `model` (a Keras classifier: images [N,H,W,C] float32 in [0,1] -> softmax [N,K]).
 
     - `version`: an int >= 0; None takes max(existing versions) + 1 (1 for a new model). An
@@ -74,6 +76,10 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
       tensorflow_model_server) or "relative" (to the config file's folder; portable checkouts).
     - `update_config`: also add the model to base_dir/models.config and write
       base_dir/batching_parameters.txt (CPU defaults) when missing.
+    - `trained`: None (default) looks at the model (see `untrained_reason`) and warns with an
+      `UntrainedModelWarning` when nothing shows it was trained, since such a model answers near
+      chance with confidence; True is the caller vouching for it (weights loaded from a
+      checkpoint into a freshly compiled model, whose optimizer has taken no step yet).
     Raises TypeError/ValueError naming the bad argument before anything is written.
     """
     input_shape, num_classes = _check_model(model)
@@ -92,6 +98,13 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
         raise ValueError(f"base_path_style must be one of {BASE_PATH_STYLES}, got {base_path_style!r}")
     if not isinstance(update_config, bool):
         raise TypeError(f"update_config must be a bool, got {update_config!r}")
+    if trained is not None and not isinstance(trained, bool):
+        raise TypeError(f"trained must be None (look at the model) or a bool, got {trained!r}")
+    reason = None if trained else untrained_reason(model)
+    if reason is not None:
+        warnings.warn(f"exporting model {name!r}, which shows no sign of training: {reason}. It will answer "
+                      "near chance; train it first (or pass trained=True if its weights were trained "
+                      "elsewhere)", UntrainedModelWarning, stacklevel=2)
 
     config_file = base_dir / model_config.CONFIG_FILENAME
     if update_config and config_file.exists():
@@ -129,6 +142,30 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
 
 
 # --- validation -----------------------------------------------------------------------------
+
+class UntrainedModelWarning(UserWarning):
+    """`export` was given a model that shows no sign of having been trained."""
+
+
+def untrained_reason(model: Any) -> str | None:
+    """Why `model` counts as never trained, or None when it shows it was trained.
+
+    The rule: a Keras model shows it was trained only through its optimizer, which counts the
+    steps it took (`optimizer.iterations`). So a model without an optimizer (never compiled,
+    loaded with compile=False, or saved without its optimizer) and a compiled model whose
+    optimizer took no step count as never trained. Weights loaded from a checkpoint into a fresh
+    model look untrained by this rule: such callers pass `trained=True` to `export`.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return ("it has no optimizer (never compiled, or loaded or saved without one), so nothing "
+                "records a training step")
+    try:
+        steps = int(optimizer.iterations)
+    except (AttributeError, TypeError, ValueError):  # an optimizer that does not count: give it the benefit
+        return None
+    return "its optimizer has taken no step (optimizer.iterations == 0)" if steps == 0 else None
+
 
 def _check_model(model: Any) -> tuple[tuple[int, int, int], int]:
     import keras

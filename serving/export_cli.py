@@ -2,10 +2,11 @@
 
     zoo-export MODEL.keras --base-dir saved_models --name NAME [--version N]
                [--class-names a,b,c] [--overwrite] [--signatures predict,classify,bytes]
-               [--metadata FILE.json] [--base-path-style absolute|relative] [--no-config]
+               [--metadata FILE.json] [--base-path-style absolute|relative] [--no-config] [--force]
 
 Bad input prints one `zoo-export: error: ...` line and exits with status 2 (argparse's convention),
-without a traceback. The "best N models of a tuning run" source (`--run DIR`) plugs in as a second
+without a traceback. A model file that shows no sign of training (see
+`serving.export.untrained_reason`) is refused unless `--force` is given. The "best N models of a tuning run" source (`--run DIR`) plugs in as a second
 member of the source group in `build_parser` and a branch in `main`.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-config", action="store_true",
                         help="do not create/update BASE_DIR/models.config and batching_parameters.txt")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--force", action="store_true",
+                        help="export even a model that shows no sign of training (no optimizer in "
+                             "the file, or an optimizer that never took a step)")
     return parser
 
 
@@ -78,7 +83,9 @@ def _read_metadata(path: str | None) -> dict[str, Any] | None:
 
 
 def load_keras_model(path: str) -> Any:
-    """Load a `.keras` (or legacy `.h5`) model file without compiling it."""
+    """Load a `.keras` (or legacy `.h5`) model file, with its optimizer when the file has one (its
+    step count is what shows the model was trained); without compiling when that fails (e.g. a
+    custom loss that is not registered)."""
     if not os.path.isfile(path):
         raise CliError(f"model file {path!r} does not exist")
     if not path.endswith((".keras", ".h5", ".hdf5")):
@@ -87,6 +94,13 @@ def load_keras_model(path: str) -> Any:
     import keras
 
     import zoo  # noqa: F401  (registers zoo's serializable layers before loading)
+    try:
+        with warnings.catch_warnings():
+            # an optimizer that never took a step has no variables to load; untrained_reason says so
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.saving.load_model(path)
+    except Exception:  # noqa: BLE001  (Keras raises many types; retry without the compile step)
+        pass
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001  (Keras raises many types for a bad file)
@@ -98,11 +112,18 @@ def export_model_file(args: argparse.Namespace) -> Any:
 
     if not args.name:
         raise CliError("--name is required when exporting a model file")
+    from serving.export import untrained_reason
+
     model = load_keras_model(args.model)
+    reason = untrained_reason(model)
+    if reason is not None and not args.force:
+        raise CliError(f"{args.model!r} shows no sign of training: {reason}; it would answer near chance. "
+                       "Train it first, or pass --force to export it anyway")
     return export(model, args.base_dir, name=args.name, version=args.version,
                   class_names=_split(args.class_names), metadata=_read_metadata(args.metadata),
                   signatures=_split(args.signatures) or [], overwrite=args.overwrite,
-                  base_path_style=args.base_path_style, update_config=not args.no_config)
+                  base_path_style=args.base_path_style, update_config=not args.no_config,
+                  trained=True if args.force else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

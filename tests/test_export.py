@@ -320,7 +320,7 @@ def test_rgb_model_bytes_signature(tmp_path):
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(
         keras.layers.GlobalAveragePooling2D()(x)))
-    ev = export(model, tmp_path, name="rgb", signatures=("predict", "bytes"))
+    ev = export(model, tmp_path, name="rgb", signatures=("predict", "bytes"), trained=True)  # layout only
     rng = np.random.default_rng(0)
     same = np.rint(rng.uniform(size=(12, 12, 3)) * 255) / 255
     bigger = rng.uniform(size=(30, 20, 3))
@@ -511,3 +511,37 @@ def test_committed_example_is_servable():
     assert info["class_names"] == [str(i) for i in range(10)] and info["rule"] == "doubling"
     assert info["metrics"]["test_accuracy"] >= 0.9
     parse_batching_parameters((root / "batching_parameters.txt").read_text())
+
+
+def test_export_warns_for_a_model_that_was_never_trained(trained, tmp_path):
+    """The serving tour exported an untrained model, which then answered ~0.10 for every class."""
+    import warnings
+
+    from serving.export import UntrainedModelWarning
+
+    fresh = zoo.build("doubling", input_shape=(8, 8, 1), num_classes=10, depth=2, base_filters=4)
+    with pytest.warns(UntrainedModelWarning, match="no optimizer"):
+        export(fresh, tmp_path, name="fresh", signatures=["predict"])
+    zoo.compile_classifier(fresh)
+    with pytest.warns(UntrainedModelWarning, match="iterations == 0"):
+        export(fresh, tmp_path, name="fresh", signatures=["predict"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedModelWarning)
+        export(trained, tmp_path, name="trained", signatures=["predict"])
+        export(fresh, tmp_path, name="vouched", signatures=["predict"], trained=True)  # e.g. checkpoint weights
+    with pytest.raises(TypeError, match="trained must be None"):
+        export(trained, tmp_path, name="x", trained="yes")
+
+
+def test_cli_refuses_a_model_that_was_never_trained_without_force(tmp_path, capsys):
+    fresh = zoo.build("doubling", input_shape=(8, 8, 1), num_classes=10, depth=2, base_filters=4)
+    zoo.compile_classifier(fresh)
+    fresh.save(tmp_path / "fresh.keras")
+    argv = [str(tmp_path / "fresh.keras"), "--base-dir", str(tmp_path / "out"), "--name", "fresh",
+            "--signatures", "predict"]
+    assert export_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo-export: error:") and "shows no sign of training" in err and "--force" in err
+    assert not (tmp_path / "out").exists()
+    assert export_cli.main([*argv, "--force"]) == 0
+    assert list(version_dirs(tmp_path / "out" / "fresh")) == [1]
