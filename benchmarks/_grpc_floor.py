@@ -1,11 +1,14 @@
-"""A do-nothing gRPC server: the floor under any Python gRPC server's batch-1 latency on this machine.
+"""Reference gRPC servers for S1: what a Python gRPC server costs at the least on this machine.
 
     python benchmarks/_grpc_floor.py PORT sync|aio
+    python benchmarks/_grpc_floor.py PORT lean SAVED_MODEL_DIR
 
-Answers the Predict method path with a fixed 64-byte payload without parsing the request, so a
-round trip measures only grpcio (transport, thread or event-loop handoff) and not the model or
-the product. bench_serving.py reports it next to S1 to show how much of the served overhead is
-left to the product at all. Prints "ready" once listening.
+sync/aio: a do-nothing server answering the Predict method path with a fixed 64-byte payload
+without parsing the request: a round trip measures only grpcio (transport, thread or event-loop
+handoff), not the model. lean: the leanest useful Predict server, S1's limit: a bare grpcio
+servicer that reads `images` from tensor_content with np.frombuffer, calls the SavedModel's
+serving_default signature and writes the outputs as tensor_content; no validation, no metrics,
+no version management. Prints "ready" once listening.
 """
 from __future__ import annotations
 
@@ -48,10 +51,37 @@ async def serve_aio(port: int) -> None:
     await server.wait_for_termination()
 
 
+def serve_lean(port: int, saved_model: str) -> None:
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    fn = tf.saved_model.load(saved_model).signatures["serving_default"]
+
+    class Lean(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+            t = request.inputs["images"]
+            x = np.frombuffer(t.tensor_content, np.float32).reshape([d.size for d in t.tensor_shape.dim])
+            response = predict_pb2.PredictResponse()
+            for k, v in fn(images=tf.constant(x)).items():
+                response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))  # zoo-serve's default on 2 cores
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Lean(), server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    print("ready", flush=True)
+    server.wait_for_termination()
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[2] not in ("sync", "aio"):
-        sys.exit("usage: _grpc_floor.py PORT sync|aio")
-    if sys.argv[2] == "sync":
+    mode = sys.argv[2] if len(sys.argv) > 2 else ""
+    if not ((mode in ("sync", "aio") and len(sys.argv) == 3) or (mode == "lean" and len(sys.argv) == 4)):
+        sys.exit("usage: _grpc_floor.py PORT sync|aio  |  _grpc_floor.py PORT lean SAVED_MODEL_DIR")
+    if mode == "sync":
         serve_sync(int(sys.argv[1]))
-    else:
+    elif mode == "aio":
         asyncio.run(serve_aio(int(sys.argv[1])))
+    else:
+        serve_lean(int(sys.argv[1]), sys.argv[3])

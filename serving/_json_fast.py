@@ -1,10 +1,10 @@
 """Fast parse of the REST hot path: a Predict body that is one rectangular array of numbers.
 
-Why: at batch 32 of 32x32x3 float32 images the JSON body is ~2 MB, and the general parse
-(`orjson.loads` builds ~100k Python floats in ~5.5 ms, then `np.array(nested lists, float32)`
-walks them again in ~3.8 ms: ~9.3 ms) was most of REST's latency over gRPC. simdjson parses into
-its own tape (~2 ms) and `Array.as_buffer` copies the numbers out as doubles without any Python
-object: ~3.6 ms for the same body, the checks below included (the byte check is ~1.2 of it).
+Why: at batch 32 of 32x32x3 float32 images the JSON body is a few MB, and the general parse
+(`orjson.loads` builds ~100k Python floats, then `np.array(nested lists, float32)` walks them
+again) was most of REST's latency over gRPC. simdjson parses into its own tape and
+`Array.as_buffer` copies the numbers out as doubles without any Python object (benchmark S3
+records the effect).
 
 What it guarantees. `parse_predict(raw)` returns a `PredictBody` only when `raw` is valid JSON
 (simdjson validates the whole document, UTF-8 included) whose top level is an object in which
@@ -33,8 +33,8 @@ the fast path rounds twice, so float16/32 arrays holding such magnitudes go to t
 
 simdjson parsers are not thread-safe, and a parsed document lives only until its parser's next
 parse, so every body gets a parser of its own, which the `PredictBody` keeps until `to_numpy` or
-`release`. A new parser costs nothing measurable (2.23 ms vs 2.22 ms with a reused one for a 2 MB
-body) while a kept one holds ~7x the largest body it parsed, per pool thread.
+`release`. A new parser cost nothing measurable against a reused one, while a kept one holds
+several times the largest body it parsed, per pool thread.
 """
 from __future__ import annotations
 

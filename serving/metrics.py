@@ -25,7 +25,7 @@ BATCH_BUCKETS = tuple(2 ** i for i in range(13))
 ENTRYPOINTS = ("GRPC", "REST")
 # model_name on request metrics comes from the request: without a bound, made-up names each add a
 # counter and a 34-bucket histogram forever, and a long name is repeated in every line of them
-# (256 names of 100,000 characters made each scrape 974 MB). So only names of models the server
+# (a few hundred very long names made each scrape hundreds of megabytes). So only names of models the server
 # serves (`is_served`), or has answered OK for, get a label of their own, at most this many; every
 # other name is counted under OTHER_MODEL_LABEL.
 MAX_REQUEST_MODEL_LABELS = 256

@@ -7,11 +7,10 @@
 
 Concurrency: gRPC is grpcio's sync server (a thread per in-flight RPC from a pool of
 `grpc_max_threads`; TF releases the GIL while the model runs, and a sync handler calls the model
-directly with no event-loop hop). Measured on the 2-core VM, 32x32x3 model, batch-1 Predict p50
-with an in-process client: sync 1.84 ms, grpc.aio + run_in_executor 2.04 ms, grpc.aio calling the
-model on the loop 1.84 ms (but that serialises every request); do-nothing servers: sync 0.27 ms,
-aio 0.31 ms. REST is an aiohttp app on its own thread and event loop, running model calls in a
-thread pool.
+directly with no event-loop hop, which measured faster at batch 1 than grpc.aio handing the call to
+an executor; benchmarks/bench_serving.py S1 keeps the figures). REST is an aiohttp app on its own
+thread and event loop, running model calls in a thread pool. Both front ends translate onto one
+`service.Service`.
 `start()` returns only once every configured model has an AVAILABLE version (warmup replayed).
 """
 from __future__ import annotations
