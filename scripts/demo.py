@@ -49,11 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-layer-trials", type=int, default=_env("DEMO_PER_LAYER_TRIALS", 6),
                    help="per-layer-mode trials (DEMO_PER_LAYER_TRIALS)")
     p.add_argument("--epochs", type=int, default=_env("DEMO_EPOCHS", 6), help="epochs per trial (DEMO_EPOCHS)")
-    # Small batches on purpose: BatchNorm's moving statistics need a few hundred steps, and
-    # 1257 digits / 32 = 40 steps per epoch leaves the inference-mode model (what validation
-    # and serving see) near chance for ~10 epochs; at 8 it is >0.95 by epoch 3.
-    p.add_argument("--batch-size", type=int, default=_env("DEMO_BATCH_SIZE", 8),
-                   help="training batch size (DEMO_BATCH_SIZE)")
+    p.add_argument("--batch-size", type=int, default=_env("DEMO_BATCH_SIZE", 0),
+                   help="training batch size (DEMO_BATCH_SIZE; default 0: the shared recipe's)")
     p.add_argument("--max-params", type=int, default=_env("DEMO_MAX_PARAMS", 40000),
                    help="parameter budget; bigger models are rejected untrained (DEMO_MAX_PARAMS)")
     p.add_argument("--depth", type=int, nargs=2, default=[2, 4], metavar=("MIN", "MAX"))
@@ -115,7 +112,8 @@ def _tune_argv(args: argparse.Namespace, project: str) -> list[str]:
     argv = (["--mode", "rule", "--rules", ",".join(rules), "--max-trials", str(args.trials)]
             if project == "rules" else ["--mode", "per_layer", "--max-trials", str(args.per_layer_trials)])
     argv += ["--dataset", "digits", "--tuner", "random", "--epochs", str(args.epochs),
-             "--batch-sizes", str(args.batch_size), "--max-params", str(args.max_params),
+             *(["--batch-sizes", str(args.batch_size)] if args.batch_size else []),
+             "--max-params", str(args.max_params),
              "--depth", str(args.depth[0]), str(args.depth[1]),
              "--filters", str(args.filters[0]), str(args.filters[1]), "--seed", "0", "--verbose", "0",
              "--directory", str(search_dir), "--project", project]
@@ -221,11 +219,12 @@ def doubling_baseline(winner: dict[str, Any], data: Any, args: argparse.Namespac
                       depth=len(filters), base_filters=filters[0], block=info.get("block", "plain"),
                       kernel_size=int(hp.get("kernel_size", 3)), downsample=hp.get("downsample", "max"),
                       dropout=float(hp.get("dropout", 0.0)), seed=0)
-    zoo.compile_classifier(model, learning_rate=float(hp.get("learning_rate", 1e-3)))
+    recipe = zoo.Recipe(epochs=args.epochs, batch_size=hp.get("batch_size", args.batch_size) or None,
+                        learning_rate=float(hp.get("learning_rate", 3e-3)))
     n = args.train_limit or len(data.x_train)
-    model.fit(data.x_train[:n], data.y_train[:n], validation_data=(data.x_val, data.y_val),
-              epochs=args.epochs, batch_size=int(hp.get("batch_size", args.batch_size)), verbose=0,
-              callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3, restore_best_weights=True)])
+    recipe.fit(model, data.x_train[:n], data.y_train[:n], validation_data=(data.x_val, data.y_val),
+               callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3,
+                                                        restore_best_weights=True)])
     _, val_acc = model.evaluate(data.x_val, data.y_val, verbose=0)[:2]
     _, test_acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
     return {"filters": "-".join(map(str, zoo.model_info(model)["filters"])),

@@ -109,9 +109,9 @@ def test_python_m_tuning_exits_2_without_traceback(tmp_path, subprocess_env):
 
 
 def test_max_rejections_0_counts_rejections_towards_max_trials(tmp_path):
-    # 8..64 filters on 3 layers under 20k params: about half the sampled models are rejected.
+    # 8..64 filters on 3 layers under 10k params: most sampled models are rejected.
     result = tuning.search("digits", "random", "per_layer", max_trials=3, epochs=1, train_limit=100,
-                           depth=(3, 3), filters=(8, 64), max_params=20000, max_rejections=0,
+                           depth=(3, 3), filters=(8, 64), max_params=10000, max_rejections=0,
                            seed=0, directory=tmp_path, verbose=0, progress=None, patience=0)
     assert len(result.tuner.oracle.trials) == 3 and result.rejected >= 1
     with pytest.raises(tuning.SearchError, match="max_rejections must be an int >= 0, got -1"):

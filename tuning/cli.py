@@ -82,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--downsamples", type=_csv(), default=["max"], help="comma-separated: max, avg, strided, none")
     a("--dropouts", type=_csv(float), default=[0.0])
     a("--learning-rates", type=_csv(float), default=[3e-3])
-    a("--batch-sizes", type=_csv(int), default=[8], help="comma-separated (default 8: BatchNorm "
-      "statistics need ~100+ steps, so short searches on small data want small batches)")
+    a("--batch-sizes", type=_csv(int), default=None, help="comma-separated batch sizes to search "
+      "(default: the shared recipe's, from the training-set size)")
     a("--objective", type=_csv(), default=["val_accuracy"], help="metric(s) to optimise; several "
       "(e.g. val_accuracy,params) give keras-tuner's multi-objective")
     a("--directory", default="runs", help="where projects live (default runs)")

@@ -12,10 +12,10 @@ Two modes:
   Hyperband) tries first.
 
 Shared knobs (a single value becomes `hp.Fixed`, several become `hp.Choice`): `kernel_size`,
-`downsample`, `dropout`, `learning_rate`, and `batch_size`, which `fit` reads, as keras-tuner
-documents for fit-time hyperparameters. The default batch size is 8: BatchNorm's moving statistics
-need ~100+ steps, and at 32 a few epochs on digits leave validation accuracy near chance.
-Budgets are checked at the start of `fit`, before anything trains.
+`downsample`, `dropout`, `learning_rate` (the peak), and `batch_size` when `batch_sizes` is given
+(fit reads it, as keras-tuner documents for fit-time hyperparameters). `fit` trains with the shared
+`zoo.Recipe`: its batch size for the training set unless searched, Adam with warm-up and cosine
+decay over the trial's epochs. Budgets are checked at the start of `fit`, before anything trains.
 """
 from __future__ import annotations
 
@@ -121,8 +121,8 @@ class ZooHyperModel(kt.HyperModel):
                  filters: tuple[int, int] = (8, 64), blocks: Sequence[str] | str = ("plain",),
                  kernel_sizes: Sequence[int] | int = (3,), downsamples: Sequence[str] | str = ("max",),
                  downsample_every: int | None = None, dropouts: Sequence[float] | float = (0.0,),
-                 learning_rates: Sequence[float] | float = (1e-3,),
-                 batch_sizes: Sequence[int] | int = (8,), filter_sampling: str = "log",
+                 learning_rates: Sequence[float] | float = (3e-3,),
+                 batch_sizes: Sequence[int] | int | None = None, filter_sampling: str = "log",
                  filter_step: int | None = None, budgets: Budgets | Mapping[str, Any] | None = None,
                  monitor: str = "val_accuracy", patience: int = 2, seed: int | None = None,
                  seed_rule: str | None = None, name: str | None = None,
@@ -157,8 +157,10 @@ class ZooHyperModel(kt.HyperModel):
         self.learning_rates = _choices(learning_rates, "learning_rates", kind=(int, float))
         if any(lr <= 0 for lr in self.learning_rates):
             raise ValueError(f"learning_rates must be positive, got {self.learning_rates}")
-        self.batch_sizes = _choices(batch_sizes, "batch_sizes", kind=int)
-        if any(b < 1 for b in self.batch_sizes):
+        # None: the shared recipe's batch size for the training set (zoo.Recipe), not searched.
+        self.batch_sizes = None if batch_sizes is None else _choices(batch_sizes, "batch_sizes",
+                                                                     kind=int)
+        if self.batch_sizes is not None and any(b < 1 for b in self.batch_sizes):
             raise ValueError(f"batch_sizes must be positive ints, got {self.batch_sizes}")
         if filter_sampling not in SAMPLINGS:
             raise ValueError(f"unknown filter_sampling {filter_sampling!r}; valid: {', '.join(SAMPLINGS)}")
@@ -266,7 +268,8 @@ class ZooHyperModel(kt.HyperModel):
         arch["downsample"] = _declare(hp, "downsample", self.downsamples)
         arch["dropout"] = _declare(hp, "dropout", self.dropouts)
         _declare(hp, "learning_rate", self.learning_rates)
-        _declare(hp, "batch_size", self.batch_sizes)
+        if self.batch_sizes is not None:
+            _declare(hp, "batch_size", self.batch_sizes)
         return arch
 
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
@@ -327,7 +330,14 @@ class ZooHyperModel(kt.HyperModel):
         if self.patience and not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks):
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.monitor, patience=self.patience, mode="auto"))
-        if "batch_size" not in kwargs:
-            kwargs["batch_size"] = hp.get("batch_size")
+        # The shared recipe: its batch size unless searched, warm-up + cosine decay over this fit.
+        n_train = len(args[0]) if args else len(kwargs["x"])
+        recipe = zoo.Recipe(learning_rate=hp.get("learning_rate"),
+                            batch_size=hp.get("batch_size") if "batch_size" in hp.values else None)
+        kwargs.setdefault("batch_size", recipe.resolve(n_train).batch_size)
+        # Swap the schedule into the optimizer build() created (inside the tuner's distribution
+        # scope) rather than recompiling here, outside it.
+        model.optimizer.learning_rate = recipe.learning_rate_schedule(
+            n_train, epochs=kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0))
         with custom_gradients_released():  # else each trial's graphs stay alive (~10 MiB a trial)
             return model.fit(*args, callbacks=callbacks, **kwargs)

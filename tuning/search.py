@@ -150,7 +150,7 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
            filter_sampling: str = "log", filter_step: int | None = None,
            blocks: Sequence[str] = ("plain",), kernel_sizes: Sequence[int] = (3,),
            downsamples: Sequence[str] = ("max",), dropouts: Sequence[float] = (0.0,),
-           learning_rates: Sequence[float] = (3e-3,), batch_sizes: Sequence[int] = (8,),
+           learning_rates: Sequence[float] = (3e-3,), batch_sizes: Sequence[int] | None = None,
            directory: str | os.PathLike = "runs", project: str | None = None,
            overwrite: bool = False, seed: int | None = 0, export: int = 0,
            export_dir: str | os.PathLike = "saved_models", export_name: str | None = None,
