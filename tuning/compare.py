@@ -354,6 +354,7 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
                          overwrite=config.overwrite and chief_or_local)
     project_dir = config.project_dir
     if chief_or_local:
+        project_dir.mkdir(parents=True, exist_ok=True)  # keras-tuner's overwrite removed it
         if config.overwrite:
             (project_dir / RUNS_FILE).unlink(missing_ok=True)
         (project_dir / SETTINGS_FILE).write_text(json.dumps(config.settings(), indent=1) + "\n",
