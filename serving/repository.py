@@ -280,14 +280,15 @@ class ModelManager:
         New models (and models whose base_path changed) are loaded before the new set is visible,
         models whose policy or labels changed are re-checked; unless every model then has an
         available version, the previous set is restored unchanged and the reason raised. `wait` is
-        accepted for compatibility: a config change always waits, up to `timeout` s (default
-        DEFAULT_CONFIG_TIMEOUT) for its loads."""
+        accepted for compatibility: a config change always waits for its loads, up to `timeout` s
+        and never more than DEFAULT_CONFIG_TIMEOUT."""
         if not isinstance(configs, list) or not all(isinstance(c, ModelConfig) for c in configs):
             raise TypeError("configs must be a list of ModelConfig")
         names = [c.name for c in configs]
         if len(set(names)) != len(names):
             raise invalid_argument(f"a model is configured twice in {names}")
-        timeout = DEFAULT_CONFIG_TIMEOUT if timeout is None else max(0.0, timeout)
+        # (a gRPC call without a deadline reports a huge time_remaining, which Lock.acquire refuses)
+        timeout = DEFAULT_CONFIG_TIMEOUT if timeout is None else min(max(0.0, timeout), DEFAULT_CONFIG_TIMEOUT)
         deadline = time.monotonic() + timeout
         if not self._config_lock.acquire(timeout=timeout):
             raise unavailable("another model config change is still in progress")

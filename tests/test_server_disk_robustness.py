@@ -152,7 +152,7 @@ def test_a_failed_reload_config_changes_nothing(served):
     with pytest.raises(grpc.RpcError) as info:
         served_bias(channel, "other")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    reload(channel, ("tiny", str(root / "good")))  # a good change still applies
+    reload(channel, ("tiny", str(root / "good")), timeout=None)  # a good change applies (no deadline too)
     assert served_bias(channel, "tiny") == (2, 2.0)
 
 
@@ -187,3 +187,58 @@ def test_a_nul_byte_in_a_base_path_is_refused_where_the_config_enters(served, ca
     assert not any(r.exc_info for r in caplog.records)
     with pytest.raises(ValueError, match="control characters"):
         ModelServer(ServerOptions(port=0, model_name="m", model_base_path="/m\0")).start()
+
+
+# ----------------------------------------------------------------------------- defect 1, a load that hangs
+class _ReadsAFile(tf.Module):
+    """A model whose every call reads `path`: with a FIFO there, its warmup (and so its load) blocks
+    inside TensorFlow until someone writes to the FIFO. A real hung load, as a stuck network file
+    system gives one, without the FIFO being inside the version folder (those are refused)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    @tf.function(input_signature=[tf.TensorSpec([None, sm.H, sm.W, sm.C], tf.float32, name="images")])
+    def serving_default(self, images):
+        size = tf.cast(tf.strings.length(tf.io.read_file(self.path)), tf.float32)
+        return {"total": tf.reduce_sum(images, axis=[1, 2, 3]) + size}
+
+
+def test_a_hung_load_holds_up_nothing_else(tmp_path):
+    fifo = tmp_path / "stuck"
+    os.mkfifo(fifo)
+    module = _ReadsAFile(str(fifo))
+    tf.saved_model.save(module, str(tmp_path / "slow" / "1"), signatures={"serving_default": module.serving_default})
+    warmup = tmp_path / "slow" / "1" / "assets.extra"
+    warmup.mkdir()
+    req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="slow"))
+    req.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, sm.H, sm.W, sm.C), np.float32)))
+    from tensorflow_serving.apis import prediction_log_pb2
+    with tf.io.TFRecordWriter(str(warmup / "tf_serving_warmup_requests")) as w:
+        w.write(prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(
+            request=req)).SerializeToString())
+    sm.write_model(str(tmp_path / "tiny"), 1, bias=1.0)
+    server = ModelServer(ServerOptions(port=0, model_name="tiny", model_base_path=str(tmp_path / "tiny"),
+                                       file_system_poll_wait_seconds=0.2))
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            with pytest.raises(grpc.RpcError) as info:  # the new model never becomes available
+                reload(channel, ("tiny", str(tmp_path / "tiny")), ("slow", str(tmp_path / "slow")), timeout=3)
+            assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            assert served_bias(channel, "tiny") == (1, 1.0)  # requests are not blocked
+            sm.write_model(str(tmp_path / "tiny"), 2, bias=2.0)  # the other model is still polled
+            wait_for(lambda: _try(lambda: served_bias(channel, "tiny")) == (2, 2.0), timeout=30)
+            reload(channel, ("tiny", str(tmp_path / "tiny")), timeout=10)  # the next change is not stuck behind it
+            assert served_bias(channel, "tiny") == (2, 2.0)
+            with pytest.raises(grpc.RpcError) as info:
+                served_bias(channel, "slow")
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 60  # shutdown does not wait for the hung load
+    finally:
+        server.stop()
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # release the hung reader
+        os.close(fd)
