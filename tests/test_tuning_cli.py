@@ -116,3 +116,38 @@ def test_max_rejections_0_counts_rejections_towards_max_trials(tmp_path):
     assert len(result.tuner.oracle.trials) == 3 and result.rejected >= 1
     with pytest.raises(tuning.SearchError, match="max_rejections must be an int >= 0, got -1"):
         tuning.search(directory=tmp_path, max_rejections=-1)
+
+
+def _damaged_data(tmp_path, kind):
+    import numpy as np
+    path = tmp_path / "d.npz"
+    if kind in ("truncated", "bad_crc"):
+        np.savez(path, x=np.random.default_rng(0).random((60, 8, 8)).astype("float32"),
+                 y=np.arange(60) % 2)
+        data = bytearray(path.read_bytes())
+        if kind == "truncated":
+            data = data[: len(data) // 2]
+        else:  # flip one byte inside the stored array: the zip CRC check fails on read
+            data[len(data) // 3] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return f"npz:{path}"
+    if kind == "missing":
+        return f"npz:{tmp_path / 'missing.npz'}"
+    for cls in ("a", "b"):  # fake_png
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        (tmp_path / "imgs" / cls / "x.png").write_bytes(b"not a png")
+    return f"dir:{tmp_path / 'imgs'}"
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("truncated", "npz dataset .* (is damaged|is not a readable)"),
+    ("bad_crc", "npz dataset .* (is damaged|is not a readable)"),
+    ("missing", "does not exist"),
+    ("fake_png", "not a readable image"),
+])
+def test_damaged_data_files_are_one_line_and_exit_2(tmp_path, capsys, kind, message):
+    dataset = _damaged_data(tmp_path, kind)
+    assert main(BASE + ["--dataset", dataset, "--directory", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("zoo-tune: error: ")
+    assert __import__("re").search(message, err), err

@@ -1,11 +1,35 @@
-"""cnn-zoo tuning: keras-tuner searches over filter-growth rules and per-layer kernel counts."""
-from zoo import _env  # noqa: F401
+"""cnn-zoo tuning: equal-budget comparisons and keras-tuner searches over filter-growth rules and
+per-layer kernel counts.
 
-from .budgets import Budgets, Costs, measure_costs, measure_latency_ms
-from .hypermodel import MODES, CostLogger, ZooHyperModel
-from .results import SearchResult, pareto_front
-from .search import BudgetError, SearchError, search
-from .tuners import TUNERS
+Names are imported on first use, so the command-line tools answer `--help` and argument errors
+without paying for TensorFlow's start-up.
+"""
+from __future__ import annotations
 
-__all__ = ["ZooHyperModel", "Budgets", "Costs", "CostLogger", "measure_costs", "measure_latency_ms",
-           "search", "SearchResult", "SearchError", "BudgetError", "pareto_front", "MODES", "TUNERS"]
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "Budgets": "budgets", "Costs": "budgets", "measure_costs": "budgets",
+    "measure_latency_ms": "budgets",
+    "MODES": "hypermodel", "CostLogger": "hypermodel", "ZooHyperModel": "hypermodel",
+    "SearchResult": "results", "pareto_front": "results",
+    "BudgetError": "driver", "SearchError": "driver", "search": "driver",
+    "TUNERS": "tuners",
+    "compare": "compare", "CompareConfig": "compare", "CompareError": "compare",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tuning' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = sorted(_LAZY)

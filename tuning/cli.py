@@ -16,8 +16,6 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
-from zoo import _env  # noqa: F401
-
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
@@ -42,16 +40,14 @@ def _csv(kind: type = str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tuning.hypermodel import MODES
-    from tuning.search import DISTRIBUTIONS
-    from tuning.tuners import TUNERS
+    from tuning.choices import DISTRIBUTIONS, MODES, TUNER_NAMES
 
     p = _Parser(prog="zoo-tune", description="keras-tuner search over filter-growth rules or "
                 "per-layer kernel counts, under budgets, with a report.")
     a = p.add_argument
     a("--dataset", default="digits", help="any zoo.datasets name: digits, shapes, npz:PATH, dir:PATH, "
       "mnist, ... (default digits)")
-    a("--tuner", default="random", help=f"one of {', '.join(TUNERS)} (default random)")
+    a("--tuner", default="random", help=f"one of {', '.join(TUNER_NAMES)} (default random)")
     a("--mode", default="rule", help=f"one of {', '.join(MODES)} (default rule)")
     a("--rules", type=_csv(), default=None, help="comma-separated rules for --mode rule "
       "(default: every registered rule but custom)")
@@ -106,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
     import tuning
-    from tuning.search import SearchError
+    from tuning.driver import SearchError
 
     role = os.environ.get("KERASTUNER_TUNER_ID")
     if role:

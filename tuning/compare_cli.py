@@ -76,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
     from tuning.launcher import EXIT_INTERRUPTED, is_distributed_process, run_workers
 
     try:

@@ -8,6 +8,8 @@ the chief serves the oracle and, when all trials are done, writes the results; w
 """
 from __future__ import annotations
 
+from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+
 import copy
 import os
 import re
@@ -25,7 +27,8 @@ import numpy as np
 import zoo
 
 from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
-from .hypermodel import MODES, ZooHyperModel
+from .choices import DISTRIBUTIONS, MODES
+from .hypermodel import ZooHyperModel
 from .plots import plot_filters, plot_pareto
 from .report import doubling_reference, write_report
 from .rerank import rerank
@@ -36,7 +39,6 @@ from .tuners import TUNERS, gc_frozen, make_tuner
 __all__ = ["search", "SearchError", "BudgetError", "DISTRIBUTIONS", "make_objective",
            "check_budget_feasible", "default_project"]
 
-DISTRIBUTIONS = ("mirrored",)
 DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
 
 
@@ -230,7 +232,7 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
             monitor=primary_metric(create_objective(obj)))
     except SearchError:
         raise
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:  # bad data: one line
         raise SearchError(str(exc)) from None
     project = project or default_project(dataset, mode, tuner)
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", project):

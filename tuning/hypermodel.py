@@ -19,6 +19,8 @@ decay over the trial's epochs. Budgets are checked at the start of `fit`, before
 """
 from __future__ import annotations
 
+from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,11 +33,11 @@ from zoo.plans import downsample_positions
 from zoo.plans import check_input_shape, check_num_classes
 
 from ._tf_leaks import custom_gradients_released
+from .choices import MODES
 from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
 
 __all__ = ["ZooHyperModel", "MODES", "CostLogger"]
 
-MODES = ("rule", "per_layer")
 SAMPLINGS = ("log", "linear")
 # Rules that cannot be searched in rule mode: `custom` needs an explicit list (that is per_layer).
 _NOT_SEARCHABLE = ("custom",)

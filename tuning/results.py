@@ -1,6 +1,8 @@
 """What a search leaves: the leaderboard (one row per trial), the Pareto front, `SearchResult`."""
 from __future__ import annotations
 
+from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+
 import csv
 import json
 import warnings

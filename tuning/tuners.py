@@ -7,6 +7,8 @@ keras-tuner's.
 """
 from __future__ import annotations
 
+from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+
 import contextlib
 import gc
 import os
