@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import faulthandler
-import json
 import os
 import shlex
 import signal
@@ -187,10 +186,11 @@ def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_d
                                        "--export-name", MODEL]
     print("$ " + shlex.join(["zoo-tune", *argv]), flush=True)
     _zoo_tune(argv, log=Path(args.dir) / "export.log")
-    versions = sorted((int(p.name) for p in (export_dir / MODEL).iterdir() if p.name.isdigit()), reverse=True)
+    from serving.layout import read_metadata, version_dirs
+
     exported = []
-    for version in versions:
-        info = json.loads((export_dir / MODEL / str(version) / "assets.extra" / "zoo.json").read_text())
+    for version, path in sorted(version_dirs(export_dir / MODEL).items(), reverse=True):
+        info = read_metadata(path)
         search = info.get("metadata", {}).get("search", {})
         row = next((r for r in ranked if r["project"] == winner and r["trial"] == search.get("trial")), None)
         if row is None:

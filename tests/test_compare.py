@@ -1,6 +1,5 @@
 """zoo-compare: every rule x budget x seed trained with one recipe, on real digits, resumable."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tuning.compare import CompareConfig, CompareError, compare, read_runs
+from tuning.compare import CompareError, compare, read_runs
 from tuning.compare_report import paired_differences
 
 FAST = dict(dataset="digits", rules=("doubling", "constant"), budgets=(1500, 4000), seeds=2,

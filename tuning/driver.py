@@ -399,14 +399,13 @@ def _export(ranked: list[tuple[Any, keras.Model]], data: Any, hypermodel: ZooHyp
 
 def _previous_exports(versions: dict[int, Path], project_dir: str) -> dict[str, tuple[int, Path]]:
     """trial id -> (version, path) of versions this project exported before (newest wins)."""
-    import json
+    from serving.layout import read_metadata  # serving owns the on-disk format
 
     found: dict[str, tuple[int, Path]] = {}
     for version, path in sorted(versions.items()):
         try:
-            meta = json.loads((path / "assets.extra" / "zoo.json").read_text(encoding="utf-8"))
-            search_meta = meta["metadata"]["search"]
-        except (OSError, ValueError, KeyError, TypeError):
+            search_meta = read_metadata(path)["metadata"]["search"]
+        except (ValueError, KeyError, TypeError):
             continue
         if search_meta.get("directory") == project_dir:
             found[str(search_meta.get("trial"))] = (version, path.resolve())

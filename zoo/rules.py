@@ -6,7 +6,7 @@ depth and schedule: comparisons then differ in the *shape* of the profile, not i
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 from .registry import LayerContext, register
 
