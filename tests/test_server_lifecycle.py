@@ -214,7 +214,8 @@ def test_serves_a_model_written_by_serving_export(tmp_path, digits):
 
     model = zoo.build("doubling", input_shape=digits.input_shape, num_classes=digits.num_classes,
                       depth=2, base_filters=4, seed=0)
-    export(model, tmp_path, name="digits", class_names=digits.class_names, warmup_samples=digits.x_test[:2])
+    export(model, tmp_path, name="digits", class_names=digits.class_names, warmup_samples=digits.x_test[:2],
+           trained=True)  # untrained on purpose: the server must answer exactly what Keras answers
     with ModelServer(ServerOptions(port=0, model_config_file=str(tmp_path / "models.config"),
                                    enable_batching=True,
                                    batching_parameters_file=str(tmp_path / "batching_parameters.txt"))) as srv, \
