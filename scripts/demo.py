@@ -366,8 +366,9 @@ def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for name in ("trials", "per_layer_trials", "epochs", "batch_size", "max_params", "latency_requests"):
-        if getattr(args, name) < 1:
-            print(f"demo: error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}",
+        low = 0 if name == "batch_size" else 1  # batch size 0: the shared recipe's
+        if getattr(args, name) < low:
+            print(f"demo: error: --{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}",
                   file=sys.stderr)
             return 2
     if len([r for r in args.rules.split(",") if r]) < 1:

@@ -289,3 +289,27 @@ def test_a_damaged_or_foreign_rerank_file_is_ignored_not_fatal(text, tmp_path):
     assert _load(path, seed=3) == {}
     path.write_text('{"seed": 3, "runs": {"1": {"1": 0.5, "2": 0.75}}}')
     assert _load(path, seed=3) == {"1": {"1": 0.5, "2": 0.75}}
+
+
+@pytest.mark.parametrize("mode, budget", [("per_layer", {"max_params": 6000}),
+                                          ("rule", {"max_macs": 150_000})])
+def test_budget_filling_trials_use_the_budget_and_none_is_rejected(tmp_path, mode, budget):
+    """With a params/MACs budget each draw is a profile scaled to fill it (within +-3%): trials
+    compare shapes at equal cost, and no draw is rejected for size."""
+    rules = ["doubling", "constant", "diamond"] if mode == "rule" else None
+    result = tuning.search("digits", "random", mode, rules, max_trials=4, seed=3,
+                           directory=tmp_path, max_rejections=0, **budget, **TINY)
+    rows = result.leaderboard()
+    assert [r["status"] for r in rows] == ["COMPLETED"] * 4 and result.rejected == 0
+    (kind, limit), = budget.items()
+    cost = "params" if kind == "max_params" else "macs"
+    for r in rows:
+        assert abs(r[cost] - limit) <= 0.03 * limit, r
+        assert r["profile"] and r["filters"]
+    assert any(r["profile"] != r["filters"] for r in rows)  # the draws were rescaled
+
+
+def test_without_filling_draws_are_built_as_drawn(tmp_path):
+    result = tuning.search("digits", "random", "per_layer", max_trials=2, seed=3, max_params=6000,
+                           directory=tmp_path, fill_budget=False, **TINY)
+    assert all(r["profile"] == r["filters"] for r in result.leaderboard() if r["filters"])

@@ -65,15 +65,25 @@ class Budgets:
         return any(v is not None for v in asdict(self).values())
 
     @property
+    def size_budgets(self) -> dict[str, int]:
+        """The parameter/MAC budgets that are set, as zoo.plan keywords (fillable by scaling)."""
+        return {k: v for k, v in (("max_params", self.max_params), ("max_macs", self.max_macs))
+                if v is not None}
+
+    @property
     def needs_latency(self) -> bool:
         return self.max_latency_ms is not None
 
-    def violations(self, costs: "Costs") -> list[str]:
-        """Human-readable reasons `costs` breaks this budget (empty when it fits)."""
+    def violations(self, costs: "Costs", slack: float = 0.0) -> list[str]:
+        """Human-readable reasons `costs` breaks this budget (empty when it fits).
+
+        `slack` lets params and MACs exceed their budget by that fraction: a model fitted to the
+        budget may land up to the fitting tolerance above it.
+        """
         out = []
-        if self.max_params is not None and costs.params > self.max_params:
+        if self.max_params is not None and costs.params > self.max_params * (1 + slack):
             out.append(f"params {costs.params:,} > max_params {self.max_params:,}")
-        if self.max_macs is not None and costs.macs > self.max_macs:
+        if self.max_macs is not None and costs.macs > self.max_macs * (1 + slack):
             out.append(f"MACs {costs.macs:,} > max_macs {self.max_macs:,}")
         if (self.max_latency_ms is not None and costs.latency_ms is not None
                 and costs.latency_ms > self.max_latency_ms):

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--mode", default="rule", help=f"one of {', '.join(MODES)} (default rule)")
     a("--rules", type=_csv(), default=None, help="comma-separated rules for --mode rule "
       "(default: every registered rule but custom)")
+    a("--no-fill-budget", dest="fill_budget", action="store_false",
+      help="with --max-params/--max-macs, build each draw as drawn and reject it when over budget "
+      "(default: scale it to fill the budget, so trials compare shapes at equal cost)")
     a("--seed-rule", default=None, help="--mode per_layer: start from this rule's plan "
       "(e.g. doubling) as the first trial")
     a("--max-trials", type=int, default=10, help="trials to train (default 10); budget rejections "
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             learning_rates=args.learning_rates, batch_sizes=args.batch_sizes,
             objective=args.objective[0] if len(args.objective) == 1 else args.objective,
             directory=args.directory, project=args.project, overwrite=args.overwrite,
-            seed=args.seed, export=args.export, export_dir=args.export_dir,
+            seed=args.seed, fill_budget=args.fill_budget, export=args.export, export_dir=args.export_dir,
             export_name=args.export_name, tensorboard=args.tensorboard,
             distribution=args.distribution, train_limit=args.train_limit, patience=args.patience,
             max_consecutive_failures=args.max_consecutive_failures,

@@ -81,14 +81,16 @@ def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
 def check_budget_feasible(hypermodel: ZooHyperModel) -> Costs | None:
     """Raise BudgetError when even the smallest model of the space is over budget.
 
-    Every layer has at least `filters[0]` kernels and there are at least `depth[0]` layers, so
-    that network (for each block/kernel size/downsample choice) is a lower bound on params, MACs
-    and, up to noise, latency. Returns the smallest costs found (None without budgets).
+    Every layer has at least `filters[0]` kernels (1 when trials are scaled to fill the budget)
+    and there are at least `depth[0]` layers, so that network (for each block/kernel
+    size/downsample choice) is a lower bound on params, MACs and, up to noise, latency. Returns
+    the smallest costs found (None without budgets).
     """
     budgets = hypermodel.budgets
     if not budgets.any:
         return None
-    fmin, dmin = hypermodel.filters[0], hypermodel.depth[0]
+    filling = hypermodel.fill_budget and budgets.size_budgets
+    fmin, dmin = (1 if filling else hypermodel.filters[0]), hypermodel.depth[0]
     best: tuple[Costs, str] | None = None
     for block in hypermodel.blocks:
         for k in hypermodel.kernel_sizes:
@@ -159,7 +161,7 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
            objective: str | Sequence[str] = "val_accuracy", tensorboard: str | None = None,
            max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
            max_rejections: int | None = None, seed_rule: str | None = None,
-           rerank_top: int = 0, rerank_executions: int = 2,
+           rerank_top: int = 0, rerank_executions: int = 2, fill_budget: bool = True,
            train_limit: int | None = None, distribution: str | None = None,
            patience: int = 3, verbose: int = 1, progress: TextIO | None = sys.stdout,
            callbacks: Sequence[keras.callbacks.Callback] = (),
@@ -228,7 +230,7 @@ def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "rando
             blocks=blocks, kernel_sizes=kernel_sizes,
             downsamples=downsamples, dropouts=dropouts, learning_rates=learning_rates,
             batch_sizes=batch_sizes, budgets=budgets, patience=patience, seed=seed,
-            seed_rule=seed_rule,
+            seed_rule=seed_rule, fill_budget=fill_budget,
             monitor=primary_metric(create_objective(obj)))
     except SearchError:
         raise

@@ -34,6 +34,8 @@ from zoo.plans import check_input_shape, check_num_classes
 
 from ._tf_leaks import custom_gradients_released
 from .choices import MODES
+from zoo.budget import TOLERANCE, BudgetError
+
 from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
 
 __all__ = ["ZooHyperModel", "MODES", "CostLogger"]
@@ -70,6 +72,11 @@ def _choices(value: Any, arg: str, valid: Sequence[Any] | None = None,
     if len(set(items)) != len(items):
         raise ValueError(f"{arg} lists a value twice: {items}")
     return items
+
+
+def _plan_kwargs(build_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """zoo.build keywords minus those only the Keras model needs."""
+    return {k: v for k, v in build_kwargs.items() if k != "dropout"}
 
 
 def _declare(hp: kt.HyperParameters, name: str, values: list[Any]) -> Any:
@@ -127,7 +134,7 @@ class ZooHyperModel(kt.HyperModel):
                  batch_sizes: Sequence[int] | int | None = None, filter_sampling: str = "log",
                  filter_step: int | None = None, budgets: Budgets | Mapping[str, Any] | None = None,
                  monitor: str = "val_accuracy", patience: int = 2, seed: int | None = None,
-                 seed_rule: str | None = None, name: str | None = None,
+                 seed_rule: str | None = None, fill_budget: bool = True, name: str | None = None,
                  tunable: bool = True) -> None:
         super().__init__(name=name, tunable=tunable)
         if mode not in MODES:
@@ -181,6 +188,11 @@ class ZooHyperModel(kt.HyperModel):
         self.downsample_every = downsample_every
         self._check_depth_fits()
         self.budgets = Budgets.coerce(budgets)
+        if not isinstance(fill_budget, bool):
+            raise ValueError(f"fill_budget must be True or False, got {fill_budget!r}")
+        # With a params/MACs budget each draw is a profile scaled to fill it (zoo.plan's budget
+        # fitting), so trials compare shapes at equal cost and none is rejected for size.
+        self.fill_budget = fill_budget
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"monitor must be a metric name such as 'val_accuracy', got {monitor!r}")
         self.monitor = monitor
@@ -277,26 +289,41 @@ class ZooHyperModel(kt.HyperModel):
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
         self.architecture(hp)
 
-    def plan(self, hp: kt.HyperParameters) -> list[int]:
-        """Per-layer filters of the model `hp` selects (no Keras)."""
+    def _build_kwargs(self, hp: kt.HyperParameters) -> tuple[str, dict[str, Any]]:
+        """The rule and zoo.build keywords `hp` selects. With budget filling, the draw is a
+        profile scaled to the params/MACs budget; a profile no scale can fit keeps its drawn
+        widths (and is rejected in fit)."""
         a = self.architecture(hp)
-        kw = dict(a.get("rule_kwargs", {}))
-        extra = {k: a[k] for k in ("base_filters", "min_filters", "max_filters") if k in a}
-        return zoo.plan(a["rule"], depth=a["depth"], downsample_every=self.downsample_every,
-                        **extra, **kw)
+        rule, rule_kwargs = a.pop("rule"), a.pop("rule_kwargs", {})
+        kw = {**a, **rule_kwargs, "input_shape": self.input_shape,
+              "num_classes": self.num_classes, "downsample_every": self.downsample_every}
+        if self.fill_budget and self.budgets.size_budgets:
+            fill = {**kw, **self.budgets.size_budgets}
+            # The search range bounds the draw (the profile), not the widths it scales to.
+            fill.pop("min_filters", None)
+            fill.pop("max_filters", None)
+            try:
+                zoo.plan(rule, **_plan_kwargs(fill))
+                return rule, fill
+            except BudgetError:
+                pass
+        return rule, kw
+
+    def plan(self, hp: kt.HyperParameters) -> zoo.Plan:
+        """Per-layer filters of the model `hp` selects (no Keras); `.profile` is the draw."""
+        rule, kw = self._build_kwargs(hp)
+        return zoo.plan(rule, **_plan_kwargs(kw))
 
     # --- build and fit --------------------------------------------------------------------------
 
     def build_unchecked(self, hp: kt.HyperParameters) -> keras.Model:
         """The compiled model `hp` selects, without budget checks."""
-        a = self.architecture(hp)
-        kw = dict(a.pop("rule_kwargs", {}))
+        rule, kw = self._build_kwargs(hp)
         if self.execution_seed is not None:
             # The tuner owns the process-wide seed (shuffling, dropout); zoo.build only seeds
             # the initializers it creates.
             keras.utils.set_random_seed(self.execution_seed)
-        model = zoo.build(a.pop("rule"), input_shape=self.input_shape, num_classes=self.num_classes,
-                          downsample_every=self.downsample_every, seed=self.execution_seed, **a, **kw)
+        model = zoo.build(rule, seed=self.execution_seed, **kw)
         return zoo.compile_classifier(model, learning_rate=hp.get("learning_rate"))
 
     @property
@@ -313,7 +340,7 @@ class ZooHyperModel(kt.HyperModel):
     def check_budgets(self, model: keras.Model) -> Costs:
         """The model's costs, or FailedTrialError("over budget: ...") if it breaks a budget."""
         costs = measure_costs(model)
-        problems = self.budgets.violations(costs)
+        problems = self.budgets.violations(costs, slack=TOLERANCE if self.fill_budget else 0.0)
         if problems:
             # FAILED (not INVALID): keras-tuner does not retry it and counts it towards
             # max_consecutive_failed_trials.

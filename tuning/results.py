@@ -42,7 +42,8 @@ def metric_direction(objective: Any, metric: str) -> str:
     return "min" if "loss" in metric or metric in COST_METRICS else "max"
 
 
-LEADERBOARD_COLUMNS = ("rank", "trial", "status", "rule", "block", "depth", "filters", "params",
+LEADERBOARD_COLUMNS = ("rank", "trial", "status", "rule", "block", "depth", "filters", "profile",
+                       "params",
                        "macs", "latency_ms", "metric", "score", "rerank_runs", "rerank_mean",
                        "test_accuracy", "reason",
                        "hyperparameters")
@@ -88,7 +89,10 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
                    rule=values.get("rule", "per_layer"), block=values.get("block", ""),
                    depth=values.get("depth", ""))
         try:
-            row["filters"] = "-".join(map(str, hypermodel.plan(hp.copy())))
+            plan = hypermodel.plan(hp.copy())
+            # filters: the built widths; profile: the draw they were scaled from (budget filling)
+            row["filters"] = "-".join(map(str, plan))
+            row["profile"] = "-".join(map(str, plan.profile))
         except Exception:
             pass
         m = trial.metrics
