@@ -461,10 +461,19 @@ class Bench:
         per_image: dict[str, list[float]] = {}
         rates: dict[str, list[float]] = {}
         batch_sizes: list[float] = []
-        variants: list[tuple[str, ServerProcess | None]] = [(in_process, None), (on, self.batched), (off, self.plain)]
+        floor = f"do-nothing grpcio server, {clients} clients"
+        self._start_floor("sync")
+        variants: list[tuple[str, ServerProcess | str | None]] = [
+            (in_process, None), (on, self.batched), (off, self.plain), (floor, "floor")]
         for r in range(rounds):
-            for name, server in variants[r % 3:] + variants[: r % 3]:
-                if server is None:
+            for name, server in variants[r % 4:] + variants[: r % 4]:
+                if server == "floor":  # grpcio's own CPU per request: what no Python server goes below
+                    proc, target = self.floors["sync"]
+                    cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
+                    res = self.pool.run(clients, target, one, seconds)
+                    cpu, wall = cpu_seconds(proc.pid) - cpu0, time.perf_counter() - t0
+                    images = res["requests"] + 4 * clients  # + 3 warm-up calls and the last call per client
+                elif server is None:
                     fn = self.in_process(model, self.images(model, clients))
                     time_calls(fn, 3)
                     cpu0, t0, n = cpu_seconds(os.getpid()), time.perf_counter(), 0
@@ -502,6 +511,14 @@ class Bench:
             value=med(per_image[off]) * 1e3, limit=med(per_image[on]) * 1e3,
             ratios=[a / b for a, b in zip(per_image[off], per_image[on])], target=2.0, direction=">=",
             unit="CPU ms/img", value_name=off, limit_name=on))
+        c = _common.check(
+            "S2-floor-vs-inprocess", f"CPU per request of a do-nothing grpcio server, {clients} batch-1 clients, vs "
+            f"in-process CPU per image at batch {clients} (informative: the least S2-cpu-vs-inprocess could be)",
+            value=med(per_image[floor]) * 1e3, limit=med(per_image[in_process]) * 1e3,
+            ratios=[a / b for a, b in zip(per_image[floor], per_image[in_process])], target=1.5, direction="<=",
+            unit="CPU ms/img", value_name=floor, limit_name=in_process)
+        c["informative"] = True
+        self.run.add(c)
         self.run.details["S2"] = {"cpu_ms_per_image": {k: [v * 1e3 for v in vs] for k, vs in per_image.items()},
                                   "images_per_s": rates, "mean_merged_batch_size": batch_sizes,
                                   "seconds_per_measurement": seconds}
