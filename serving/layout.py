@@ -64,17 +64,22 @@ def parse_version(name: str) -> int | None:
     return version if version <= VERSION_MAX else None
 
 
-def list_versions(base_path: str | os.PathLike) -> dict[int, str]:
+def list_versions(base_path: str | os.PathLike, ignored: list[str] | None = None) -> dict[int, str]:
     """Version folders under `base_path` (version -> path), by `parse_version`'s rule.
 
-    Raises OSError when `base_path` cannot be listed (missing, unreadable): that is not the same as
-    "no versions", and a server must not unload anything because of it."""
+    Names that look like versions but are not (they start with a digit of any script: "007",
+    "²", "9223372036854775808") are appended to `ignored` when given, so a caller can say why such
+    a folder is not served. Raises OSError when `base_path` cannot be listed (missing,
+    unreadable): that is not the same as "no versions", and a server must not unload anything
+    because of it."""
     with os.scandir(base_path) as entries:
         found = {}
         for entry in entries:
             version = parse_version(entry.name)
             if version is not None and entry.is_dir():
                 found[version] = entry.path
+            elif version is None and ignored is not None and entry.name[:1].isdigit():
+                ignored.append(entry.name)
     return found
 
 

@@ -58,6 +58,7 @@ class _Model:
     failed_mtime: dict[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     list_error: str | None = None  # why the base path could not be listed at the last poll
     poll_error: str | None = None  # the unexpected reconcile failure last logged
+    ignored_names: set[str] = dataclasses.field(default_factory=set)  # odd folder names already logged
     retired: bool = False  # no longer (or never) in the served set: unload whatever finishes loading
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # held while reconciled
     idle: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -189,8 +190,9 @@ class ModelManager:
     def _refresh_model(self, model: _Model) -> None:
         """One reconcile pass; the caller holds `model.lock`."""
         cfg = model.config
+        ignored: list[str] = []
         try:
-            on_disk = list_versions(cfg.base_path)
+            on_disk = list_versions(cfg.base_path, ignored)
         except OSError as exc:
             # A base path renamed away or briefly unreadable (folder swap, network file system) keeps
             # what is loaded, rather than unloading every version; logged once per distinct error.
@@ -200,6 +202,11 @@ class ModelManager:
             model.list_error = exc.strerror or str(exc)
             return
         model.list_error = None
+        for name in set(ignored) - model.ignored_names:  # once per folder, not at every poll
+            log.warning("model %s: folder %r under %s is not a version (versions are canonical decimal "
+                        "names 0..%d, e.g. '7' rather than '007'): ignored", cfg.name, name[:40],
+                        cfg.base_path, layout.VERSION_MAX)
+        model.ignored_names = set(ignored)
         failed, passes = True, 0
         aspired: set[int] = set()
         # Until a pass has no new failure; bounded, as a folder still being written may keep failing.

@@ -104,7 +104,7 @@ def test_an_oversized_saved_model_pb_is_refused_without_reading_it(tmp_path):
 
 
 # ----------------------------------------------------------------------------- defect 3
-def test_odd_version_folder_names_are_not_versions(tmp_path):
+def test_odd_version_folder_names_are_not_versions(tmp_path, caplog):
     """'²' stopped the poll loop (isdigit() + int()), 2**63 became the latest version and broke
     gRPC, and '007' was served as version 7. Only canonical int64 names are versions."""
     base = tmp_path / "tiny"
@@ -122,6 +122,8 @@ def test_odd_version_folder_names_are_not_versions(tmp_path):
         sm.write_model(str(base), 8, bias=8.0)  # polling goes on: a new version is found
         wait_for(lambda: _try(lambda: served_bias(channel, "tiny")) == (8, 8.0), timeout=30)
         assert set(statuses(channel, "tiny")) == {7, 8}
+    ignored = [r.getMessage() for r in caplog.records if "is not a version" in r.getMessage()]
+    assert len(ignored) == 4 and any("'007'" in m for m in ignored)  # each said once, not at every poll
 
 
 # ----------------------------------------------------------------------------- defect 4
