@@ -28,8 +28,10 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
     (["--filter-sampling", "cubic"], "unknown filter_sampling 'cubic'; valid: log, linear"),
     (["--filter-step", "1"], "filter_step must be an int >= 2 for log sampling"),
     (["--rerank-top", "1", "--rerank-executions", "0"], "rerank_executions must be an int >= 1, got 0"),
-    (["--max-params", "100"], r"no model in the search space meets the budget: the smallest "
-                              r"\(depth 2, 8 filters per layer, block plain"),
+    (["--max-params", "30"], r"no model in the search space meets the budget: the smallest "
+                             r"\(depth 2, 1 filters per layer, block plain"),  # filled: widths >= 1
+    (["--max-params", "100", "--no-fill-budget"],
+     r"no model in the search space meets the budget: the smallest \(depth 2, 8 filters per layer"),
     (["--max-macs", "10"], "MACs [0-9,]+ > max_macs 10"),
     (["--distribution", "tpu"], "unknown distribution 'tpu'; valid: mirrored"),
     (["--project", "../up"], "project must be a folder name"),
@@ -84,7 +86,7 @@ def test_budget_no_sampled_model_meets_stops_after_n_rejections(tmp_path):
                                                   r"rejected \(last params [\d,]+ > max_params"):
         tuning.search("digits", "random", "per_layer", max_trials=20, epochs=1, depth=(3, 3),
                       filters=(8, 64), max_params=1500, max_consecutive_failures=3, seed=0,
-                      train_limit=100, batch_sizes=(32,),
+                      train_limit=100, batch_sizes=(32,), fill_budget=False,
                       directory=tmp_path, verbose=0, progress=None)
 
 
@@ -112,6 +114,7 @@ def test_max_rejections_0_counts_rejections_towards_max_trials(tmp_path):
     # 8..64 filters on 3 layers under 10k params: most sampled models are rejected.
     result = tuning.search("digits", "random", "per_layer", max_trials=3, epochs=1, train_limit=100,
                            depth=(3, 3), filters=(8, 64), max_params=10000, max_rejections=0,
+                           fill_budget=False,
                            seed=0, directory=tmp_path, verbose=0, progress=None, patience=0)
     assert len(result.tuner.oracle.trials) == 3 and result.rejected >= 1
     with pytest.raises(tuning.SearchError, match="max_rejections must be an int >= 0, got -1"):

@@ -68,7 +68,7 @@ def test_conditional_scopes_leave_no_stale_values():
 def test_fit_rejects_over_budget_before_training(data):
     (x, y), _ = data
     hm = ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(2, 2), filters=(64, 64),
-                       budgets={"max_params": 1000})
+                       budgets={"max_params": 1000}, fill_budget=False)
     hp = kt.HyperParameters()
     model = hm.build(hp)
     with pytest.raises(kt.errors.FailedTrialError, match=r"over budget: params [\d,]+ > max_params 1,000"):
@@ -89,7 +89,7 @@ def test_tuner_constructs_when_the_default_model_is_over_budget(tmp_path):
     # keras-tuner builds models while exploring the space in its constructor; a budget check
     # there used to abort the search (seen in the demo's per-layer search).
     hm = ZooHyperModel((8, 8, 1), 10, mode="per_layer", depth=(2, 4), filters=(64, 64),
-                       budgets={"max_params": 3000})
+                       budgets={"max_params": 3000}, fill_budget=False)
     with pytest.raises(kt.errors.FailedTrialError):
         hm.check_budgets(hm.build(kt.HyperParameters()))
     tuner = kt.RandomSearch(hm, objective="val_accuracy", max_trials=1, directory=tmp_path,

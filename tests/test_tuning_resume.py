@@ -77,7 +77,7 @@ def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, fr
     port = free_port()
     env = dict(subprocess_env, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port))
     # The budget rejects some models: the chief's oracle must not count them towards the 4.
-    cmd = _cmd(runs, 4, "--project", "dist", "--max-params", "2500")
+    cmd = _cmd(runs, 4, "--project", "dist", "--max-params", "2500", "--no-fill-budget")
     chief = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(3)  # let the chief bind its port; workers also retry while it starts

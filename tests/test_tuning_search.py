@@ -15,7 +15,8 @@ TINY = dict(epochs=1, train_limit=200, batch_sizes=(32,), depth=(2, 3), filters=
 
 
 RULE_RUN = dict(dataset="digits", tuner="random", mode="rule", rules=["doubling", "linear", "diamond"],
-                max_trials=3, max_params=6000, seed=5, export=2, export_name="digits_tuned", **TINY)
+                max_trials=3, max_params=6000, seed=5, export=2, export_name="digits_tuned",
+                fill_budget=False, **TINY)  # budgets as caps: this run exercises rejections
 
 
 @pytest.fixture(scope="module")

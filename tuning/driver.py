@@ -392,8 +392,10 @@ def _export(ranked: list[tuple[Any, keras.Model]], data: Any, hypermodel: ZooHyp
                 "metrics": {metric: float(trial.metrics.get_best_value(metric)), **ev},
                 "search": {"project": project, "directory": where, "trial": trial.trial_id,
                            "rank": rank}}
+        # keras-tuner reloads the trial's trained weights into a fresh build: trained, though its
+        # new optimizer has taken no step.
         out.append(export_model(model, export_dir, name=name, class_names=list(data.class_names),
-                                metadata=meta))
+                                metadata=meta, trained=True))
     out.reverse()  # best first
     set_version_label(export_dir, name, "stable", out[0].version)
     return out
