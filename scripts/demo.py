@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=_env("DEMO_EPOCHS", 6), help="epochs per trial (DEMO_EPOCHS)")
     p.add_argument("--batch-size", type=int, default=_env("DEMO_BATCH_SIZE", 0),
                    help="training batch size (DEMO_BATCH_SIZE; default 0: the shared recipe's)")
-    p.add_argument("--max-params", type=int, default=_env("DEMO_MAX_PARAMS", 40000),
-                   help="parameter budget; bigger models are rejected untrained (DEMO_MAX_PARAMS)")
+    p.add_argument("--max-params", type=int, default=_env("DEMO_MAX_PARAMS", 20000),
+                   help="parameter budget every trial is scaled to fill (DEMO_MAX_PARAMS)")
     p.add_argument("--depth", type=int, nargs=2, default=[2, 4], metavar=("MIN", "MAX"))
     p.add_argument("--filters", type=int, nargs=2, default=[8, 64], metavar=("MIN", "MAX"))
     p.add_argument("--train-limit", type=int, default=_env("DEMO_TRAIN_LIMIT", 0),
@@ -207,7 +207,8 @@ def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_d
 
 
 def doubling_baseline(winner: dict[str, Any], data: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Doubling at the winner's depth and first-layer width, trained like a trial."""
+    """Doubling at the winner's depth fitted to the winner's parameter count, trained like a
+    trial: the fair reference is the habit at the same cost, not at some other size."""
     import keras
 
     import zoo
@@ -216,7 +217,8 @@ def doubling_baseline(winner: dict[str, Any], data: Any, args: argparse.Namespac
     hp = info.get("hyperparameters", {})
     filters = [int(f) for f in info["filters"]]
     model = zoo.build("doubling", input_shape=data.input_shape, num_classes=data.num_classes,
-                      depth=len(filters), base_filters=filters[0], block=info.get("block", "plain"),
+                      depth=len(filters), max_params=int(winner["params"]),
+                      block=info.get("block", "plain"),
                       kernel_size=int(hp.get("kernel_size", 3)), downsample=hp.get("downsample", "max"),
                       dropout=float(hp.get("dropout", 0.0)), seed=0)
     recipe = zoo.Recipe(epochs=args.epochs, batch_size=hp.get("batch_size", args.batch_size) or None,
@@ -334,9 +336,9 @@ def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], 
     _banner("winner vs doubling")
     print(f"winner  : {w['rule']:<12} filters {w['filters']:<18} {int(w['params']):>8,} params  "
           f"val {float(w['metric']):.4f}  test {served['version_acc'][w['version']]:.4f}")
-    over = f", over the {max_params:,} budget" if baseline["params"] > max_params else ""
-    print(f"doubling: {'same start':<12} filters {baseline['filters']:<18} {baseline['params']:>8,} params  "
-          f"val {baseline['val']:.4f}  test {baseline['test']:.4f}  (trained here, same depth/width/epochs{over})")
+    print(f"doubling: {'same cost':<12} filters {baseline['filters']:<18} {baseline['params']:>8,} params  "
+          f"val {baseline['val']:.4f}  test {baseline['test']:.4f}  (trained here: same depth, "
+          "fitted to the winner's parameters, same recipe)")
     if searched_doubling:
         print(f"doubling: {'best searched':<12} filters {searched_doubling['filters']:<18} "
               f"{int(searched_doubling['params']):>8,} params  val {float(searched_doubling['metric']):.4f}")
@@ -348,8 +350,9 @@ def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], 
               f"{int(cheap['params']):,} params, val {float(cheap['metric']):.4f}")
     if w["rule"] == "doubling":
         print("-> the winner IS doubling: on this budget the habit held up")
-    print(f"-> the winner uses {ratio:.2f}x doubling's parameters for {float(w['metric']) - baseline['val']:+.4f} "
-          f"validation accuracy")
+    print(f"-> at {ratio:.2f}x doubling's parameters the winner's shape scores "
+          f"{float(w['metric']) - baseline['val']:+.4f} validation accuracy (one run each: use "
+          "zoo-compare over several seeds before believing a difference)")
     _banner("latency, one image per request, label stable (2-core CPU)")
     print(f"gRPC  {_percentiles(served['grpc_latency'])}")
     print(f"REST  {_percentiles(served['rest_latency'])}")

@@ -63,7 +63,7 @@ def test_first_run_searches_exports_serves_and_stops(first_run):
     assert m.group(2) == m.group(3)
     assert re.search(rf"version {m.group(1)} \(.*\): test accuracy {m.group(2)}", out)
     assert re.search(r"winner  : \S+ +filters [\d-]+ +[\d,]+ params", out)
-    assert re.search(r"doubling: same start +filters [\d-]+ +[\d,]+ params", out)
+    assert re.search(r"doubling: same cost +filters [\d-]+ +[\d,]+ params", out)
     for api in ("gRPC", "REST"):
         assert re.search(rf"{api} +p50 +[\d.]+ ms +p99 +[\d.]+ ms +\(10 requests\)", out)
     # what it leaves behind
