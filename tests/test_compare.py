@@ -40,6 +40,11 @@ def test_compare_writes_every_file_and_a_rerun_trains_nothing(tmp_path):
     before = (project / "runs.jsonl").read_text()
     compare(directory=str(tmp_path), project="c", progress=None, **FAST)
     assert (project / "runs.jsonl").read_text() == before  # nothing retrained
+    (project / "compare.md").unlink()
+    compare(directory=str(tmp_path), project="c", progress=None, report_only=True, **FAST)
+    assert "8 of 8 runs finished" in (project / "compare.md").read_text()
+    with pytest.raises(CompareError, match="no finished runs"):
+        compare(directory=str(tmp_path), project="empty", progress=None, report_only=True, **FAST)
 
 
 def test_paired_differences_and_interval():

@@ -330,8 +330,11 @@ def load_data(config: CompareConfig) -> zoo.datasets.Dataset:
 
 
 def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sys.stdout,
-            **kwargs: Any) -> Path:
+            report_only: bool = False, **kwargs: Any) -> Path:
     """Run (or resume) a comparison; returns the project folder holding its results.
+
+    `report_only=True` trains nothing: it writes the report of the runs finished so far (a study
+    still running, or one stopped early).
 
     `compare(CompareConfig(...))` or `compare(dataset="digits", rules=("doubling", "linear"), ...)`.
     With `workers > 1` use `zoo-compare --workers N` (it starts keras-tuner's chief and workers);
@@ -345,6 +348,13 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
 
     data = load_data(config)
     hypermodel = CompareHyperModel(config, data.input_shape, data.num_classes)
+    if report_only:
+        _check_resume(config)
+        runs = read_runs(config.project_dir)
+        if not runs:
+            raise CompareError(f"no finished runs in {str(config.project_dir)!r} to report on")
+        write_report(config, hypermodel, runs, config.project_dir)
+        return config.project_dir
     chief_or_local = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
     if chief_or_local:
         _check_resume(config)

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--directory", default="runs")
     a("--project", default="compare")
     a("--overwrite", action="store_true", help="start the project over")
+    a("--report-only", action="store_true",
+      help="train nothing: write the report of the runs finished so far")
     return p
 
 
@@ -83,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tuning.compare import CompareError, compare
 
         config = _config(args)
+        if args.report_only:
+            project = compare(config, report_only=True)
+            print(f"zoo-compare: results in {project}/compare.md")
+            return 0
         if config.workers > 1 and not is_distributed_process():
             # Validate the whole grid here (one line, exit 2) before starting any process.
             from tuning.compare import CompareHyperModel, _check_resume, load_data
