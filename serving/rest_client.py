@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import json
-import math
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import quote
@@ -36,6 +35,7 @@ import numpy as np
 import orjson
 import requests
 
+from .json_body import dumps_json
 from ._client_common import (ClientError, as_input_arrays, check_context, check_model,
                              check_output_filter, check_signature, check_tasks, check_timeout,
                              check_version_label, classifications_to_arrays, examples_from,
@@ -66,7 +66,7 @@ def _check_base_url(base_url: Any) -> str:
 
 
 def _to_json_value(array: np.ndarray) -> Any:
-    """Numeric arrays as C-contiguous numpy arrays (for `_dumps`); bytes as {"b64": ...}; str
+    """Numeric arrays as C-contiguous numpy arrays (for `dumps_json`); bytes as {"b64": ...}; str
     as text (TF Serving's rules)."""
     if array.dtype.kind in "OSU":
         def leaf(v: Any) -> Any:
@@ -82,39 +82,6 @@ def _to_json_value(array: np.ndarray) -> Any:
     if array.dtype == np.float64:
         array = array.astype(np.float32)  # as the gRPC client does: models take float32
     return np.ascontiguousarray(array)  # orjson writes only C-contiguous arrays
-
-
-def _dumps(body: Any) -> bytes:
-    """A request body as JSON bytes: numpy arrays written by orjson; NaN and +-inf as NaN /
-    Infinity / -Infinity, which TF Serving accepts and json.dumps writes (orjson would write null,
-    silently changing the value), so a body holding one goes through json.dumps."""
-    if not _has_non_finite(body):
-        try:
-            return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
-        except orjson.JSONEncodeError:  # a type orjson cannot write (0-d arrays, huge ints, ...)
-            pass
-    return json.dumps(body, default=_plain).encode("utf-8")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.tolist()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _has_non_finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, (np.ndarray, np.generic)):
-        return value.dtype.kind in "fc" and not bool(np.isfinite(value).all())
-    if isinstance(value, dict):
-        return any(_has_non_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        try:  # a list of numbers is summed in C: NaN and inf survive the sum (a finite overflow to
-            return not math.isfinite(sum(value, 0.0))  # inf only costs the slower json.dumps)
-        except (TypeError, OverflowError):  # nested lists, strings, dicts, huge ints: look inside
-            return any(_has_non_finite(v) for v in value)
-    return False
 
 
 def _loads(raw: bytes) -> Any:
@@ -209,7 +176,7 @@ class RestClient:
             raise ValueError(f"this RestClient for {self.base_url} is closed")
         t = self.timeout if timeout is None else check_timeout(timeout)
         try:
-            data = None if body is None else _dumps(body)
+            data = None if body is None else dumps_json(body)
             response = self._session().request(method, url, data=data, timeout=t, verify=self.verify,
                                                headers={"Content-Type": "application/json"} if data else None)
         except requests.exceptions.Timeout as exc:

@@ -20,6 +20,7 @@ import _serving_models as sm
 from serving import Client, ClientError, RestClient
 from serving.client import load_server_config, signature_specs
 from serving.rest_client import FORMATS
+from serving.json_body import dumps_json
 
 CONFIG = """
 model_config_list {
@@ -372,7 +373,7 @@ def test_rest_body_reads_back_as_the_values_sent(array):
 
     sent = array.astype(np.float32) if array.dtype == np.float64 else array
     for body in ({"inputs": rest_client._to_json_value(array)}, {"instances": rest_client._to_json_value(array)}):
-        raw = rest_client._dumps(body)
+        raw = dumps_json(body)
         value = json.loads(raw)[next(iter(body))]
         assert np.array(value, dtype=sent.dtype).tobytes() == sent.tobytes()  # bit for bit (-0.0 too)
         assert orjson.loads(raw) == json.loads(raw)  # plain JSON: no NaN tokens
@@ -381,7 +382,7 @@ def test_rest_body_reads_back_as_the_values_sent(array):
 def test_rest_body_is_compact_float32_and_keeps_strings():
     from serving import rest_client
 
-    raw = rest_client._dumps({"signature_name": "s", "inputs": {
+    raw = dumps_json({"signature_name": "s", "inputs": {
         "x": rest_client._to_json_value(np.array([0.1], np.float32)),
         "b": rest_client._to_json_value(np.array([b"\xff", "t"], dtype=object))}})
     assert raw == b'{"signature_name":"s","inputs":{"x":[0.1],"b":[{"b64":"/w=="},"t"]}}'
@@ -392,9 +393,9 @@ def test_rest_body_writes_nan_and_inf_as_json_does():
     from serving import rest_client
 
     x = np.array([[np.nan, np.inf, -np.inf, 0.5]], dtype=np.float32)
-    raw = rest_client._dumps({"instances": rest_client._to_json_value(x)})
+    raw = dumps_json({"instances": rest_client._to_json_value(x)})
     assert raw == b'{"instances": [[NaN, Infinity, -Infinity, 0.5]]}'
-    assert rest_client._dumps({"examples": [{"x": [1.0, float("nan")]}]}) == b'{"examples": [{"x": [1.0, NaN]}]}'
+    assert dumps_json({"examples": [{"x": [1.0, float("nan")]}]}) == b'{"examples": [{"x": [1.0, NaN]}]}'
     assert rest_client._loads(b'{"outputs": [NaN, -Infinity]}')["outputs"][1] == -np.inf
     assert rest_client._loads(b"") is None and rest_client._loads(b"<html>") is None
 

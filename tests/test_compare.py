@@ -81,7 +81,7 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, subprocess_env):
         (["--budgets", "10"], "outside every rule's reachable range"),
         (["--rules", "doubling,nope", "--budgets", "2000"], "unknown rule 'nope'"),
         (["--budgets", "2000", "--seeds", "0"], "seeds must be an int >= 1"),
-        (["--budgets", "abc"], "comma-separated list of ints"),
+        (["--budgets", "abc"], "comma-separated list of int"),
     ]
     for args, match in cases:
         out = _cli([*args, "--directory", str(tmp_path)], subprocess_env)

@@ -16,23 +16,26 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "OneLineParser", "csv_list", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line and exit 2, shared by zoo-tune and zoo-compare."""
+
     def error(self, message: str) -> NoReturn:
         # One line, no usage block: scripts and CI logs show exactly what was wrong.
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _csv(kind: type = str):
-    def parse(text: str):
+def csv_list(kind: type = str):
+    """An argparse type: a comma-separated list of `kind` (ints may use _ separators)."""
+    def parse(text: str) -> list:
         items = [s.strip() for s in text.split(",") if s.strip()]
         try:
-            return [kind(s) for s in items]
+            return [kind(s.replace("_", "")) if kind is int else kind(s) for s in items]
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, "
                                              f"got {text!r}") from None
@@ -42,14 +45,14 @@ def _csv(kind: type = str):
 def build_parser() -> argparse.ArgumentParser:
     from tuning.choices import DISTRIBUTIONS, MODES, TUNER_NAMES
 
-    p = _Parser(prog="zoo-tune", description="keras-tuner search over filter-growth rules or "
+    p = OneLineParser(prog="zoo-tune", description="keras-tuner search over filter-growth rules or "
                 "per-layer kernel counts, under budgets, with a report.")
     a = p.add_argument
     a("--dataset", default="digits", help="any zoo.datasets name: digits, shapes, npz:PATH, dir:PATH, "
       "mnist, ... (default digits)")
     a("--tuner", default="random", help=f"one of {', '.join(TUNER_NAMES)} (default random)")
     a("--mode", default="rule", help=f"one of {', '.join(MODES)} (default rule)")
-    a("--rules", type=_csv(), default=None, help="comma-separated rules for --mode rule "
+    a("--rules", type=csv_list(), default=None, help="comma-separated rules for --mode rule "
       "(default: every registered rule but custom)")
     a("--no-fill-budget", dest="fill_budget", action="store_false",
       help="with --max-params/--max-macs, build each draw as drawn and reject it when over budget "
@@ -76,14 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     a("--filter-sampling", default="log", help="log (MIN, MIN*STEP, ...) or linear (MIN, MIN+STEP, ...)")
     a("--filter-step", type=int, default=None, help="the factor (log, default 2) or increment "
       "(linear, default 8) between kernel counts")
-    a("--blocks", type=_csv(), default=["plain"], help="comma-separated: plain, residual, separable")
-    a("--kernel-sizes", type=_csv(int), default=[3])
-    a("--downsamples", type=_csv(), default=["max"], help="comma-separated: max, avg, strided, none")
-    a("--dropouts", type=_csv(float), default=[0.0])
-    a("--learning-rates", type=_csv(float), default=[3e-3])
-    a("--batch-sizes", type=_csv(int), default=None, help="comma-separated batch sizes to search "
+    a("--blocks", type=csv_list(), default=["plain"], help="comma-separated: plain, residual, separable")
+    a("--kernel-sizes", type=csv_list(int), default=[3])
+    a("--downsamples", type=csv_list(), default=["max"], help="comma-separated: max, avg, strided, none")
+    a("--dropouts", type=csv_list(float), default=[0.0])
+    a("--learning-rates", type=csv_list(float), default=[3e-3])
+    a("--batch-sizes", type=csv_list(int), default=None, help="comma-separated batch sizes to search "
       "(default: the shared recipe's, from the training-set size)")
-    a("--objective", type=_csv(), default=["val_accuracy"], help="metric(s) to optimise; several "
+    a("--objective", type=csv_list(), default=["val_accuracy"], help="metric(s) to optimise; several "
       "(e.g. val_accuracy,params) give keras-tuner's multi-objective")
     a("--directory", default="runs", help="where projects live (default runs)")
     a("--project", default=None, help="project name (default DATASET-MODE-TUNER)")

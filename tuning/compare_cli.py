@@ -12,37 +12,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn, Sequence
+from typing import Sequence
+
+from tuning.cli import EXIT_USAGE, OneLineParser, csv_list
 
 __all__ = ["main", "build_parser"]
 
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def _csv(kind: type):
-    def parse(text: str) -> list:
-        items = [s.strip() for s in text.split(",") if s.strip()]
-        try:
-            return [kind(s.replace("_", "")) if kind is int else kind(s) for s in items]
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a comma-separated list of {kind.__name__}s, got {text!r}") from None
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="zoo-compare", description="Train every rule at the same budgets over several "
+    p = OneLineParser(prog="zoo-compare", description="Train every rule at the same budgets over several "
                 "seeds with one recipe and say which differences are real.")
     a = p.add_argument
     a("--dataset", default="digits", help="any zoo.datasets name with a test split (default digits)")
-    a("--rules", type=_csv(str), default=None,
+    a("--rules", type=csv_list(str), default=None,
       help="comma-separated rules (default: doubling and every other built-in growth rule)")
-    a("--budgets", type=_csv(int), required=True, help="comma-separated budgets, e.g. 15000,40000")
+    a("--budgets", type=csv_list(int), required=True, help="comma-separated budgets, e.g. 15000,40000")
     a("--budget-kind", default="params", help="params (default) or macs")
     a("--seeds", type=int, default=3, help="runs per rule x budget, seeds 0..N-1 (default 3)")
     a("--depth", type=int, default=4)
