@@ -1,8 +1,8 @@
 """Equal-budget comparisons: every rule x budget x seed, trained with one recipe, tested on the test split.
 
 A comparison is a keras-tuner grid: `CompareHyperModel` declares one Choice over the runs (only the
-rule x budget pairs a budget can reach), `CompareTuner` (keras-tuner's GridSearch, whose oracle
-enumerates that Choice in order) trains each run with the shared `zoo.Recipe` and reports its test
+rule x budget pairs a budget can reach), `RunListOracle` hands them out in order and
+`CompareTuner` trains each run with the shared `zoo.Recipe` and reports its test
 accuracy as the trial's metrics. So resume, chief/worker distribution and `--workers N` are
 keras-tuner's, and a study too big for one machine runs on several unchanged. `runs.jsonl` (one
 line per finished run, appended as it ends), `compare.csv`, `compare.md` and the plots are views of
@@ -10,13 +10,16 @@ the finished trials (tuning/compare_report.py).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Any, Iterator, Sequence, TextIO
 
 from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
 
@@ -205,8 +208,49 @@ class CompareHyperModel(kt.HyperModel):
                          **{f"max_{c.budget_kind}": run.budget})
 
 
-class CompareTuner(kt.GridSearch):
-    """keras-tuner's GridSearch whose trial is one recipe training plus a test evaluation.
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends: keras-tuner writes oracle.json and trial.json in place,
+    so an interrupt in the middle of a write left a project that could not be resumed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+
+
+class RunListOracle(kt.Oracle):
+    """Hands out each run of the "run" Choice once, in order.
+
+    The next run is derived from the trials the oracle holds, not from an ordering kept in memory:
+    keras-tuner's GridSearchOracle keeps its order only in memory, so a comparison resumed after
+    Ctrl-C failed on its first retried trial (KeyError in GridSearch's ordering). A trial cut short
+    is retried by keras-tuner's own retry queue before any new run starts.
+    """
+
+    def populate_space(self, trial_id: str) -> dict[str, Any]:
+        runs = next(hp.values for hp in self.get_space().space if hp.name == "run")
+        started = {t.hyperparameters.values.get("run") for t in self.trials.values()}
+        for key in runs:
+            if key not in started:
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": {"run": key}}
+        if self.ongoing_trials:  # the last runs are still training elsewhere
+            return {"status": kt.engine.trial.TrialStatus.IDLE, "values": None}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+    def create_trial(self, tuner_id: str) -> kt.engine.trial.Trial:
+        with sigint_deferred():
+            return super().create_trial(tuner_id)
+
+
+class CompareTuner(kt.Tuner):
+    """A keras-tuner Tuner whose trial is one recipe training plus a test evaluation.
 
     `run_trial` returning a metrics dict is keras-tuner's documented way to define a trial's own
     training; `on_trial_end` appends the run to runs.jsonl and prints a progress line with an ETA.
@@ -214,9 +258,10 @@ class CompareTuner(kt.GridSearch):
 
     def __init__(self, hypermodel: CompareHyperModel, data: zoo.datasets.Dataset, *,
                  progress: TextIO | None = sys.stdout, **kwargs: Any):
-        super().__init__(hypermodel, objective=kt.Objective("test_accuracy", "max"),
-                         max_trials=len(hypermodel.runs), seed=1,
-                         max_consecutive_failed_trials=len(hypermodel.runs), **kwargs)
+        runs = len(hypermodel.runs)
+        oracle = RunListOracle(objective=kt.Objective("test_accuracy", "max"), max_trials=runs,
+                               max_consecutive_failed_trials=runs)
+        super().__init__(oracle, hypermodel, **kwargs)
         self.data = data
         self.progress = progress
         self._started = time.perf_counter()
@@ -249,7 +294,7 @@ class CompareTuner(kt.GridSearch):
                 "scale": info.get("scale"), **metrics}
         path = Path(self.project_dir) / RUNS_FILE
         # One write of one line with O_APPEND: workers of a distributed study share the file.
-        with open(path, "a", encoding="utf-8") as fh:
+        with sigint_deferred(), open(path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, sort_keys=True) + "\n")
         self._ran_here += 1
         if self.progress is not None:
@@ -263,6 +308,10 @@ class CompareTuner(kt.GridSearch):
                   f"{metrics['test_accuracy']:.4f}, {int(metrics['params']):,} params "
                   f"({metrics['train_seconds']:.0f} s)  ETA {_duration(eta)}",
                   file=self.progress, flush=True)
+
+    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+        with sigint_deferred():  # the oracle records the trial and saves its state
+            super().on_trial_end(trial)
 
     def search(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("verbose", 0)  # keras-tuner's tables; our progress line replaces them
