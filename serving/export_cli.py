@@ -19,7 +19,6 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
 
 PROG = "zoo-export"
 EXIT_USAGE = 2
@@ -129,6 +128,7 @@ def export_model_file(args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
     try:
         if args.version is not None:
             from serving.names import validate_version
