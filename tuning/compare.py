@@ -186,13 +186,16 @@ class CompareHyperModel(kt.HyperModel):
             raise CompareError(f"budget {lost[0]:,} ({config.budget_kind}) is outside every "
                                f"rule's reachable range: {example}")
 
+    def _network(self, budget: int) -> dict[str, Any]:
+        """zoo.plan / zoo.build keywords of every run at `budget` (all but the rule and seed)."""
+        c = self.config
+        return {"depth": c.depth, "base_filters": c.base_filters, "block": c.block,
+                "downsample_every": c.downsample_every, "input_shape": self.input_shape,
+                "num_classes": self.num_classes, f"max_{c.budget_kind}": budget}
+
     def plan(self, rule: str, budget: int) -> zoo.Plan:
         """The rule's plan fitted to one budget (a BudgetError when it cannot be reached)."""
-        c = self.config
-        return zoo.plan(rule, depth=c.depth, base_filters=c.base_filters,
-                        downsample_every=c.downsample_every, input_shape=self.input_shape,
-                        num_classes=self.num_classes, block=c.block,
-                        **{f"max_{c.budget_kind}": budget})
+        return zoo.plan(rule, **self._network(budget))
 
     def run_of(self, hp: kt.HyperParameters) -> Run:
         return Run.from_key(hp.Choice("run", [r.key for r in self.runs]))
@@ -201,11 +204,7 @@ class CompareHyperModel(kt.HyperModel):
         run = self.run_of(hp)
         # The tuner owns the process-wide seed (shuffling); build seeds the initializers.
         keras.utils.set_random_seed(run.seed)
-        c = self.config
-        return zoo.build(run.rule, input_shape=self.input_shape, num_classes=self.num_classes,
-                         depth=c.depth, base_filters=c.base_filters, block=c.block,
-                         downsample_every=c.downsample_every, seed=run.seed,
-                         **{f"max_{c.budget_kind}": run.budget})
+        return zoo.build(run.rule, seed=run.seed, **self._network(run.budget))
 
 
 @contextlib.contextmanager
