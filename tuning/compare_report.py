@@ -80,9 +80,8 @@ def _verdict(budget: int, kind: str, diffs: dict[tuple[str, int], dict[str, floa
     here = {rule: d for (rule, b), d in diffs.items() if b == budget}
     if not here:
         return f"At {budget:,} {kind}: no paired runs against {REFERENCE_RULE} yet."
-    if any(math.isnan(d["low"]) for d in here.values()):
-        return (f"At {budget:,} {kind}: one seed per rule, so no interval: run more seeds before "
-                "reading anything into the differences.")
+    single = sorted(r for r, d in here.items() if math.isnan(d["low"]))
+    here = {r: d for r, d in here.items() if r not in single}
     better = sorted((r for r, d in here.items() if d["low"] > 0), key=lambda r: -here[r]["mean"])
     worse = sorted((r for r, d in here.items() if d["high"] < 0), key=lambda r: here[r]["mean"])
     same = sorted(r for r in here if r not in better and r not in worse)
@@ -96,6 +95,8 @@ def _verdict(budget: int, kind: str, diffs: dict[tuple[str, int], dict[str, floa
     if same:
         parts.append("not distinguishable from doubling (the 95% interval covers 0): "
                      + ", ".join(same))
+    if single:
+        parts.append("one paired seed only, no interval yet: " + ", ".join(single))
     ref = summary.get((REFERENCE_RULE, budget))
     ref_text = f" (doubling {ref['acc_mean']:.4f})" if ref else ""
     return f"At {budget:,} {kind}{ref_text}: " + "; ".join(parts) + "."
@@ -147,9 +148,11 @@ def _markdown(config: "CompareConfig", hypermodel: "CompareHyperModel", runs: Se
     if hypermodel.unreachable:
         lines += ["", "Unreachable rule x budget pairs (not run): " + ", ".join(
             f"{rule} @ {b:,}" for rule, b in sorted(hypermodel.unreachable))]
-    lines += ["", f"Intervals are Student's t over the paired per-seed differences; with "
-              f"{config.seeds} seeds the interval is mean +- {t_quantile(config.seeds):.2f} standard "
-              "errors, so only large or very consistent differences show.", ""]
+    counts = sorted({int(d["n"]) for d in diffs.values() if d["n"] > 1})
+    lines += ["", "Intervals are Student's t over the paired per-seed differences: mean +- "
+              + ", ".join(f"{t_quantile(n):.2f} standard errors with {n} seeds" for n in counts)
+              + ". With so few seeds only large or very consistent differences show, and an "
+              "interval from 2 seeds rests on a single spread estimate: read it as a hint.", ""]
     return "\n".join(lines)
 
 
