@@ -110,8 +110,11 @@ def test_resume_refuses_other_settings(tmp_path):
 @pytest.mark.slow
 def test_interrupted_cli_resumes_only_what_is_missing(tmp_path, subprocess_env):
     args = [*CLI_FAST, "--directory", str(tmp_path), "--project", "c"]
+    # SIGINT as a terminal's foreground job has it: a CI run started as a background job passes
+    # it down ignored, and Python then never raises KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "tuning.compare_cli", *args], env=subprocess_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     runs_file = tmp_path / "c" / "runs.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and (not runs_file.exists()

@@ -211,7 +211,10 @@ class CompareHyperModel(kt.HyperModel):
 def sigint_deferred() -> Iterator[None]:
     """Hold Ctrl-C until the block ends: keras-tuner writes oracle.json and trial.json in place,
     so an interrupt in the middle of a write left a project that could not be resumed."""
-    if threading.current_thread() is not threading.main_thread():
+    # Not from a worker thread (signal handlers belong to the main thread), and not where Ctrl-C
+    # is ignored (a background job): holding it must not start delivering it.
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
         yield
         return
     received: list[int] = []
