@@ -10,7 +10,7 @@ import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from .blocks import apply_downsample, get_block, kernel_initializer  # noqa: E402
-from .plans import Plan, architecture, plan  # noqa: E402
+from .plans import DEFAULT_BASE_FILTERS, Plan, architecture, plan  # noqa: E402
 
 __all__ = ["build", "model_info", "ModelInfo", "ZooModel", "compile_classifier"]
 
@@ -93,17 +93,12 @@ def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: i
                         kernel_size=kernel_size)
     info = ModelInfo(
         rule=name, block=block, filters=list(widths), depth=len(widths),
-        base_filters=widths.profile[0] if name == "custom" else _base(base_filters),
+        base_filters=(widths.profile[0] if name == "custom" else
+                      DEFAULT_BASE_FILTERS if base_filters is None else base_filters),
         input_shape=arch.input_shape, num_classes=num_classes, downsample=downsample,
         downsample_at=arch.downsample_at, kernel_size=kernel_size, dropout=float(dropout),
         rule_kwargs=widths.rule_kwargs, profile=widths.profile, scale=widths.scale)
     return from_plan(widths, arch_info=info, seed=seed, model_name=model_name)
-
-
-def _base(base_filters: int | None) -> int:
-    from .plans import DEFAULT_BASE_FILTERS
-
-    return DEFAULT_BASE_FILTERS if base_filters is None else base_filters
 
 
 def from_plan(widths: Plan | Sequence[int], *, arch_info: ModelInfo, seed: int | None = None,
