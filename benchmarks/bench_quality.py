@@ -161,7 +161,7 @@ def per_layer_search(dataset: str, budget: int, epochs: int, trials: int, filter
 
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
-        result = tuning.search(dataset, "random", "per_layer", max_trials=trials, epochs=epochs,
+        result = tuning.search(dataset=dataset, mode="per_layer", max_trials=trials, epochs=epochs,
                                depth=(DEPTH, DEPTH), filters=filters, max_params=budget,
                                learning_rates=(LEARNING_RATE,), batch_sizes=(BATCH,), directory=d,
                                seed=0, verbose=0, progress=None, patience=0,

@@ -72,7 +72,7 @@ def main() -> None:
     rss_start = rss_mib()
     with tempfile.TemporaryDirectory() as d:
         start = time.perf_counter()
-        result = tuning.search("digits", "random", "per_layer", max_trials=trials, epochs=1,
+        result = tuning.search(dataset="digits", mode="per_layer", max_trials=trials, epochs=1,
                                train_limit=200, depth=(2, 3), filters=(4, 32), directory=d,
                                seed=0, verbose=0, progress=None, patience=0)
         wall = time.perf_counter() - start

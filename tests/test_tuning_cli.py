@@ -23,7 +23,7 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
     (["--filters", "64", "8"], "filters: min 64 > max 8"),
     (["--max-trials", "0"], "max_trials must be an int >= 1, got 0"),
     (["--export", "-1"], "export must be an int >= 0"),
-    (["--seed", "-1"], "seed must be an int >= 0, got -1"),
+    (["--seed", "-1"], "seed must be None or an int >= 0, got -1"),
     (["--rerank-top", "-2"], "rerank_top must be an int >= 0, got -2"),
     (["--filter-sampling", "cubic"], "unknown filter_sampling 'cubic'; valid: log, linear"),
     (["--filter-step", "1"], "filter_step must be an int >= 2 for log sampling"),
@@ -83,8 +83,8 @@ def test_budget_no_sampled_model_meets_stops_after_n_rejections(tmp_path):
     # The all-8 network (1,410 params) fits, so the up-front check passes, but random sampling of
     # 8..64 on three layers almost never draws it: keras-tuner's max_consecutive_failed_trials stops.
     with pytest.raises(tuning.BudgetError, match=r"no model meets the budget: 3 trials in a row were "
-                                                  r"rejected \(last params [\d,]+ > max_params"):
-        tuning.search("digits", "random", "per_layer", max_trials=20, epochs=1, depth=(3, 3),
+                                                  r"rejected \(last: params [\d,]+ > max_params"):
+        tuning.search(dataset="digits", mode="per_layer", max_trials=20, epochs=1, depth=(3, 3),
                       filters=(8, 64), max_params=1500, max_consecutive_failures=3, seed=0,
                       train_limit=100, batch_sizes=(32,), fill_budget=False,
                       directory=tmp_path, verbose=0, progress=None)
@@ -92,9 +92,9 @@ def test_budget_no_sampled_model_meets_stops_after_n_rejections(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(objective=[]), "objective must be a metric name"),
-    (dict(overwrite="yes"), "overwrite must be a bool"),
+    (dict(overwrite="yes"), "overwrite must be True or False"),
     (dict(export=1, export_name="a/b"), "export_name: invalid model name 'a/b'"),
-    (dict(train_limit=0), "train_limit must be an int >= 1"),
+    (dict(train_limit=0), "train_limit must be None or an int >= 1"),
 ])
 def test_search_validates_other_arguments(kwargs, message, tmp_path):
     with pytest.raises(tuning.SearchError, match=message):
@@ -112,12 +112,12 @@ def test_python_m_tuning_exits_2_without_traceback(tmp_path, subprocess_env):
 
 def test_max_rejections_0_counts_rejections_towards_max_trials(tmp_path):
     # 8..64 filters on 3 layers under 10k params: most sampled models are rejected.
-    result = tuning.search("digits", "random", "per_layer", max_trials=3, epochs=1, train_limit=100,
+    result = tuning.search(dataset="digits", mode="per_layer", max_trials=3, epochs=1, train_limit=100,
                            depth=(3, 3), filters=(8, 64), max_params=10000, max_rejections=0,
                            fill_budget=False,
                            seed=0, directory=tmp_path, verbose=0, progress=None, patience=0)
     assert len(result.tuner.oracle.trials) == 3 and result.rejected >= 1
-    with pytest.raises(tuning.SearchError, match="max_rejections must be an int >= 0, got -1"):
+    with pytest.raises(tuning.SearchError, match="max_rejections must be None or an int >= 0, got -1"):
         tuning.search(directory=tmp_path, max_rejections=-1)
 
 

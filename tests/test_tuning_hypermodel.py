@@ -164,8 +164,6 @@ def test_fit_releases_the_graphs_tf_pins_so_trials_do_not_leak(data):
     (dict(budgets={"max_params": -1}), "max_params must be None or a positive int"),
     (dict(budgets={"max_latency_ms": 0}), "max_latency_ms must be None or a positive number"),
     (dict(patience=-1), "patience must be an int >= 0"),
-    (dict(seed_rule="doubling"), "seed_rule only applies to mode='per_layer'"),
-    (dict(mode="per_layer", seed_rule="custom"), "unknown seed_rule 'custom'; valid: combinatorial"),
 ])
 def test_hypermodel_validates_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -177,15 +175,6 @@ def test_hypermodel_validates_arguments(kwargs, message):
 def test_hypermodel_validates_shape_and_classes(shape, classes, message):
     with pytest.raises(ValueError, match=message):
         ZooHyperModel(shape, classes)
-
-
-def test_seed_rule_makes_the_rules_plan_the_first_trial(tmp_path):
-    result = tuning.search("digits", "random", "per_layer", max_trials=1, epochs=1, train_limit=100,
-                           depth=(2, 3), filters=(8, 32), seed_rule="doubling", directory=tmp_path,
-                           verbose=0, progress=None, patience=0)
-    first = result.leaderboard()[0]
-    assert first["filters"] == "-".join(map(str, __import__("zoo").plan(
-        "doubling", depth=3, base_filters=8))) == "8-8-16"
 
 
 def test_tuner_search_freezes_the_collector_only_while_it_runs(data, tmp_path):

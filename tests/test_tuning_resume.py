@@ -1,6 +1,7 @@
 """Fault tolerance and chief/worker mode, with real `python -m tuning` processes (slow)."""
 import csv
 import json
+import os
 import re
 import signal
 import subprocess
@@ -11,14 +12,14 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TRIAL_LINE = re.compile(r"^\[trial (\S+) \|")
+TRIAL_LINE = re.compile(r"^\[[^\]]*\] trial (\S+) ")
 
 
 def _cmd(directory, max_trials, *extra):
     return [sys.executable, "-m", "tuning", "--mode", "per_layer", "--depth", "2", "3",
             "--filters", "8", "16", "--epochs", "2", "--train-limit", "200", "--patience", "0",
             "--batch-sizes", "32",
-            "--max-trials", str(max_trials), "--directory", str(directory), "--verbose", "0",
+            "--max-trials", str(max_trials), "--directory", str(directory), "--verbose", "1",
             "--seed", "7", *extra]
 
 
@@ -104,3 +105,35 @@ def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, fr
     statuses = [r["status"] for r in rows]
     assert statuses.count("COMPLETED") == 4 and set(statuses) == {"COMPLETED", "REJECTED"}
     assert (runs / "dist" / "report.md").is_file()
+
+
+def test_workers_2_runs_every_trial_once_and_resumes_after_a_kill(tmp_path, subprocess_env):
+    """`zoo-tune --workers 2`: the launcher starts keras-tuner's chief and two workers itself."""
+    runs = tmp_path / "runs"
+    cmd = _cmd(runs, 5, "--project", "local", "--workers", "2", "--max-params", "3000")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=subprocess_env, start_new_session=True)
+    first = []
+    try:
+        for line in proc.stdout:  # kill the whole group (launcher, chief, workers) after 2 trials
+            if TRIAL_LINE.match(line):
+                first.append(TRIAL_LINE.match(line).group(1))
+                if len(first) == 2:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    break
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(first) == 2
+
+    second = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    rerun = _finished_trials(second.stdout)
+    assert not set(rerun) & set(first), "a completed trial ran again"
+    trials = _oracle_trials(runs / "local")
+    assert sorted(first + rerun) == sorted(trials) and set(trials.values()) == {"COMPLETED"}
+    assert len(trials) == 5
+    with open(runs / "local" / "leaderboard.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5 and all(abs(int(r["params"]) - 3000) <= 90 for r in rows)

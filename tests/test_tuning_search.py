@@ -34,7 +34,7 @@ def per_layer_run(tmp_path_factory):
     import zoo
 
     # a loaded Dataset works as well as its name
-    return root, tuning.search(zoo.datasets.load("digits"), "random", "per_layer", max_trials=3,
+    return root, tuning.search(dataset=zoo.datasets.load("digits"), mode="per_layer", max_trials=3,
                                directory=root / "runs", seed=1, **TINY)
 
 
@@ -133,7 +133,7 @@ def test_pareto_front_keeps_only_non_dominated_trials():
 
 def test_mirrored_strategy_tensorboard_and_multi_objective_are_wired(tmp_path):
     # MirroredStrategy over this machine's devices (one CPU replica here, every GPU on a GPU box).
-    result = tuning.search("digits", "random", "per_layer", max_trials=1, directory=tmp_path / "runs",
+    result = tuning.search(dataset="digits", mode="per_layer", max_trials=1, directory=tmp_path / "runs",
                            distribution="mirrored", tensorboard=str(tmp_path / "tb"),
                            objective=["val_accuracy", "params"],
                            **dict(TINY, depth=(2, 2), filters=(8, 8)))
@@ -149,7 +149,7 @@ def test_mirrored_strategy_tensorboard_and_multi_objective_are_wired(tmp_path):
         tuning.search(directory=tmp_path, callbacks=["not a callback"])
     with pytest.raises(tuning.SearchError, match=r"dataset must be a zoo.datasets name \(cifar10, digits, .*\) "
                                                  r"or a zoo.datasets.Dataset, got ndarray"):
-        tuning.search(np.zeros((4, 8, 8, 1)), directory=tmp_path)
+        tuning.search(dataset=np.zeros((4, 8, 8, 1)), directory=tmp_path)
 
 
 def test_rerun_of_a_finished_search_trains_and_exports_nothing_new(rule_run):
@@ -186,7 +186,7 @@ def test_set_version_label_widens_the_policy_and_validates(rule_run, tmp_path):
 def test_the_same_seed_draws_the_same_trials_seed_0_included(tmp_path):
     """keras-tuner reads seed 0 as "no seed"; tuning.search's default seed 0 must still repeat."""
     def draws(seed, folder):
-        result = tuning.search("digits", "random", "rule", max_trials=3, directory=tmp_path / folder,
+        result = tuning.search(dataset="digits", mode="rule", max_trials=3, directory=tmp_path / folder,
                                seed=seed, max_rejections=0, **dict(TINY, epochs=1, train_limit=40))
         return [row["hyperparameters"] for row in sorted(result.leaderboard(), key=lambda r: r["trial"])]
 
@@ -201,7 +201,7 @@ def test_rerank_orders_the_top_trials_by_the_mean_of_fresh_seeded_runs(tmp_path)
     from tuning.rerank import RERANK_FILE
 
     run = dict(dataset="digits", tuner="random", mode="per_layer", max_trials=3, directory=tmp_path,
-               seed=3, rerank_top=2, rerank_executions=2, **dict(TINY, progress=io.StringIO()))
+               seed=3, rerank_top=2, rerank_executions=2, **dict(TINY, progress=io.StringIO(), verbose=1))
     result = tuning.search(**run)
     rows = result.leaderboard()
     saved = json.loads((result.project_dir / RERANK_FILE).read_text())
@@ -273,7 +273,7 @@ def test_rerank_arguments_are_validated(kwargs, message, tmp_path):
 
 
 def test_a_linear_filter_grid_draws_only_its_steps(tmp_path):
-    result = tuning.search("digits", "random", "per_layer", max_trials=3, directory=tmp_path, seed=2,
+    result = tuning.search(dataset="digits", mode="per_layer", max_trials=3, directory=tmp_path, seed=2,
                            filter_sampling="linear", filter_step=4, **dict(TINY, filters=(4, 20)))
     widths = {int(f) for r in result.leaderboard() for f in r["filters"].split("-")}
     assert widths and widths <= {4, 8, 12, 16, 20}
@@ -298,7 +298,7 @@ def test_budget_filling_trials_use_the_budget_and_none_is_rejected(tmp_path, mod
     """With a params/MACs budget each draw is a profile scaled to fill it (within +-3%): trials
     compare shapes at equal cost, and no draw is rejected for size."""
     rules = ["doubling", "constant", "diamond"] if mode == "rule" else None
-    result = tuning.search("digits", "random", mode, rules, max_trials=4, seed=3,
+    result = tuning.search(dataset="digits", mode=mode, rules=rules, max_trials=4, seed=3,
                            directory=tmp_path, max_rejections=0, **budget, **TINY)
     rows = result.leaderboard()
     assert [r["status"] for r in rows] == ["COMPLETED"] * 4 and result.rejected == 0
@@ -311,6 +311,6 @@ def test_budget_filling_trials_use_the_budget_and_none_is_rejected(tmp_path, mod
 
 
 def test_without_filling_draws_are_built_as_drawn(tmp_path):
-    result = tuning.search("digits", "random", "per_layer", max_trials=2, seed=3, max_params=6000,
+    result = tuning.search(dataset="digits", mode="per_layer", max_trials=2, seed=3, max_params=6000,
                            directory=tmp_path, fill_budget=False, **TINY)
     assert all(r["profile"] == r["filters"] for r in result.leaderboard() if r["filters"])

@@ -14,8 +14,8 @@ _LAZY = {
     "measure_latency_ms": "budgets",
     "MODES": "hypermodel", "CostLogger": "hypermodel", "ZooHyperModel": "hypermodel",
     "SearchResult": "results", "pareto_front": "results",
-    "BudgetError": "driver", "SearchError": "driver", "search": "driver",
-    "TUNERS": "tuners",
+    "BudgetError": "config", "SearchError": "config", "SearchConfig": "config", "search": "driver",
+    "TUNERS": "tuners", "learn_profile": "slim", "SlimResult": "slim",
     "compare": "compare", "CompareConfig": "compare", "CompareError": "compare",
 }
 

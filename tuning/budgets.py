@@ -3,13 +3,16 @@
 Parameters and MACs come from `zoo.describe` (exact, no training needed). Latency is measured on
 this machine: the median of a few timed single-image calls of the model traced into a graph, as
 TensorFlow Serving runs an exported signature, so it reflects this CPU/GPU, not a datasheet. A
-model over any budget is rejected by raising `keras_tuner.errors.FailedTrialError` at the start of
-`HyperModel.fit`, keras-tuner's own way to mark a trial FAILED without retrying it; the oracle then
-stops after `max_consecutive_failed_trials`.
+model over any budget is rejected at the start of `HyperModel.fit` by raising `OverBudget` (a
+`keras_tuner.errors.FailedTrialError`, keras-tuner's own way to mark a trial FAILED without retrying
+it). The tuner records the rejection as data, `Rejection` in the trial's folder (its costs and the
+budgets it broke), which reports read instead of parsing messages or rebuilding the model.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -19,10 +22,11 @@ import numpy as np
 
 from zoo import _env  # noqa: F401
 
-__all__ = ["Budgets", "Costs", "measure_costs", "measure_latency_ms", "REJECTED_PREFIX"]
+__all__ = ["Budgets", "Costs", "Rejection", "measure_costs", "measure_latency_ms"]
 
-# Every rejection message starts with this, so reports can tell "over budget" from a crash.
-REJECTED_PREFIX = "over budget:"
+# In a rejected trial's folder; in chief/worker mode the folder is shared (keras-tuner requires it
+# for checkpoints), so the chief reads what a worker recorded.
+REJECTION_FILE = "zoo_rejection.json"
 
 LATENCY_RUNS = 7
 
@@ -107,6 +111,35 @@ class Costs:
         if self.latency_ms is not None:
             out["latency_ms"] = float(self.latency_ms)
         return out
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A trial that was never trained: what its model cost and which budgets that broke."""
+
+    costs: Costs
+    violations: tuple[str, ...]
+
+    @property
+    def reason(self) -> str:
+        return "over budget: " + "; ".join(self.violations)
+
+    def save(self, trial_dir: str | os.PathLike) -> None:
+        os.makedirs(trial_dir, exist_ok=True)
+        path = os.path.join(trial_dir, REJECTION_FILE)
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump({"costs": asdict(self.costs), "violations": list(self.violations)}, fh)
+        os.replace(path + ".tmp", path)
+
+    @classmethod
+    def load(cls, trial_dir: str | os.PathLike) -> "Rejection | None":
+        """The rejection recorded in `trial_dir`, or None (not rejected, or an unreadable record)."""
+        try:
+            with open(os.path.join(trial_dir, REJECTION_FILE), encoding="utf-8") as fh:
+                d = json.load(fh)
+            return cls(Costs(**d["costs"]), tuple(str(v) for v in d["violations"]))
+        except (OSError, ValueError, TypeError, KeyError):
+            return None
 
 
 def measure_latency_ms(model: Any, runs: int = LATENCY_RUNS) -> float:

@@ -4,7 +4,8 @@
              --epochs 8 --max-params 20000 --export 2
 
 Rerunning the same command resumes the project (keras-tuner's own reload); `--overwrite` starts
-over. Distributed: start the same command with KERASTUNER_TUNER_ID=chief (the oracle) and
+over (a rerun with other settings is refused). `--workers N` trains on N local processes;
+across machines, start the same command with KERASTUNER_TUNER_ID=chief (the oracle) and
 KERASTUNER_TUNER_ID=tuner0, tuner1, ... (workers), all with KERASTUNER_ORACLE_IP and
 KERASTUNER_ORACLE_PORT set; the chief writes the leaderboard and report when all trials are done.
 Bad input prints one line on stderr and exits with status 2.
@@ -19,7 +20,6 @@ from typing import NoReturn, Sequence
 __all__ = ["main", "build_parser", "OneLineParser", "csv_list", "EXIT_USAGE"]
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -43,98 +43,100 @@ def csv_list(kind: type = str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tuning.choices import DISTRIBUTIONS, MODES, TUNER_NAMES
+    from tuning.choices import DISTRIBUTIONS, SEARCH_MODES, TUNER_NAMES
 
+    # Every dest is a tuning.SearchConfig field: main() passes them on without restating them.
     p = OneLineParser(prog="zoo-tune", description="keras-tuner search over filter-growth rules or "
-                "per-layer kernel counts, under budgets, with a report.")
+                "per-layer kernel counts, under budgets, with a report.",
+                argument_default=argparse.SUPPRESS)
     a = p.add_argument
-    a("--dataset", default="digits", help="any zoo.datasets name: digits, shapes, npz:PATH, dir:PATH, "
-      "mnist, ... (default digits)")
-    a("--tuner", default="random", help=f"one of {', '.join(TUNER_NAMES)} (default random)")
-    a("--mode", default="rule", help=f"one of {', '.join(MODES)} (default rule)")
-    a("--rules", type=csv_list(), default=None, help="comma-separated rules for --mode rule "
+    a("--dataset", help="any zoo.datasets name: digits, shapes, npz:PATH, dir:PATH, "
+      "fashion_mnist, ... (default digits)")
+    a("--tuner", help=f"one of {', '.join(TUNER_NAMES)} (default random)")
+    a("--mode", help=f"one of {', '.join(SEARCH_MODES)} (default rule); slim learns every "
+      "layer's width in one training of a wide network and trains that profile")
+    a("--rules", type=csv_list(), help="comma-separated rules for --mode rule "
       "(default: every registered rule but custom)")
     a("--no-fill-budget", dest="fill_budget", action="store_false",
       help="with --max-params/--max-macs, build each draw as drawn and reject it when over budget "
       "(default: scale it to fill the budget, so trials compare shapes at equal cost)")
-    a("--seed-rule", default=None, help="--mode per_layer: start from this rule's plan "
-      "(e.g. doubling) as the first trial")
-    a("--max-trials", type=int, default=10, help="trials to train (default 10); budget rejections "
-      "come on top, up to --max-rejections")
-    a("--max-rejections", type=int, default=None, help="over-budget trials allowed on top of "
-      "--max-trials (default 4x --max-trials; 0: they count towards it)")
-    a("--epochs", type=int, default=5, help="epochs per trial; Hyperband's max_epochs (default 5)")
-    a("--executions-per-trial", type=int, default=1)
-    a("--rerank-top", type=int, default=0, metavar="K", help="after the search, train the best K "
-      "trials again and rank them by the mean of all their runs (default 0: off)")
-    a("--rerank-executions", type=int, default=2, metavar="N", help="extra runs per re-ranked trial, "
-      "each with a new seed (default 2)")
-    a("--max-params", type=int, default=None, help="reject models with more parameters")
-    a("--max-macs", type=int, default=None, help="reject models with more multiply-accumulates/image")
-    a("--max-latency-ms", type=float, default=None, help="reject models slower than this (ms per "
-      "image, measured here)")
-    a("--depth", type=int, nargs=2, metavar=("MIN", "MAX"), default=(2, 4))
-    a("--filters", type=int, nargs=2, metavar=("MIN", "MAX"), default=(8, 64),
-      help="kernel count range of every layer (default 8 64)")
-    a("--filter-sampling", default="log", help="log (MIN, MIN*STEP, ...) or linear (MIN, MIN+STEP, ...)")
-    a("--filter-step", type=int, default=None, help="the factor (log, default 2) or increment "
-      "(linear, default 8) between kernel counts")
-    a("--blocks", type=csv_list(), default=["plain"], help="comma-separated: plain, residual, separable")
-    a("--kernel-sizes", type=csv_list(int), default=[3])
-    a("--downsamples", type=csv_list(), default=["max"], help="comma-separated: max, avg, strided, none")
-    a("--dropouts", type=csv_list(float), default=[0.0])
-    a("--learning-rates", type=csv_list(float), default=[3e-3])
-    a("--batch-sizes", type=csv_list(int), default=None, help="comma-separated batch sizes to search "
+    a("--seed-from", "--seed-rule", dest="seed_from", help="--mode per_layer: the first trial is "
+      "this rule's plan (e.g. doubling) or the slim profile (slim)")
+    a("--max-trials", type=int, help="trials to train (default 10; 1 in slim mode); budget "
+      "rejections come on top, up to --max-rejections")
+    a("--max-rejections", type=int, help="over-budget trials allowed on top of --max-trials "
+      "(default 4x --max-trials; 0: they count towards it)")
+    a("--epochs", type=int, help="epochs per trial; Hyperband's max_epochs (default 5)")
+    a("--executions-per-trial", type=int)
+    a("--rerank-top", type=int, metavar="K", help="after the search, train the best K trials again "
+      "and rank them by the mean of all their runs (default 0: off)")
+    a("--rerank-executions", type=int, metavar="N", help="extra runs per re-ranked trial, each "
+      "with a new seed (default 2)")
+    a("--max-params", type=int, help="parameter budget: trials are scaled to fill it")
+    a("--max-macs", type=int, help="multiply-accumulates per image budget: trials are scaled to fill it")
+    a("--max-latency-ms", type=float, help="reject models slower than this (ms per image, measured here)")
+    a("--depth", type=int, nargs=2, metavar=("MIN", "MAX"), help="layers (default 2 4)")
+    a("--filters", type=int, nargs=2, metavar=("MIN", "MAX"),
+      help="kernel count range of every layer (default 8 64); slim's wide network uses MAX")
+    a("--filter-sampling", help="log (MIN, MIN*STEP, ...) or linear (MIN, MIN+STEP, ...)")
+    a("--filter-step", type=int, help="the factor (log, default 2) or increment (linear, default 8) "
+      "between kernel counts")
+    a("--blocks", type=csv_list(), help="comma-separated: plain, residual, separable")
+    a("--kernel-sizes", type=csv_list(int))
+    a("--downsamples", type=csv_list(), help="comma-separated: max, avg, strided, none")
+    a("--dropouts", type=csv_list(float))
+    a("--learning-rates", type=csv_list(float))
+    a("--batch-sizes", type=csv_list(int), help="comma-separated batch sizes to search "
       "(default: the shared recipe's, from the training-set size)")
-    a("--objective", type=csv_list(), default=["val_accuracy"], help="metric(s) to optimise; several "
+    a("--objective", type=csv_list(), help="metric(s) to optimise (default val_accuracy); several "
       "(e.g. val_accuracy,params) give keras-tuner's multi-objective")
-    a("--directory", default="runs", help="where projects live (default runs)")
-    a("--project", default=None, help="project name (default DATASET-MODE-TUNER)")
+    a("--directory", help="where projects live (default runs)")
+    a("--project", help="project name (default DATASET-MODE-TUNER)")
     a("--overwrite", action="store_true", help="start over instead of resuming")
-    a("--seed", type=int, default=0)
-    a("--export", type=int, default=0, metavar="N", help="export the best N models (default 0)")
-    a("--export-dir", default="saved_models")
-    a("--export-name", default=None, help="served model name (default: the project name)")
-    a("--tensorboard", default=None, metavar="DIR", help="write TensorBoard logs (with hparams) here")
-    a("--distribution", default=None, help=f"multi-GPU trials: {', '.join(DISTRIBUTIONS)}")
-    a("--train-limit", type=int, default=None, help="use only the first N training examples")
-    a("--patience", type=int, default=3, help="early-stopping patience in epochs (0: off)")
-    a("--max-consecutive-failures", type=int, default=10,
+    a("--seed", type=int)
+    a("--export", type=int, metavar="N", help="export the best N models (default 0)")
+    a("--export-dir", help="default saved_models")
+    a("--export-name", help="served model name (default: the project name)")
+    a("--tensorboard", metavar="DIR", help="write TensorBoard logs (with hparams) here")
+    a("--distribution", help=f"multi-GPU trials: {', '.join(DISTRIBUTIONS)}")
+    a("--train-limit", type=int, help="use only the first N training examples")
+    a("--patience", type=int, help="early-stopping patience in epochs (default 3; 0: off)")
+    a("--max-consecutive-failures", type=int,
       help="stop after this many rejected/failed trials in a row (default 10)")
-    a("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras fit verbosity (default 1)")
+    a("--slim-strength", type=float, help="slim: the L1 penalty of the wide network at the start, "
+      "in loss units (higher prunes more)")
+    a("--slim-epochs", type=int, help="slim: epochs of the wide training (default --epochs)")
+    a("--workers", type=int, help="train on N local keras-tuner workers (a chief and N processes, "
+      "each with cores/N TensorFlow threads; default 1: in-process)")
+    a("--verbose", type=int, choices=(0, 1, 2), help="0: the summary only; 1 (default): a line "
+      "per trial; 2: also Keras' per-epoch bars and keras-tuner's tables")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = vars(parser.parse_args(argv))
     from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
     import tuning
-    from tuning.driver import SearchError
+    from tuning.config import SearchConfig, SearchError
+    from tuning.launcher import EXIT_INTERRUPTED, is_distributed_process, run_workers
 
+    if "objective" in args:
+        args["objective"] = args["objective"][0] if len(args["objective"]) == 1 else args["objective"]
     role = os.environ.get("KERASTUNER_TUNER_ID")
-    if role:
-        print(f"zoo-tune: distributed mode as {role} (oracle at "
-              f"{os.environ.get('KERASTUNER_ORACLE_IP')}:{os.environ.get('KERASTUNER_ORACLE_PORT')})",
-              flush=True)
     try:
-        result = tuning.search(
-            dataset=args.dataset, tuner=args.tuner, mode=args.mode, rules=args.rules,
-            max_trials=args.max_trials, epochs=args.epochs,
-            executions_per_trial=args.executions_per_trial, max_params=args.max_params,
-            max_macs=args.max_macs, max_latency_ms=args.max_latency_ms, depth=tuple(args.depth),
-            filters=tuple(args.filters), filter_sampling=args.filter_sampling,
-            filter_step=args.filter_step, blocks=args.blocks, kernel_sizes=args.kernel_sizes,
-            downsamples=args.downsamples, dropouts=args.dropouts,
-            learning_rates=args.learning_rates, batch_sizes=args.batch_sizes,
-            objective=args.objective[0] if len(args.objective) == 1 else args.objective,
-            directory=args.directory, project=args.project, overwrite=args.overwrite,
-            seed=args.seed, fill_budget=args.fill_budget, export=args.export, export_dir=args.export_dir,
-            export_name=args.export_name, tensorboard=args.tensorboard,
-            distribution=args.distribution, train_limit=args.train_limit, patience=args.patience,
-            max_consecutive_failures=args.max_consecutive_failures,
-            max_rejections=args.max_rejections, seed_rule=args.seed_rule, verbose=args.verbose,
-            rerank_top=args.rerank_top, rerank_executions=args.rerank_executions)
+        config = SearchConfig(**args)
+        if config.workers > 1 and not is_distributed_process():
+            from tuning.driver import prepare
+
+            prepare(config)  # every input error: one line here, before any process starts
+            return run_workers("tuning", argv, config.workers)
+        if role and config.verbose:
+            print(f"zoo-tune: distributed mode as {role} (oracle at "
+                  f"{os.environ.get('KERASTUNER_ORACLE_IP')}:{os.environ.get('KERASTUNER_ORACLE_PORT')})",
+                  flush=True)
+        result = tuning.search(config)
     except SearchError as exc:
         print(f"zoo-tune: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -142,7 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("zoo-tune: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     if result.report_path is None:
-        print("zoo-tune: worker finished; the chief writes the results", flush=True)
+        if config.verbose:
+            print("zoo-tune: worker finished; the chief writes the results", flush=True)
         return 0
     _print_summary(result)
     return 0
@@ -158,7 +161,7 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
         if r["status"] != "COMPLETED":
             continue
         test = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] != "" else ""
-        print(f"{r['rank']:>4} {r['trial']:>5} {r['rule']:<13} {r['depth']:>5} {r['filters']:<22} "
+        print(f"{r['rank']:>4} {r['trial']:>5} {r['origin'] or r['rule']:<13} {r['depth']:>5} {r['filters']:<22} "
               f"{r['params']:>9,} {r['metric']:>12.4f} {test:>8}")
     print(f"\nreport: {result.report_path}\nleaderboard: {result.leaderboard_path}")
     for name, path in result.plots.items():

@@ -31,7 +31,9 @@ from zoo.budget import BudgetError  # noqa: E402
 
 from ._tf_leaks import custom_gradients_released  # noqa: E402
 from .budgets import measure_latency_ms  # noqa: E402
+from ._keras_tuner import owns_oracle  # noqa: E402
 from .compare_report import REFERENCE_RULE, write_report  # noqa: E402
+from .project_settings import check_settings, save_settings  # noqa: E402
 from .tuners import gc_frozen  # noqa: E402
 
 __all__ = ["CompareConfig", "CompareHyperModel", "CompareTuner", "CompareError", "compare",
@@ -354,18 +356,8 @@ SETTINGS_FILE = "compare_settings.json"
 
 def _check_resume(config: CompareConfig) -> None:
     """Resume only a project made with the same settings (else say what differs)."""
-    path = config.project_dir / SETTINGS_FILE
-    settings = config.settings()
-    if config.overwrite or not path.exists():
-        return
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise CompareError(f"{path} is unreadable; pass --overwrite to start the project over") from None
-    diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in settings.items() if saved.get(k) != v]
-    if diff:
-        raise CompareError(f"project {str(config.project_dir)!r} was made with other settings "
-                           f"({'; '.join(diff)}); pass --overwrite or choose another --project")
+    check_settings(config.project_dir / SETTINGS_FILE, config.settings(),
+                   overwrite=config.overwrite, error=CompareError)
 
 
 def load_data(config: CompareConfig) -> zoo.datasets.Dataset:
@@ -395,8 +387,6 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
         config = CompareConfig(**kwargs)
     elif kwargs:
         raise TypeError("pass either a CompareConfig or keyword arguments, not both")
-    from keras_tuner.src.distribute import utils as dist_utils
-
     data = load_data(config)
     hypermodel = CompareHyperModel(config, data.input_shape, data.num_classes)
     if report_only:
@@ -406,7 +396,7 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
             raise CompareError(f"no finished runs in {str(config.project_dir)!r} to report on")
         write_report(config, hypermodel, runs, config.project_dir)
         return config.project_dir
-    chief_or_local = not dist_utils.has_chief_oracle() or dist_utils.is_chief_oracle()
+    chief_or_local = owns_oracle()
     if chief_or_local:
         _check_resume(config)
     # Only the chief (or a local run) may wipe the project: a worker's overwrite would race it.
@@ -418,8 +408,7 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
         project_dir.mkdir(parents=True, exist_ok=True)  # keras-tuner's overwrite removed it
         if config.overwrite:
             (project_dir / RUNS_FILE).unlink(missing_ok=True)
-        (project_dir / SETTINGS_FILE).write_text(json.dumps(config.settings(), indent=1) + "\n",
-                                                 encoding="utf-8")
+        save_settings(project_dir / SETTINGS_FILE, config.settings())
         if progress is not None:
             done = len(read_runs(project_dir))
             print(f"zoo-compare: {len(hypermodel.runs)} runs ({len(config.rules)} rules x "
@@ -429,7 +418,7 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
                   + (f"; {done} already done" if done else "") + f") in {project_dir}",
                   file=progress, flush=True)
     tuner.search()
-    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
+    if not chief_or_local:
         return project_dir  # a worker: the chief (or the launcher) writes the report
     write_report(config, hypermodel, read_runs(project_dir), project_dir)
     return project_dir

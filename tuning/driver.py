@@ -2,17 +2,18 @@
 
 Resume is keras-tuner's own: with `overwrite=False` (the default) a tuner pointed at an existing
 `<directory>/<project>` reloads its oracle, keeps completed trials, re-queues the trial that was
-running when the process died, and stops at `max_trials` in total. Chief/worker mode is also
-keras-tuner's: with KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set,
-the chief serves the oracle and, when all trials are done, writes the results; workers only train.
+running when the process died, and stops at `max_trials` in total; the project's settings are
+saved beside it and a rerun with other settings is refused. Chief/worker mode is also
+keras-tuner's: with KERASTUNER_TUNER_ID / KERASTUNER_ORACLE_IP / KERASTUNER_ORACLE_PORT set, the
+chief serves the oracle and, when all trials are done, writes the results; workers only train.
 """
 from __future__ import annotations
 
 from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
 
 import copy
-import os
-import re
+import dataclasses
+import json
 import sys
 import tempfile
 import warnings
@@ -21,38 +22,27 @@ from typing import Any, Sequence, TextIO
 
 import keras
 import keras_tuner as kt
-from keras_tuner.src.engine.objective import create_objective  # public as kt.Objective; no public factory
 import numpy as np
 
 import zoo
 
-from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
-from .choices import DISTRIBUTIONS, MODES
+from ._keras_tuner import create_objective, is_worker, owns_oracle
+from .budgets import Budgets, Costs, measure_costs
+from .config import BudgetError, SearchConfig, SearchError
 from .hypermodel import ZooHyperModel
 from .plots import plot_filters, plot_pareto
+from .project_settings import check_settings, save_settings
 from .report import doubling_reference, write_report
 from .rerank import rerank
 from .results import (COST_METRICS, SearchResult, leaderboard_rows, metric_direction, pareto_front,
-                      primary_metric, write_leaderboard)
-from .tuners import TUNERS, gc_frozen, make_tuner
+                      primary_metric, rank_rows, write_leaderboard)
+from .tuners import gc_frozen, make_tuner
 
-__all__ = ["search", "SearchError", "BudgetError", "DISTRIBUTIONS", "make_objective",
-           "check_budget_feasible", "default_project"]
+__all__ = ["search", "SearchConfig", "SearchError", "BudgetError", "make_objective",
+           "check_budget_feasible", "SETTINGS_FILE", "SLIM_FILE"]
 
-DEFAULT_MAX_CONSECUTIVE_FAILURES = 10
-
-
-class SearchError(ValueError):
-    """A search that cannot start or cannot go on; the message says what to change."""
-
-
-class BudgetError(SearchError):
-    """No model of the search space meets the budget."""
-
-
-def default_project(dataset: str, mode: str, tuner: str) -> str:
-    """A stable name, so rerunning the same command resumes the same project."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset}-{mode}-{tuner}").strip("_.-") or "search"
+SETTINGS_FILE = "zoo_settings.json"
+SLIM_FILE = "slim.json"
 
 
 def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
@@ -67,14 +57,8 @@ def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
     if not names or not all(isinstance(n, str) and n for n in names):
         raise SearchError(f"objective must be a metric name such as 'val_accuracy' or a list of "
                           f"them, got {objective!r}")
-    objs = []
-    for n in names:
-        if n in COST_METRICS:
-            objs.append(kt.Objective(n, "min"))
-        elif "loss" in n or n.endswith("error"):
-            objs.append(kt.Objective(n, "min"))
-        else:
-            objs.append(kt.Objective(n, "max"))
+    objs = [kt.Objective(n, "min" if n in COST_METRICS or "loss" in n or n.endswith("error")
+                         else "max") for n in names]
     return objs[0] if len(objs) == 1 else objs
 
 
@@ -113,264 +97,292 @@ def check_budget_feasible(hypermodel: ZooHyperModel) -> Costs | None:
                       f"depth/filters minimums")
 
 
-def _check_int(value: Any, arg: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise SearchError(f"{arg} must be an int >= {low}, got {value!r}")
-    return value
-
-
-def _check_directory(directory: Any) -> Path:
-    if not isinstance(directory, (str, os.PathLike)) or not str(directory):
-        raise SearchError(f"directory must be a path, got {directory!r}")
+def _check_directory(directory: Any, name: str) -> Path:
     path = Path(directory)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
-        raise SearchError(f"directory {str(path)!r} is not writable: {exc.strerror or exc}") from None
+        raise SearchError(f"{name} {str(path)!r} is not writable: {exc.strerror or exc}") from None
     return path
 
 
 def _distribution(name: str | None) -> Any:
     if name is None:
         return None
-    if name not in DISTRIBUTIONS:
-        raise SearchError(f"unknown distribution {name!r}; valid: {', '.join(DISTRIBUTIONS)}")
     import tensorflow as tf
 
     return tf.distribute.MirroredStrategy()
 
 
-def _limit(x: np.ndarray, y: np.ndarray, n: int | None) -> tuple[np.ndarray, np.ndarray]:
-    return (x, y) if n is None else (x[:n], y[:n])
-
-
-def search(dataset: "str | zoo.datasets.Dataset" = "digits", tuner: str = "random", mode: str = "rule",
-           rules: Sequence[str] | None = None, *, max_trials: int = 10, epochs: int = 5,
-           executions_per_trial: int = 1, max_params: int | None = None,
-           max_macs: int | None = None, max_latency_ms: float | None = None,
-           depth: tuple[int, int] = (2, 4), filters: tuple[int, int] = (8, 64),
-           filter_sampling: str = "log", filter_step: int | None = None,
-           blocks: Sequence[str] = ("plain",), kernel_sizes: Sequence[int] = (3,),
-           downsamples: Sequence[str] = ("max",), dropouts: Sequence[float] = (0.0,),
-           learning_rates: Sequence[float] = (3e-3,), batch_sizes: Sequence[int] | None = None,
-           directory: str | os.PathLike = "runs", project: str | None = None,
-           overwrite: bool = False, seed: int | None = 0, export: int = 0,
-           export_dir: str | os.PathLike = "saved_models", export_name: str | None = None,
-           objective: str | Sequence[str] = "val_accuracy", tensorboard: str | None = None,
-           max_consecutive_failures: int = DEFAULT_MAX_CONSECUTIVE_FAILURES,
-           max_rejections: int | None = None, seed_rule: str | None = None,
-           rerank_top: int = 0, rerank_executions: int = 2, fill_budget: bool = True,
-           train_limit: int | None = None, distribution: str | None = None,
-           patience: int = 3, verbose: int = 1, progress: TextIO | None = sys.stdout,
-           callbacks: Sequence[keras.callbacks.Callback] = (),
-           ) -> SearchResult:
-    """Search `dataset` with keras-tuner's `tuner` over ZooHyperModel(`mode`, `rules`, ...).
-
-    `dataset` is a `zoo.datasets` name (digits, shapes, npz:PATH, ...) or a loaded
-    `zoo.datasets.Dataset`, e.g. `zoo.datasets.load("shapes", noise=0.3)`.
-
-    Writes `<directory>/<project>/{leaderboard.csv, report.md, pareto.png, filters.png}` beside
-    keras-tuner's own files; `export` > 0 also exports the best `export` models as versions of
-    `export_name` (default: the project name) under `export_dir` and labels the best `stable`.
-    Over-budget models are rejected before training; `max_trials` counts the other trials, and
-    up to `max_rejections` (default 4 * max_trials) rejections come on top (0: rejections count
-    towards max_trials, keras-tuner's own rule). The search stops with BudgetError after
-    `max_consecutive_failures` rejections in a row.
-    `seed_rule` (per_layer mode): the first trial is that rule's plan at the deepest depth.
-    `callbacks` are extra Keras callbacks for every trial's fit (keras-tuner deep-copies them).
-    `rerank_top` > 0: after the search, the best `rerank_top` trials are each trained
-    `rerank_executions` more times with new seeds and ranked among themselves by the mean of all
-    their runs (see tuning.rerank); the leaderboard's `rerank_mean` column holds that mean.
-    Raises SearchError (a ValueError) naming the bad argument before any training starts.
-    """
-    if tuner not in TUNERS:
-        raise SearchError(f"unknown tuner {tuner!r}; valid: {', '.join(TUNERS)}")
-    if mode not in MODES:
-        raise SearchError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-    if rules is not None and len(rules) == 0:
-        raise SearchError(f"rules is empty; name at least one of: "
-                          f"{', '.join(r for r in zoo.list_models() if r != 'custom')}")
-    _check_int(max_trials, "max_trials", 1)
-    _check_int(epochs, "epochs", 1)
-    _check_int(executions_per_trial, "executions_per_trial", 1)
-    _check_int(export, "export", 0)
-    _check_int(max_consecutive_failures, "max_consecutive_failures", 1)
-    if max_rejections is None:
-        max_rejections = 4 * max_trials
-    _check_int(max_rejections, "max_rejections", 0)
-    _check_int(verbose, "verbose", 0)
-    _check_int(rerank_top, "rerank_top", 0)
-    _check_int(rerank_executions, "rerank_executions", 1)
-    if train_limit is not None:
-        _check_int(train_limit, "train_limit", 1)
-    if seed is not None:
-        _check_int(seed, "seed", 0)
-    if not isinstance(overwrite, bool):
-        raise SearchError(f"overwrite must be a bool, got {overwrite!r}")
-    if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
-        raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
+def prepare(config: SearchConfig) -> tuple[Any, ZooHyperModel, Any]:
+    """The data, the hypermodel and the objective of `config`; every input error is a
+    SearchError, raised before anything trains (also what `zoo-tune --workers` checks first)."""
     try:
-        budgets = Budgets(max_params=max_params, max_macs=max_macs, max_latency_ms=max_latency_ms)
-        obj = make_objective(objective)
-        if rerank_top and isinstance(obj, list):
-            raise SearchError("rerank_top needs a single objective (it averages one metric over runs); "
-                              f"got {objective!r}")
-        if isinstance(dataset, zoo.datasets.Dataset):
-            data, dataset = dataset, dataset.name
-        elif isinstance(dataset, str):
-            data = zoo.datasets.load(dataset)
+        obj = make_objective(config.objective)
+        if isinstance(config.dataset, zoo.datasets.Dataset):
+            data = config.dataset
+        elif isinstance(config.dataset, str):
+            data = zoo.datasets.load(config.dataset)
         else:
             raise SearchError(f"dataset must be a zoo.datasets name ({', '.join(zoo.datasets.list_datasets())}) "
-                              f"or a zoo.datasets.Dataset, got {type(dataset).__name__}")
+                              f"or a zoo.datasets.Dataset, got {type(config.dataset).__name__}")
+        budgets = Budgets(max_params=config.max_params, max_macs=config.max_macs,
+                          max_latency_ms=config.max_latency_ms)
         hypermodel = ZooHyperModel(
-            data.input_shape, data.num_classes, mode=mode, rules=None if rules is None else list(rules),
-            depth=depth, filters=filters, filter_sampling=filter_sampling, filter_step=filter_step,
-            blocks=blocks, kernel_sizes=kernel_sizes,
-            downsamples=downsamples, dropouts=dropouts, learning_rates=learning_rates,
-            batch_sizes=batch_sizes, budgets=budgets, patience=patience, seed=seed,
-            seed_rule=seed_rule, fill_budget=fill_budget,
+            data.input_shape, data.num_classes, mode=config.space_mode,
+            rules=None if config.rules is None else list(config.rules), depth=config.depth,
+            filters=config.filters, filter_sampling=config.filter_sampling,
+            filter_step=config.filter_step, blocks=config.blocks,
+            kernel_sizes=config.kernel_sizes, downsamples=config.downsamples,
+            dropouts=config.dropouts, learning_rates=config.learning_rates,
+            batch_sizes=config.batch_sizes, budgets=budgets, patience=config.patience,
+            seed=config.seed, fill_budget=config.fill_budget,
             monitor=primary_metric(create_objective(obj)))
     except SearchError:
         raise
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:  # bad data: one line
         raise SearchError(str(exc)) from None
-    project = project or default_project(dataset, mode, tuner)
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", project):
-        raise SearchError(f"project must be a folder name of [A-Za-z0-9_.-], got {project!r}")
-    if export and export_name is not None:
-        from serving.names import validate_model_name
-        try:
-            validate_model_name(export_name)
-        except ValueError as exc:
-            raise SearchError(f"export_name: {exc}") from None
-    directory = _check_directory(directory)
-    if export:
-        _check_directory(export_dir)
+    project_dir = Path(config.directory) / config.project_name
+    if owns_oracle():
+        check_settings(project_dir / SETTINGS_FILE, config.settings(), overwrite=config.overwrite,
+                       error=SearchError)
+    _check_directory(config.directory, "directory")
+    if config.export:
+        _check_directory(config.export_dir, "export_dir")
     check_budget_feasible(hypermodel)
-    strategy = _distribution(distribution)
+    return data, hypermodel, obj
 
-    t = make_tuner(tuner, hypermodel, objective=obj, max_trials=max_trials, epochs=epochs, seed=seed,
-                   max_consecutive_failed_trials=max_consecutive_failures,
-                   executions_per_trial=executions_per_trial, directory=str(directory),
-                   project_name=project, overwrite=overwrite, distribution_strategy=strategy,
-                   progress=progress, max_rejections=max_rejections)
+
+def search(config: SearchConfig | None = None, /, *, progress: TextIO | None = sys.stdout,
+           callbacks: Sequence[keras.callbacks.Callback] = (), **fields: Any) -> SearchResult:
+    """Search with keras-tuner over ZooHyperModel as `config` (a SearchConfig) says.
+
+    Fields may instead be given as keywords (`search(dataset="digits", mode="per_layer", ...)`),
+    or override a config's (`search(config, epochs=2)`). `dataset` is a `zoo.datasets` name
+    (digits, shapes, npz:PATH, ...) or a loaded `zoo.datasets.Dataset`.
+
+    Writes `<directory>/<project>/{leaderboard.csv, report.md, pareto.png, filters.png}` beside
+    keras-tuner's own files; `export` > 0 also exports the best `export` models as versions of
+    `export_name` (default: the project name) under `export_dir` and labels the best `stable`.
+    With `max_params`/`max_macs`, each draw is scaled to fill the budget (`fill_budget`); models
+    still over a budget (latency, or `fill_budget=False`) are rejected before training, and up to
+    `max_rejections` rejections come on top of `max_trials`. `callbacks` are extra Keras
+    callbacks for every trial's fit (keras-tuner deep-copies them). `rerank_top` > 0: after the
+    search the best `rerank_top` trials are each trained `rerank_executions` more times with new
+    seeds and ranked by the mean of all their runs (see tuning.rerank).
+    Raises SearchError (a ValueError) naming the bad argument before any training starts.
+    """
+    if config is not None and not isinstance(config, SearchConfig):
+        raise SearchError(f"search takes a tuning.SearchConfig or keyword fields, got "
+                          f"{type(config).__name__} (for a dataset, pass dataset=...)")
+    try:
+        config = SearchConfig(**fields) if config is None else dataclasses.replace(config, **fields)
+    except TypeError as exc:  # an unknown keyword
+        raise SearchError(f"{exc}; valid: {', '.join(SearchConfig.field_names())}") from None
+    if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
+        raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
+    data, hypermodel, obj = prepare(config)
+    project = config.project_name
+    project_dir = Path(config.directory) / project
+    chief_or_local = owns_oracle()
+    t = make_tuner(config.tuner, hypermodel, objective=obj, max_trials=config.max_trials,
+                   epochs=config.epochs, seed=config.seed,
+                   max_consecutive_failed_trials=config.max_consecutive_failures,
+                   executions_per_trial=config.executions_per_trial, directory=str(config.directory),
+                   project_name=project,
+                   # A worker's overwrite would race the chief's.
+                   overwrite=config.overwrite and chief_or_local,
+                   distribution_strategy=_distribution(config.distribution),
+                   progress=progress if config.verbose else None,
+                   max_rejections=config.max_rejections,
+                   cover="rule" if config.space_mode == "rule" else None)
+    x, y = ((data.x_train, data.y_train) if config.train_limit is None
+            else (data.x_train[:config.train_limit], data.y_train[:config.train_limit]))
+    slim = None
+    if chief_or_local:
+        save_settings(project_dir / SETTINGS_FILE, config.settings())
+        # Seeds are the oracle's: set before it hands out the first trial.
+        if config.seed_source == "slim":
+            slim = _learn_slim(config, hypermodel, data, x, y, project_dir, progress)
+            t.oracle.seed_values = [hypermodel.layer_values(slim.profile)]
+        elif config.seed_source:
+            t.oracle.seed_values = [hypermodel.rule_values(config.seed_source)]
     # keras-tuner deep-copies these for every trial (and points TensorBoard at a per-trial folder).
     user_callbacks = list(callbacks)
-    callbacks = user_callbacks + ([keras.callbacks.TensorBoard(log_dir=str(tensorboard))]
-                                   if tensorboard else [])
-    x, y = _limit(data.x_train, data.y_train, train_limit)
-    fit_kwargs: dict[str, Any] = dict(validation_data=(data.x_val, data.y_val), epochs=epochs,
-                                      callbacks=callbacks, verbose=verbose)
+    all_callbacks = user_callbacks + ([keras.callbacks.TensorBoard(log_dir=str(config.tensorboard))]
+                                      if config.tensorboard else [])
+    # verbose 1: tuning's line per trial only; 2: Keras' per-epoch bars and keras-tuner's tables.
+    fit_verbose = 0 if config.verbose < 2 else (1 if sys.stdout.isatty() else 2)
+    fit_kwargs: dict[str, Any] = dict(validation_data=(data.x_val, data.y_val), epochs=config.epochs,
+                                      callbacks=all_callbacks, verbose=fit_verbose)
     try:
         t.search(x, y, **fit_kwargs)
     except RuntimeError as exc:
         # keras-tuner's oracle stops after max_consecutive_failed_trials FAILED trials in a row.
         if "consecutive failures" not in str(exc):
             raise
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        if REJECTED_PREFIX in str(exc):
+        n = config.max_consecutive_failures
+        last = t.oracle.trials[t.oracle.end_order[-1]] if t.oracle.end_order else None
+        rejection = t.oracle.rejection(last.trial_id) if last is not None else None
+        if rejection is not None:
             raise BudgetError(
-                f"no model meets the budget: {max_consecutive_failures} trials in a row were rejected "
-                f"(last {last.split(REJECTED_PREFIX, 1)[-1].strip()}); raise --max-params/--max-macs/"
+                f"no model meets the budget: {n} trials in a row were rejected (last: "
+                f"{'; '.join(rejection.violations)}); raise --max-params/--max-macs/"
                 f"--max-latency-ms or narrow --depth/--filters") from None
-        raise SearchError(f"{max_consecutive_failures} trials in a row failed; last error: {last}") from None
+        lines = str(exc).strip().splitlines()
+        raise SearchError(f"{n} trials in a row failed; last error: {lines[-1] if lines else ''}") from None
 
-    from keras_tuner.src.distribute import utils as dist_utils
-
-    project_dir = directory / project
     objective_obj = t.oracle.objective
     metric = primary_metric(objective_obj)
-    if dist_utils.has_chief_oracle() and not dist_utils.is_chief_oracle():
-        # A worker: the chief owns the oracle and writes the results once every trial is done.
-        return SearchResult(t, hypermodel, project_dir, metric, [], budgets)
-
-    settings = {"project": project, "dataset": dataset, "tuner": tuner, "mode": mode,
-                "rules": ", ".join(hypermodel.rules) or "(per-layer widths)",
-                "depth": f"{hypermodel.depth[0]}..{hypermodel.depth[1]}",
-                "filters": f"{hypermodel.filters[0]}..{hypermodel.filters[1]} ({hypermodel.filter_sampling}, "
-                           f"step {hypermodel.filter_step})",
-                "blocks": ", ".join(hypermodel.blocks), "max_trials": max_trials, "epochs": epochs,
-                "executions_per_trial": executions_per_trial, "objective": str(objective),
-                "seed": seed, "train examples": len(x)}
+    if is_worker():
+        # The chief owns the oracle and writes the results once every trial is done.
+        return SearchResult(t, hypermodel, project_dir, metric, [], hypermodel.budgets)
+    if slim is None and (project_dir / SLIM_FILE).exists():
+        slim = _read_slim(project_dir)
+    origins = _origins(t, config)
+    settings = _report_settings(config, hypermodel, len(x))
+    direction = metric_direction(objective_obj, metric)
     # As during the search: the re-ranking fits, keras-tuner's load_model and clear_session each
     # run full collections, which would walk everything TF allocated.
     with gc_frozen():
-        reranked: dict[str, list[float]] = {}
-        if rerank_top:
-            settings["re-ranking"] = (f"top {rerank_top} trained {rerank_executions} more times, "
-                                      f"ranked by the mean of all their runs")
-            top = [r["trial"] for r in leaderboard_rows(t, hypermodel) if r["status"] == "COMPLETED"]
+        rows = leaderboard_rows(t, hypermodel, origins=origins)
+        if config.rerank_top:
+            settings["re-ranking"] = (f"top {config.rerank_top} trained {config.rerank_executions} "
+                                      f"more times, ranked by the mean of all their runs")
+            top = [r["trial"] for r in rows if r["status"] == "COMPLETED"]
             # The search's own TensorBoard callback is left out: it would log into the root folder.
             fit_kwargs["callbacks"] = [copy.deepcopy(c) for c in user_callbacks]
-            reranked = rerank(t, hypermodel, top[:rerank_top], executions=rerank_executions,
-                              first_execution=executions_per_trial, metric=metric,
-                              direction=metric_direction(objective_obj, metric), fit_args=(x, y),
-                              fit_kwargs=fit_kwargs, progress=progress)
-        return _write_results(t, hypermodel, data, project_dir, budgets, settings, export=export,
-                              export_dir=export_dir, export_name=export_name or project,
-                              reranked=reranked, search_runs=executions_per_trial)
+            reranked = rerank(t, hypermodel, top[:config.rerank_top],
+                              executions=config.rerank_executions,
+                              first_execution=config.executions_per_trial, metric=metric,
+                              direction=direction, fit_args=(x, y), fit_kwargs=fit_kwargs,
+                              progress=progress if config.verbose else None)
+            rows = rank_rows(rows, direction, reranked=reranked,
+                             search_runs=config.executions_per_trial)
+        return _write_results(t, hypermodel, data, project_dir, config, rows, settings, slim)
+
+
+def _learn_slim(config: SearchConfig, hypermodel: ZooHyperModel, data: Any, x: Any, y: Any,
+                project_dir: Path, progress: TextIO | None) -> Any:
+    """The slim profile: learned once per project (kept in slim.json, so a resume reuses it)."""
+    from . import slim
+
+    saved = _read_slim(project_dir)
+    if saved is not None:
+        return saved
+    defaults = {hp.name: hp.default for hp in hypermodel.declared_space().space}
+    resource = "macs" if config.max_macs is not None and config.max_params is None else "params"
+    if progress is not None and config.verbose:
+        print(f"slim: training the wide model ({hypermodel.depth[1]} layers x "
+              f"{hypermodel.filters[1]} kernels, {resource}-weighted L1 on BatchNorm scales)",
+              file=progress, flush=True)
+    kwargs: dict[str, Any] = {}
+    if config.slim_strength is not None:
+        kwargs["strength"] = config.slim_strength
+    result = slim.learn_profile(
+        x, y, input_shape=hypermodel.input_shape, num_classes=hypermodel.num_classes,
+        depth=hypermodel.depth[1], max_filters=hypermodel.filters[1], block=defaults["block"],
+        kernel_size=defaults["kernel_size"], downsample=defaults["downsample"],
+        downsample_every=hypermodel.downsample_every, resource=resource,
+        epochs=config.slim_epochs or config.epochs, learning_rate=defaults["learning_rate"],
+        validation_data=(data.x_val, data.y_val), seed=config.seed,
+        verbose=0 if config.verbose < 2 else 2, **kwargs)
+    keras.backend.clear_session()
+    project_dir.mkdir(parents=True, exist_ok=True)
+    tmp = project_dir / f".{SLIM_FILE}.tmp"
+    tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(project_dir / SLIM_FILE)
+    if progress is not None and config.verbose:
+        print(f"slim: learned profile {'-'.join(map(str, result.profile))} in {result.seconds:.0f}s",
+              file=progress, flush=True)
+    return result
+
+
+def _read_slim(project_dir: Path) -> Any:
+    from . import slim
+
+    try:
+        return slim.SlimResult.from_dict(json.loads((project_dir / SLIM_FILE).read_text(encoding="utf-8")))
+    except (OSError, ValueError):  # missing or damaged: learn it again
+        return None
+
+
+def _origins(tuner: kt.Tuner, config: SearchConfig) -> dict[str, str]:
+    """Trial id -> where its values came from, for the seed trials (slim or a rule's plan)."""
+    seeds = len(getattr(tuner.oracle, "seed_values", []) or ([1] if config.seed_source else []))
+    return {tid: str(config.seed_source) for tid in tuner.oracle.start_order[:seeds]}
+
+
+def _report_settings(config: SearchConfig, hypermodel: ZooHyperModel, n_train: int) -> dict[str, Any]:
+    return {"project": config.project_name, "dataset": config.dataset_name, "tuner": config.tuner,
+            "mode": config.mode, "rules": ", ".join(hypermodel.rules) or "(per-layer widths)",
+            "depth": f"{hypermodel.depth[0]}..{hypermodel.depth[1]}",
+            "filters": f"{hypermodel.filters[0]}..{hypermodel.filters[1]} "
+                       f"({hypermodel.filter_sampling}, step {hypermodel.filter_step})",
+            "blocks": ", ".join(hypermodel.blocks),
+            "budget filling": "on" if hypermodel.fill_budget and hypermodel.budgets.size_budgets else "off",
+            "seed trial": config.seed_source or "none", "max_trials": config.max_trials,
+            "epochs": config.epochs, "executions_per_trial": config.executions_per_trial,
+            "objective": str(config.objective), "seed": config.seed, "train examples": n_train}
 
 
 def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_dir: Path,
-                   budgets: Budgets, settings: dict[str, Any], *, export: int, export_dir: Any,
-                   export_name: str, reranked: dict[str, list[float]] | None = None,
-                   search_runs: int = 1) -> SearchResult:
+                   config: SearchConfig, rows: list[dict[str, Any]], settings: dict[str, Any],
+                   slim: Any) -> SearchResult:
     """Test accuracy of the best, leaderboard.csv, plots, exports and report.md (chief or local)."""
-    objective_obj = t.oracle.objective
-    metric = primary_metric(objective_obj)
-    project = settings["project"]
-    rank_kwargs = dict(reranked=reranked, search_runs=search_runs)
-    rows = leaderboard_rows(t, hypermodel, **rank_kwargs)
-    best_rows = [r for r in rows if r["status"] == "COMPLETED"]
-    n_eval = max(1, export)
-    test_acc: dict[str, float] = {}
-    models: list[keras.Model] = []
-    if best_rows:
+    metric = primary_metric(t.oracle.objective)
+    best_rows = [r for r in rows if r["status"] == "COMPLETED"][:max(1, config.export)]
+    models: list[tuple[Any, keras.Model]] = []
+    for row in best_rows:
         # Leaderboard order (not oracle.get_best_trials, whose order of ties changes on reload).
-        best_trials = [t.oracle.get_trial(r["trial"]) for r in best_rows[:n_eval]]
-        for trial in best_trials:
-            with warnings.catch_warnings():
-                # keras-tuner reloads weights into a fresh, unbuilt optimizer: harmless here.
-                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-                model = t.load_model(trial)
-            _, acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
-            test_acc[trial.trial_id] = float(acc)
-            models.append((trial, model))
-        rows = leaderboard_rows(t, hypermodel, test_accuracy=test_acc, **rank_kwargs)
+        trial = t.oracle.get_trial(row["trial"])
+        with warnings.catch_warnings():
+            # keras-tuner reloads weights into a fresh, unbuilt optimizer: harmless here.
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model = t.load_model(trial)
+        row["test_accuracy"] = round(float(model.evaluate(data.x_test, data.y_test, verbose=0)[1]), 4)
+        models.append((trial, model))
     leaderboard_path = write_leaderboard(rows, project_dir / "leaderboard.csv", metric)
-    direction = metric_direction(objective_obj, metric)
-    front = pareto_front(rows, cost="params", direction=direction)
+    front = pareto_front(rows, cost="params", direction=metric_direction(t.oracle.objective, metric))
     done = [r for r in rows if r["status"] == "COMPLETED"]
-    reference = doubling_reference(done[0], hypermodel.downsample_every) if done else None
-    reference_params = None
-    if done and reference:
-        try:
-            hp_best = t.oracle.get_trial(done[0]["trial"]).hyperparameters
-            ref = zoo.build("doubling", input_shape=hypermodel.input_shape,
-                            num_classes=hypermodel.num_classes, depth=len(reference),
-                            base_filters=reference[0], block=hp_best.get("block"),
-                            kernel_size=hp_best.get("kernel_size"),
-                            downsample=hp_best.get("downsample"),
-                            downsample_every=hypermodel.downsample_every)
-            reference_params = int(zoo.describe(ref).total_params)
-        except ValueError:
-            reference_params = None
+    reference = doubling_reference(done[0], hypermodel, t.oracle.get_trial(done[0]["trial"]).hyperparameters) if done else None
     plots = {"pareto": plot_pareto(rows, front, project_dir / "pareto.png", metric),
-             "filters": plot_filters(done[:5], reference, project_dir / "filters.png", metric)}
-    exported = _export(models[:export], data, hypermodel, t, export_dir, export_name,
-                       metric, project) if export and models else []
+             "filters": plot_filters(done[:5], reference.filters if reference else None,
+                                     project_dir / "filters.png", metric)}
+    exported = _export(models[:config.export], data, t, config.export_dir,
+                       config.export_name or config.project_name, metric,
+                       config.project_name) if config.export and models else []
+    untried = [r for r in hypermodel.rules if not any(row["rule"] == r for row in done)]
     report = write_report(project_dir / "report.md", rows=rows, front=front, metric=metric,
-                          settings=settings, budgets=budgets.to_dict(), reference=reference,
-                          reference_params=reference_params, exported=exported)
+                          settings=settings, budgets=hypermodel.budgets.to_dict(),
+                          reference=reference, exported=exported, untried_rules=untried,
+                          slim=slim, slim_reference=_slim_reference(slim, hypermodel))
     keras.backend.clear_session()
-    return SearchResult(t, hypermodel, project_dir, metric, rows, budgets, report_path=report,
-                        leaderboard_path=leaderboard_path, plots=plots, exported=exported)
+    return SearchResult(t, hypermodel, project_dir, metric, rows, hypermodel.budgets,
+                        report_path=report, leaderboard_path=leaderboard_path, plots=plots,
+                        exported=exported)
 
 
-def _export(ranked: list[tuple[Any, keras.Model]], data: Any, hypermodel: ZooHyperModel,
-            tuner: kt.Tuner, export_dir: Any, name: str, metric: str, project: str) -> list[Any]:
+def _slim_reference(slim: Any, hypermodel: ZooHyperModel) -> dict[str, list[int]] | None:
+    """The learned profile and doubling's, both fitted to the budget (or as learned, without one)."""
+    if slim is None:
+        return None
+    depth = len(slim.profile)
+    arch = dict(input_shape=hypermodel.input_shape, num_classes=hypermodel.num_classes,
+                downsample_every=hypermodel.downsample_every, **hypermodel.budgets.size_budgets)
+    try:
+        learned = zoo.plan("custom", filters=list(slim.profile), **arch)
+        doubling = zoo.plan("doubling", depth=depth, **(arch if hypermodel.budgets.size_budgets else
+                            dict(arch, base_filters=slim.profile[0])))
+    except ValueError:
+        return None
+    return {"slim": list(learned), "doubling": list(doubling)}
+
+
+def _export(ranked: list[tuple[Any, keras.Model]], data: Any, tuner: kt.Tuner, export_dir: Any,
+            name: str, metric: str, project: str) -> list[Any]:
     """Export the best models as versions of `name`, best last (so `latest` serves it), label it stable."""
     from serving import export as export_model
     from serving.export import ExportedVersion, version_dirs
@@ -386,10 +398,11 @@ def _export(ranked: list[tuple[Any, keras.Model]], data: Any, hypermodel: ZooHyp
         return out
     out = []
     for rank, (trial, model) in reversed(list(enumerate(ranked, 1))):
-        ev = _evaluate(model, data)
+        loss, acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
         meta = {"hyperparameters": {k: v for k, v in trial.hyperparameters.values.items()
                                     if not k.startswith("tuner/")},
-                "metrics": {metric: float(trial.metrics.get_best_value(metric)), **ev},
+                "metrics": {metric: float(trial.metrics.get_best_value(metric)),
+                            "test_loss": float(loss), "test_accuracy": float(acc)},
                 "search": {"project": project, "directory": where, "trial": trial.trial_id,
                            "rank": rank}}
         # keras-tuner reloads the trial's trained weights into a fresh build: trained, though its
@@ -414,8 +427,3 @@ def _previous_exports(versions: dict[int, Path], project_dir: str) -> dict[str, 
         if search_meta.get("directory") == project_dir:
             found[str(search_meta.get("trial"))] = (version, path.resolve())
     return found
-
-
-def _evaluate(model: keras.Model, data: Any) -> dict[str, float]:
-    loss, acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
-    return {"test_loss": float(loss), "test_accuracy": float(acc)}

@@ -7,9 +7,8 @@ Two modes:
 - `mode="per_layer"`: `depth`, then one `filters_<i>` per possible layer, each declared under
   `hp.conditional_scope("depth", [i+1 .. max_depth])`: a layer's width exists only while the
   depth includes that layer, so no trial shows a stale value for a layer it does not have
-  (keras-tuner issues #66, #302, #523). `seed_rule="doubling"` makes that rule's plan (at the
-  deepest depth) the default values, which GridSearch (and `tuning.search` for every tuner but
-  Hyperband) tries first.
+  (keras-tuner issues #66, #302, #523). `layer_values(widths)` / `rule_values("doubling")` turn
+  a network into these values, for the oracle's seed trials.
 
 Shared knobs (a single value becomes `hp.Fixed`, several become `hp.Choice`): `kernel_size`,
 `downsample`, `dropout`, `learning_rate` (the peak), and `batch_size` when `batch_sizes` is given
@@ -36,9 +35,9 @@ from ._tf_leaks import custom_gradients_released
 from .choices import MODES
 from zoo.budget import TOLERANCE, BudgetError
 
-from .budgets import REJECTED_PREFIX, Budgets, Costs, measure_costs
+from .budgets import Budgets, Costs, Rejection, measure_costs
 
-__all__ = ["ZooHyperModel", "MODES", "CostLogger"]
+__all__ = ["ZooHyperModel", "MODES", "CostLogger", "OverBudget"]
 
 SAMPLINGS = ("log", "linear")
 # Rules that cannot be searched in rule mode: `custom` needs an explicit list (that is per_layer).
@@ -97,6 +96,15 @@ def _declare_space(hp: kt.HyperParameters, name: str, spec: Any, default: Any) -
     return hp.Choice(name, list(spec))
 
 
+class OverBudget(kt.errors.FailedTrialError):
+    """A model that breaks a budget; raised before it trains. FAILED, not INVALID: keras-tuner does
+    not retry it. The tuner records `rejection` in the trial's folder."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.reason)
+        self.rejection = rejection
+
+
 class CostLogger(keras.callbacks.Callback):
     """Adds the model's costs (params, macs, latency_ms) to every epoch's logs.
 
@@ -134,7 +142,7 @@ class ZooHyperModel(kt.HyperModel):
                  batch_sizes: Sequence[int] | int | None = None, filter_sampling: str = "log",
                  filter_step: int | None = None, budgets: Budgets | Mapping[str, Any] | None = None,
                  monitor: str = "val_accuracy", patience: int = 2, seed: int | None = None,
-                 seed_rule: str | None = None, fill_budget: bool = True, name: str | None = None,
+                 fill_budget: bool = True, name: str | None = None,
                  tunable: bool = True) -> None:
         super().__init__(name=name, tunable=tunable)
         if mode not in MODES:
@@ -204,14 +212,6 @@ class ZooHyperModel(kt.HyperModel):
         # executions_per_trial): execution k builds with seed + k, so repeated executions average
         # over initialisations and shuffles instead of repeating one seeded run bit for bit.
         self.execution = 0
-        if seed_rule is not None:
-            if mode != "per_layer":
-                raise ValueError("seed_rule only applies to mode='per_layer' (it makes a rule's plan "
-                                 "the default per-layer widths)")
-            if seed_rule not in searchable:
-                raise ValueError(f"unknown seed_rule {seed_rule!r}; valid: {', '.join(searchable)}")
-        self.seed_rule = seed_rule
-        self._seed_plan = self._seed_defaults() if seed_rule else None
 
     # --- search space -------------------------------------------------------------------------
 
@@ -235,25 +235,33 @@ class ZooHyperModel(kt.HyperModel):
             v = v * self.filter_step if self.filter_sampling == "log" else v + self.filter_step
         return values
 
-    def _seed_defaults(self) -> list[int]:
-        """`seed_rule`'s plan at the deepest depth, snapped to the values the search can take."""
-        grid = self._grid()
-        counts = zoo.plan(self.seed_rule, depth=self.depth[1], base_filters=self.filters[0],
+    def layer_values(self, filters: Sequence[int]) -> dict[str, int]:
+        """The per-layer hyperparameter values of a network with these widths (per_layer mode):
+        a rule's plan or a learned profile given to the oracle as a seed trial. Values off the
+        search grid are kept exactly: with budget filling they are a profile, not final widths."""
+        if self.mode != "per_layer":
+            raise ValueError("layer values only exist in mode='per_layer'")
+        if not self.depth[0] <= len(filters) <= self.depth[1]:
+            raise ValueError(f"a seed of {len(filters)} layers is outside depth {self.depth}")
+        return {"depth": len(filters), **{f"filters_{i}": int(f) for i, f in enumerate(filters)}}
+
+    def rule_values(self, rule: str) -> dict[str, int]:
+        """`rule`'s plan at the deepest depth, from the smallest width, as per-layer values."""
+        counts = zoo.plan(rule, depth=self.depth[1], base_filters=self.filters[0],
                           downsample_every=self.downsample_every, min_filters=self.filters[0],
                           max_filters=self.filters[1])
-        return [min(grid, key=lambda g: (abs(math.log(g / c)), g)) for c in counts]
+        return self.layer_values(list(counts))
 
-    def _filters_hp(self, hp: kt.HyperParameters, name: str, default: int | None = None) -> int:
+    def _filters_hp(self, hp: kt.HyperParameters, name: str) -> int:
         lo, hi = self.filters
-        return hp.Int(name, lo, hi, step=self.filter_step, sampling=self.filter_sampling,
-                      default=default)
+        return hp.Int(name, lo, hi, step=self.filter_step, sampling=self.filter_sampling)
 
     def architecture(self, hp: kt.HyperParameters) -> dict[str, Any]:
         """Declare the search space on `hp` and return the zoo.build arguments it selects.
 
         Pure (no Keras): reports use it to recover a trial's per-layer filters from its values.
         """
-        depth = hp.Int("depth", *self.depth, default=self.depth[1] if self._seed_plan else None)
+        depth = hp.Int("depth", *self.depth)
         arch: dict[str, Any] = {"depth": depth}
         if self.mode == "rule":
             rule = hp.Choice("rule", self.rules)
@@ -272,8 +280,7 @@ class ZooHyperModel(kt.HyperModel):
                 # Layer i exists only when depth >= i + 1.
                 active = list(range(max(i + 1, self.depth[0]), self.depth[1] + 1))
                 with hp.conditional_scope("depth", active):
-                    f = self._filters_hp(hp, f"filters_{i}",
-                                         default=self._seed_plan[i] if self._seed_plan else None)
+                    f = self._filters_hp(hp, f"filters_{i}")
                 if i < depth:
                     counts.append(f)
             arch.update(rule="custom", rule_kwargs={"filters": counts})
@@ -288,6 +295,12 @@ class ZooHyperModel(kt.HyperModel):
 
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
         self.architecture(hp)
+
+    def declared_space(self) -> kt.HyperParameters:
+        """The whole search space, every value at its default."""
+        hp = kt.HyperParameters()
+        self.declare_hyperparameters(hp)
+        return hp
 
     def _build_kwargs(self, hp: kt.HyperParameters) -> tuple[str, dict[str, Any]]:
         """The rule and zoo.build keywords `hp` selects. With budget filling, the draw is a
@@ -314,6 +327,17 @@ class ZooHyperModel(kt.HyperModel):
         rule, kw = self._build_kwargs(hp)
         return zoo.plan(rule, **_plan_kwargs(kw))
 
+    def network_key(self, hp: kt.HyperParameters) -> str:
+        """What decides the trained network: its widths and every other knob, not how they were
+        drawn. Two draws with one key (a profile and its double, once both are scaled to the
+        budget; two rules with the same plan) would train the same network twice."""
+        rule, kw = self._build_kwargs(hp)
+        widths = zoo.plan(rule, **_plan_kwargs(kw))
+        knobs = {k: v for k, v in hp.values.items()
+                 if k in ("block", "kernel_size", "downsample", "dropout", "learning_rate",
+                          "batch_size")}
+        return f"{'-'.join(map(str, widths))}@{widths.downsample_at}|{sorted(knobs.items())}"
+
     # --- build and fit --------------------------------------------------------------------------
 
     def build_unchecked(self, hp: kt.HyperParameters) -> keras.Model:
@@ -338,13 +362,11 @@ class ZooHyperModel(kt.HyperModel):
         return self.build_unchecked(hp)
 
     def check_budgets(self, model: keras.Model) -> Costs:
-        """The model's costs, or FailedTrialError("over budget: ...") if it breaks a budget."""
+        """The model's costs, or OverBudget if it breaks a budget."""
         costs = measure_costs(model)
         problems = self.budgets.violations(costs, slack=TOLERANCE if self.fill_budget else 0.0)
         if problems:
-            # FAILED (not INVALID): keras-tuner does not retry it and counts it towards
-            # max_consecutive_failed_trials.
-            raise kt.errors.FailedTrialError(f"{REJECTED_PREFIX} {'; '.join(problems)}")
+            raise OverBudget(Rejection(costs, tuple(problems)))
         return costs
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:

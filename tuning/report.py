@@ -1,20 +1,48 @@
 """report.md: which rule won on this data, at what cost, and how the winner differs from doubling."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import zoo
+from zoo.costs import count_costs
+from zoo.plans import architecture
 
-__all__ = ["doubling_reference", "write_report"]
+__all__ = ["doubling_reference", "write_report", "Reference"]
 
 
-def doubling_reference(best: dict[str, Any], downsample_every: int | None) -> list[int] | None:
-    """The doubling plan at the winner's depth, starting from the winner's first-layer width."""
+@dataclass(frozen=True)
+class Reference:
+    """Doubling beside the winner: fitted to the same budget when there is one, else from the
+    winner's first width; same depth, block, kernel size and downsampling."""
+
+    filters: list[int]
+    params: int
+    how: str
+
+
+def doubling_reference(best: dict[str, Any], hypermodel: Any, hp: Any) -> Reference | None:
     if not best.get("filters"):
         return None
     f = [int(x) for x in str(best["filters"]).split("-")]
-    return zoo.plan("doubling", depth=len(f), base_filters=f[0], downsample_every=downsample_every)
+    budgets = hypermodel.budgets.size_budgets
+    arch = dict(input_shape=hypermodel.input_shape, num_classes=hypermodel.num_classes,
+                depth=len(f), block=hp.get("block"), kernel_size=hp.get("kernel_size"),
+                downsample=hp.get("downsample"), downsample_every=hypermodel.downsample_every)
+    try:
+        if budgets and hypermodel.fill_budget:
+            plan = zoo.plan("doubling", **arch, **budgets)
+            how = "fitted to the same budget"
+        else:
+            plan = zoo.plan("doubling", **arch, base_filters=f[0])
+            how = "same first width"
+        shape = {k: arch[k] for k in ("input_shape", "num_classes", "block", "kernel_size",
+                                      "downsample")}
+        costs = count_costs(plan, architecture(downsample_at=plan.downsample_at, **shape))
+    except ValueError:
+        return None
+    return Reference(list(plan), costs.params, how)
 
 
 def _table(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str]]) -> list[str]:
@@ -34,10 +62,25 @@ def _table(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str]]) -> l
     return out
 
 
+def _slim_section(slim: Any, fitted: dict[str, list[int]] | None) -> list[str]:
+    """The learned profile beside doubling's: how many kernels each layer asked for."""
+    L = ["## Learned widths (slim)", "",
+         f"One training of the wide network ({'-'.join(map(str, slim.wide))}) with a "
+         f"{slim.resource}-weighted L1 penalty on BatchNorm scales (strength {slim.strength:g}, "
+         f"{slim.epochs} epochs, {slim.seconds:.0f} s) left these channels alive.", "",
+         "| layer | wide | live | fitted to the budget | doubling (same budget) |", "|---|---|---|---|---|"]
+    learned = (fitted or {}).get("slim") or [""] * len(slim.profile)
+    doubling = (fitted or {}).get("doubling") or [""] * len(slim.profile)
+    for i, (w, p, f, d) in enumerate(zip(slim.wide, slim.profile, learned, doubling)):
+        L.append(f"| {i} | {w} | {p} | {f} | {d} |")
+    return L + [""]
+
+
 def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
                  metric: str, settings: dict[str, Any], budgets: dict[str, Any],
-                 reference: Sequence[int] | None, reference_params: int | None,
-                 exported: Sequence[Any] = ()) -> Path:
+                 reference: Reference | None, exported: Sequence[Any] = (),
+                 untried_rules: Sequence[str] = (), slim: Any = None,
+                 slim_reference: dict[str, list[int]] | None = None) -> Path:
     done = [r for r in rows if r["status"] == "COMPLETED"]
     rejected = [r for r in rows if r["status"] == "REJECTED"]
     failed = [r for r in rows if r["status"] not in ("COMPLETED", "REJECTED")]
@@ -52,7 +95,13 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
     L += [", ".join(f"`{k}` = {v:,}" if isinstance(v, int) else f"`{k}` = {v}"
                     for k, v in active.items()) if active else "No budget: every sampled model trained.", ""]
 
-    cols = [("rank", "rank"), ("trial", "trial"), ("rule", "rule"), ("block", "block"),
+    if slim is not None:
+        L += _slim_section(slim, slim_reference)
+    if untried_rules:
+        L += [f"Rules never trained (too few trials, or their networks were all duplicates or "
+              f"rejected): {', '.join(untried_rules)}.", ""]
+
+    cols = [("rank", "rank"), ("trial", "trial"), ("origin", "origin"), ("rule", "rule"), ("block", "block"),
             ("depth", "depth"), ("filters", "filters"), ("params", "params"), ("MACs", "macs"),
             ("latency ms", "latency_ms"), (metric, "metric"), ("test acc", "test_accuracy")]
     if any(r.get("rerank_mean", "") != "" for r in done):
@@ -69,13 +118,12 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
               + ".", ""]
         if reference:
             f = [int(x) for x in str(best["filters"]).split("-")]
-            L += ["### Winner's per-layer filters vs the doubling plan (same depth, same first width)", "",
-                  "| layer | winner | doubling |", "|---|---|---|"]
-            L += [f"| {i} | {a} | {b} |" for i, (a, b) in enumerate(zip(f, reference))]
-            if reference_params:
-                L += ["", f"Winner: {best['params']:,} params; the doubling model with the same depth, "
-                          f"first width and block: {reference_params:,} params "
-                          f"({best['params'] / reference_params:.2f}x)."]
+            L += [f"### Winner's per-layer filters vs the doubling plan (same depth, {reference.how})",
+                  "", "| layer | winner | doubling |", "|---|---|---|"]
+            L += [f"| {i} | {a} | {b} |" for i, (a, b) in enumerate(zip(f, reference.filters))]
+            if reference.params:
+                L += ["", f"Winner: {best['params']:,} params; that doubling model: "
+                          f"{reference.params:,} params ({best['params'] / reference.params:.2f}x)."]
             L += [""]
         per_rule: dict[str, dict[str, Any]] = {}
         for r in done:

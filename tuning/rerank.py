@@ -19,7 +19,7 @@ from typing import Any, Sequence, TextIO
 
 import keras
 import keras_tuner as kt
-from keras_tuner.engine.tuner import maybe_distribute
+from ._keras_tuner import maybe_distribute
 
 __all__ = ["RERANK_FILE", "rerank", "rerank_mean"]
 

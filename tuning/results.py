@@ -5,6 +5,7 @@ from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
 
 import csv
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,15 +13,13 @@ from typing import Any, Sequence
 
 import keras
 import keras_tuner as kt
-from keras_tuner.src.engine.objective import MultiObjective  # not exported publicly in 1.4
-
-import zoo
-
+from ._keras_tuner import MultiObjective
+from .budgets import Rejection
 from .rerank import rerank_mean
 from .tuners import trial_reason, trial_status
 
 __all__ = ["COST_METRICS", "LEADERBOARD_COLUMNS", "leaderboard_rows", "pareto_front",
-           "write_leaderboard", "SearchResult"]
+           "write_leaderboard", "SearchResult", "rank_rows"]
 
 # Cost metrics logged on every trial by CostLogger; lower is better.
 COST_METRICS = ("params", "macs", "latency_ms")
@@ -42,49 +41,32 @@ def metric_direction(objective: Any, metric: str) -> str:
     return "min" if "loss" in metric or metric in COST_METRICS else "max"
 
 
-LEADERBOARD_COLUMNS = ("rank", "trial", "status", "rule", "block", "depth", "filters", "profile",
-                       "params",
-                       "macs", "latency_ms", "metric", "score", "rerank_runs", "rerank_mean",
-                       "test_accuracy", "reason",
-                       "hyperparameters")
+LEADERBOARD_COLUMNS = ("rank", "trial", "status", "origin", "rule", "block", "depth", "filters",
+                       "profile", "params", "macs", "latency_ms", "metric", "score", "rerank_runs",
+                       "rerank_mean", "test_accuracy", "reason", "hyperparameters")
 
 
 def _trial_sort_key(trial_id: str) -> tuple[int, str]:
     return (int(trial_id), "") if trial_id.isdigit() else (10 ** 9, trial_id)
 
 
-def _costs_without_training(hypermodel: Any, hp: kt.HyperParameters) -> tuple[int, int] | None:
-    """Params and MACs of a rejected trial's model (built, never trained)."""
-    try:
-        desc = zoo.describe(hypermodel.build_unchecked(hp.copy()))
-        return int(desc.total_params), int(desc.total_macs)
-    except Exception:
-        return None
-
-
-def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[str, float] | None = None,
-                     reranked: dict[str, list[float]] | None = None, search_runs: int = 1
+def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, origins: dict[str, str] | None = None
                      ) -> list[dict[str, Any]]:
-    """One dict per trial (LEADERBOARD_COLUMNS; `metric` is named by the objective), best first.
+    """One dict per trial (LEADERBOARD_COLUMNS; `metric` is named by the objective), ranked.
 
-    Completed trials are ranked by keras-tuner's score (ties: fewer params first); rejected and
-    failed ones follow in trial order with an empty rank. Filters come from the trial's hyperparameters (no Keras), costs
-    from the metrics CostLogger recorded (or a fresh build for trials rejected before training).
-    `reranked` (trial id -> the metric of each extra run, from tuning.rerank): those trials come
-    first, ranked by `rerank_mean`, the mean over their `search_runs` search runs and the extra ones.
+    Filters come from the trial's hyperparameters (no Keras); costs from the metrics CostLogger
+    recorded, or for a rejected trial from its recorded Rejection. `origins`: trial id -> where a
+    seed trial's values came from ("slim", a rule name). See `rank_rows` for the order.
     """
-    objective = tuner.oracle.objective
-    metric = primary_metric(objective)
-    test_accuracy = test_accuracy or {}
+    metric = primary_metric(tuner.oracle.objective)
     rows = []
-    rebuilt = False
     for trial in sorted(tuner.oracle.trials.values(), key=lambda t: _trial_sort_key(t.trial_id)):
         hp = trial.hyperparameters
         values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
         status = trial_status(trial, tuner.project_dir)
         row: dict[str, Any] = {c: "" for c in LEADERBOARD_COLUMNS}
-        reason = trial_reason(trial, tuner.project_dir) if status != "COMPLETED" else ""
-        row.update(trial=trial.trial_id, status=status, reason=reason,
+        row.update(trial=trial.trial_id, status=status, origin=(origins or {}).get(trial.trial_id, ""),
+                   reason=trial_reason(trial, tuner.project_dir) if status != "COMPLETED" else "",
                    hyperparameters=json.dumps(values, sort_keys=True, default=str),
                    rule=values.get("rule", "per_layer"), block=values.get("block", ""),
                    depth=values.get("depth", ""))
@@ -100,37 +82,44 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, test_accuracy: dict[st
             if m.exists(name):
                 value = m.get_last_value(name)
                 row[name] = round(float(value), 3) if name == "latency_ms" else int(value)
-        if row["params"] == "" and status == "REJECTED":
-            costs = _costs_without_training(hypermodel, hp)
-            rebuilt = True
-            if costs:
-                row["params"], row["macs"] = costs
+        if status == "REJECTED":
+            rejection = Rejection.load(os.path.join(tuner.project_dir, f"trial_{trial.trial_id}"))
+            if rejection is not None:
+                row["params"], row["macs"] = rejection.costs.params, rejection.costs.macs
+                if rejection.costs.latency_ms is not None:
+                    row["latency_ms"] = round(rejection.costs.latency_ms, 3)
         if m.exists(metric):
             row["metric"] = float(m.get_best_value(metric))
         if trial.score is not None and status == "COMPLETED":
             row["score"] = float(trial.score)
-            extra = (reranked or {}).get(trial.trial_id)
-            if extra:
-                row["rerank_runs"] = search_runs + len(extra)
-                row["rerank_mean"] = rerank_mean(row["score"], search_runs, extra)
-        if trial.trial_id in test_accuracy:
-            row["test_accuracy"] = round(float(test_accuracy[trial.trial_id]), 4)
         rows.append(row)
-    if rebuilt:
-        keras.backend.clear_session()
-    sign = -1.0 if objective.direction == "max" else 1.0
+    return rank_rows(rows, tuner.oracle.objective.direction)
 
-    def order(r: dict[str, Any]) -> tuple[bool, float, int]:
-        # Re-ranked trials first, by their mean; ties (common in short searches) go to the smaller
-        # model, then the earlier trial.
+
+def rank_rows(rows: list[dict[str, Any]], direction: str, *,
+              reranked: dict[str, list[float]] | None = None, search_runs: int = 1
+              ) -> list[dict[str, Any]]:
+    """Completed trials ranked by score (ties: fewer params, then the earlier trial); rejected and
+    failed ones follow in trial order without a rank. `reranked` (trial id -> the metric of each
+    extra run, from tuning.rerank): those trials come first, ranked by `rerank_mean`, the mean over
+    their `search_runs` search runs and the extra ones."""
+    for r in rows:
+        extra = (reranked or {}).get(r["trial"])
+        if extra and r["score"] != "":
+            r["rerank_runs"] = search_runs + len(extra)
+            r["rerank_mean"] = rerank_mean(r["score"], search_runs, extra)
+    sign = -1.0 if direction == "max" else 1.0
+
+    def order(r: dict[str, Any]) -> tuple[bool, float, int, tuple[int, str]]:
         has_mean = r["rerank_mean"] != ""
         return (not has_mean, sign * (r["rerank_mean"] if has_mean else r["score"]),
-                r["params"] if r["params"] != "" else 0)
+                r["params"] if r["params"] != "" else 0, _trial_sort_key(r["trial"]))
 
     done = sorted((r for r in rows if r["score"] != ""), key=order)
     for i, r in enumerate(done, 1):
         r["rank"] = i
-    return done + [r for r in rows if r["score"] == ""]
+    rest = sorted((r for r in rows if r["score"] == ""), key=lambda r: _trial_sort_key(r["trial"]))
+    return done + rest
 
 
 def pareto_front(rows: Sequence[dict[str, Any]], *, cost: str = "params",
