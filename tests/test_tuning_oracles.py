@@ -92,7 +92,7 @@ def test_resume_refuses_other_settings_and_names_them(tmp_path):
                project="p", max_macs=100_000, **TINY)
     tuning.search(**run)
     with pytest.raises(tuning.SearchError, match=r"project '.*p' was made with other settings "
-                       r"\(max_trials: 1 -> 2; max_macs: 100000 -> 120000; epochs: 1 -> 2\); "
+                       r"\(max_trials: 1 -> 2; epochs: 1 -> 2; max_macs: 100000 -> 120000; max_rejections: 4 -> 8\); "
                        r"pass --overwrite or choose another --project"):
         tuning.search(**dict(run, max_trials=2, max_macs=120_000, epochs=2))
     assert len(tuning.search(**run).leaderboard()) == 1  # the same settings resume
@@ -101,8 +101,9 @@ def test_resume_refuses_other_settings_and_names_them(tmp_path):
 
 
 def test_the_default_output_is_a_line_per_trial_and_the_summary(tmp_path, capsys):
-    argv = ["--dataset", "digits", "--mode", "per_layer", "--max-trials", "2", "--epochs", "2",
-            "--train-limit", "200", "--max-params", "3000", "--directory", str(tmp_path)]
+    """On shapes with --max-macs 2000000, where every rule used to be rejected until exit 2."""
+    argv = ["--dataset", "shapes", "--rules", "doubling,diamond", "--max-trials", "2", "--epochs", "1",
+            "--train-limit", "200", "--max-macs", "2000000", "--directory", str(tmp_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()

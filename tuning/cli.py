@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
       "this rule's plan (e.g. doubling) or the slim profile (slim)")
     a("--max-trials", type=int, help="trials to train (default 10; 1 in slim mode); budget "
       "rejections come on top, up to --max-rejections")
+    a("--max-minutes", type=float, help="start no trial after this many minutes (a wall-clock "
+      "budget for this run; the running trial finishes)")
     a("--max-rejections", type=int, help="over-budget trials allowed on top of --max-trials "
       "(default 4x --max-trials; 0: they count towards it)")
     a("--epochs", type=int, help="epochs per trial; Hyperband's max_epochs (default 5)")

@@ -64,7 +64,9 @@ class SearchConfig:
 
     `mode`: "rule" (the rule is a hyperparameter), "per_layer" (every layer's width is one) or
     "slim" (one wide training learns the widths; its profile, fitted to the budget, is the
-    project's trial). `max_trials`: trained trials (default 10; 1 in slim mode).
+    project's trial). `max_trials`: trained trials (default 10; 1 in slim mode). `max_minutes`:
+    no trial starts after that much time in this run (a wall-clock budget; the slim training
+    counts towards it).
     `seed_from` (per_layer mode): the first trial is a rule's plan ("doubling") or the slim
     profile ("slim"). With `max_params`/`max_macs` and `fill_budget`, every trial is scaled to
     fill the budget (+-3%). `workers` > 1: keras-tuner's chief and that many local workers.
@@ -75,6 +77,7 @@ class SearchConfig:
     mode: str = "rule"
     rules: tuple[str, ...] | None = None
     max_trials: int | None = None
+    max_minutes: float | None = None
     epochs: int = 5
     executions_per_trial: int = 1
     max_params: int | None = None
@@ -147,6 +150,7 @@ class SearchConfig:
         for name in ("max_params", "max_macs"):
             _int(getattr(self, name), name, 1, optional=True)
         _number(self.max_latency_ms, "max_latency_ms")
+        _number(self.max_minutes, "max_minutes")
         _number(self.slim_strength, "slim_strength")
         for name in ("overwrite", "fill_budget"):
             if not isinstance(getattr(self, name), bool):

@@ -155,7 +155,7 @@ def prepare(config: SearchConfig) -> tuple[Any, ZooHyperModel, Any]:
     return data, hypermodel, obj
 
 
-def search(config: SearchConfig | None = None, /, *, progress: TextIO | None = sys.stdout,
+def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | str = "stdout",
            callbacks: Sequence[keras.callbacks.Callback] = (), **fields: Any) -> SearchResult:
     """Search with keras-tuner over ZooHyperModel as `config` (a SearchConfig) says.
 
@@ -172,8 +172,11 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None = s
     callbacks for every trial's fit (keras-tuner deep-copies them). `rerank_top` > 0: after the
     search the best `rerank_top` trials are each trained `rerank_executions` more times with new
     seeds and ranked by the mean of all their runs (see tuning.rerank).
+    Progress lines go to `progress` (default: sys.stdout as it is when called; None: nowhere).
     Raises SearchError (a ValueError) naming the bad argument before any training starts.
     """
+    if progress == "stdout":
+        progress = sys.stdout
     if config is not None and not isinstance(config, SearchConfig):
         raise SearchError(f"search takes a tuning.SearchConfig or keyword fields, got "
                           f"{type(config).__name__} (for a dataset, pass dataset=...)")
@@ -197,7 +200,8 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None = s
                    distribution_strategy=_distribution(config.distribution),
                    progress=progress if config.verbose else None,
                    max_rejections=config.max_rejections,
-                   cover="rule" if config.space_mode == "rule" else None)
+                   cover="rule" if config.space_mode == "rule" else None,
+                   max_seconds=None if config.max_minutes is None else 60.0 * config.max_minutes)
     x, y = ((data.x_train, data.y_train) if config.train_limit is None
             else (data.x_train[:config.train_limit], data.y_train[:config.train_limit]))
     slim = None

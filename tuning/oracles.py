@@ -8,13 +8,16 @@
 - **seeds**: given values (a rule's plan, a learned slim profile) are the first trials;
 - **coverage**: with `cover="rule"`, every value of that Choice is tried once before any repeats;
 - **free rejections**: `max_trials` counts trained trials; each budget rejection raises the bound
-  by one, up to `max_rejections` (recomputed from the trials, so a resumed search keeps it).
+  by one, up to `max_rejections` (recomputed from the trials, so a resumed search keeps it);
+- **a time budget**: after `max_seconds` (counted from the oracle's creation in this process) no
+  new trial starts; running ones finish.
 The draws themselves stay keras-tuner's (random, Bayesian, Hyperband's brackets).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import keras_tuner as kt
@@ -26,6 +29,7 @@ __all__ = ["ZooOracleMixin", "RandomSearchOracle", "BayesianOptimizationOracle",
 
 NetworkKey = Callable[[kt.HyperParameters], str]
 _RUNNING = kt.engine.trial.TrialStatus.RUNNING
+_STOPPED = {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
 
 class ZooOracleMixin:
@@ -33,8 +37,11 @@ class ZooOracleMixin:
 
     def __init__(self, *args: Any, network_key: NetworkKey | None = None,
                  seed_values: Sequence[Mapping[str, Any]] = (), cover: str | None = None,
-                 max_rejections: int = 0, **kwargs: Any) -> None:
+                 max_rejections: int = 0, max_seconds: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self.max_seconds = max_seconds
+        self.started = time.monotonic()
         self.network_key = network_key
         self.seed_values = [dict(v) for v in seed_values]
         self.cover = cover
@@ -111,13 +118,19 @@ class ZooOracleMixin:
                 return values
         return None
 
+    def out_of_time(self) -> bool:
+        return self.max_seconds is not None and time.monotonic() - self.started >= self.max_seconds
+
     def populate_space(self, trial_id: str) -> dict[str, Any]:
         started = len(self.start_order)
-        # Seeds first, in order; a resumed search has them among its trials already.
+        # Seeds first, in order, even out of time (they were asked for by name); a resumed search
+        # has them among its trials already.
         for values in self.seed_values[started:started + 1]:
             complete = self.complete_values(values)
             if not self._duplicate(complete):  # type: ignore[attr-defined]
                 return {"status": _RUNNING, "values": complete}
+        if self.out_of_time():
+            return _STOPPED
         if self.cover:
             values = self._covering_values()
             if values is not None:
@@ -137,6 +150,8 @@ class HyperbandOracle(ZooOracleMixin, kt.oracles.HyperbandOracle):
     """Seeds and coverage are not applied: Hyperband's brackets decide what runs and for how long."""
 
     def populate_space(self, trial_id: str) -> dict[str, Any]:
+        if self.out_of_time():
+            return _STOPPED
         return kt.oracles.HyperbandOracle.populate_space(self, trial_id)
 
 

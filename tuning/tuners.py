@@ -74,16 +74,25 @@ def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name:
     return " ".join(parts)
 
 
-def _bar(done: int, total: int | None, elapsed: float, width: int = 12) -> str:
-    """`[#####-------] 5/12 trials, 1m02s` (+ time left); without a total, just the count."""
-    clock = f"{int(elapsed // 60)}m{int(elapsed % 60):02d}s"
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def _bar(done: int, total: int | None, elapsed: float, limit: float | None = None,
+         width: int = 12) -> str:
+    """`[#####-------] 5/12 trials, 1m02s` (+ time left); with a time budget the bar is the time
+    used of it; without either, just the count."""
+    clock = _clock(elapsed)
+    if limit:
+        filled = min(width, round(width * elapsed / limit))
+        return f"[{'#' * filled}{'-' * (width - filled)}] {done} trials, {clock} of {_clock(limit)}"
     if not total:
         return f"[{done} trials, {clock}]"
     filled = min(width, round(width * done / total))
     left = ""
     if 0 < done < total:
         rest = elapsed / done * (total - done)
-        left = f", ~{int(rest // 60)}m{int(rest % 60):02d}s left"
+        left = f", ~{_clock(rest)} left"
     return f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total} trials, {clock}{left}"
 
 
@@ -163,7 +172,11 @@ class _ZooTunerMixin:
         name = getattr(self.oracle.objective, "name", "score")
         line = progress_line(ended, self.hypermodel, name, self.project_dir,
                              now - getattr(self, "_zoo_started", now))
-        bar = _bar(done, total, now - getattr(self, "_zoo_search_started", now))
+        limit = getattr(self.oracle, "max_seconds", None)
+        if limit:  # the oracle's clock started when it was made (a slim training counts too)
+            bar = _bar(done, total, time.monotonic() - self.oracle.started, limit)
+        else:
+            bar = _bar(done, total, now - getattr(self, "_zoo_search_started", now))
         print(f"{bar} {line}", file=self.progress_stream, flush=True)
 
 
@@ -171,7 +184,7 @@ class _ZooTunerMixin:
 _ORACLE_ARGS = frozenset({
     "objective", "max_trials", "seed", "hyperparameters", "allow_new_entries", "tune_new_entries",
     "max_retries_per_trial", "max_consecutive_failed_trials", "network_key", "seed_values", "cover",
-    "max_rejections", "max_epochs", "factor", "hyperband_iterations", "num_initial_points",
+    "max_rejections", "max_seconds", "max_epochs", "factor", "hyperband_iterations", "num_initial_points",
     "alpha", "beta"})
 
 
@@ -216,12 +229,12 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
                executions_per_trial: int, directory: str, project_name: str, overwrite: bool,
                distribution_strategy: Any = None, progress: TextIO | None = sys.stdout,
                max_rejections: int = 0, seed_values: Sequence[Mapping[str, Any]] = (),
-               cover: str | None = None) -> kt.Tuner:
+               cover: str | None = None, max_seconds: float | None = None) -> kt.Tuner:
     """One of TUNERS, configured the same way for every kind.
 
     Hyperband has no `max_trials`: `max_epochs=epochs` and its own bracket schedule decide how
-    many trials run (`hyperband_iterations=1`). See tuning.oracles for `max_rejections`,
-    `seed_values` and `cover`.
+    many trials run (one iteration of its brackets, or as many as `max_seconds` allows). See tuning.oracles for `max_rejections`,
+    `seed_values`, `cover` and `max_seconds`.
     """
     if kind not in TUNERS:
         raise ValueError(f"unknown tuner {kind!r}; valid: {', '.join(TUNERS)}")
@@ -232,10 +245,13 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
         objective=objective, seed=None if seed is None else seed + 1,
         max_consecutive_failed_trials=max_consecutive_failed_trials,
         max_rejections=max_rejections, seed_values=seed_values, cover=cover,
+        max_seconds=max_seconds,
         executions_per_trial=executions_per_trial, directory=directory, project_name=project_name,
         overwrite=overwrite, distribution_strategy=distribution_strategy)
     if kind == "hyperband":
-        kwargs.update(max_epochs=max(epochs, 2), factor=3, hyperband_iterations=1)
+        # With a time budget, Hyperband repeats its brackets until the time is up.
+        kwargs.update(max_epochs=max(epochs, 2), factor=3,
+                      hyperband_iterations=1 if max_seconds is None else 1000)
     else:
         kwargs["max_trials"] = max_trials
     tuner = TUNERS[kind](hypermodel, **kwargs)
