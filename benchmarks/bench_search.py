@@ -1,8 +1,9 @@
 """Q2: which search strategy finds the best per-layer widths at 0.35x of doubling's parameters?
 
 Fashion-MNIST. The reference is doubling at depth 6 from 32 kernels (32-32-64-64-128-128); the
-budget is `--budget-fraction` (0.35) of its parameters. Each strategy gets the same wall-clock
-budget (`--minutes`) on this machine, searching on the first `--train-limit` training images:
+budget is `--budget-fraction` (0.35) of its parameters. Each strategy searches depth-6 per-layer
+widths of 8..96 kernels (slim's wide network: 96 everywhere) with the same wall-clock budget
+(`--minutes`; slim takes what its one training takes) on the first `--train-limit` training images:
 
   a  random per-layer search as drawn, the budget a cap (rejections)   zoo-tune --no-fill-budget
   b  random per-layer search, every draw filled to the budget          zoo-tune
@@ -62,7 +63,7 @@ def run_strategy(name: str, args: argparse.Namespace, budget: int, data: Any) ->
 
     start = time.perf_counter()
     result = tuning.search(
-        dataset=data, depth=(DEPTH, DEPTH), filters=(8, 128), epochs=args.epochs,
+        dataset=data, depth=(DEPTH, DEPTH), filters=(8, 96), epochs=args.epochs,
         max_params=budget, max_minutes=None if name == "d_slim" else args.minutes,
         directory=str(ROOT / "runs" / "q2"), project=name, overwrite=args.overwrite, seed=0,
         patience=0, verbose=1, **STRATEGIES[name])

@@ -114,7 +114,7 @@ def _tune_argv(args: argparse.Namespace, project: str) -> list[str]:
              *(["--batch-sizes", str(args.batch_size)] if args.batch_size else []),
              "--max-params", str(args.max_params),
              "--depth", str(args.depth[0]), str(args.depth[1]),
-             "--filters", str(args.filters[0]), str(args.filters[1]), "--seed", "0", "--verbose", "0",
+             "--filters", str(args.filters[0]), str(args.filters[1]), "--seed", "0", "--verbose", "1",
              "--directory", str(search_dir), "--project", project]
     if args.train_limit:
         argv += ["--train-limit", str(args.train_limit)]

@@ -36,6 +36,14 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
     (["--distribution", "tpu"], "unknown distribution 'tpu'; valid: mirrored"),
     (["--project", "../up"], "project must be a folder name"),
     (["--blocks", "dense"], "unknown blocks value 'dense'"),
+    (["--workers", "0"], "workers must be an int >= 1, got 0"),
+    (["--max-minutes", "-5"], "max_minutes must be None or a positive number, got -5.0"),
+    (["--seed-from", "doubling"], "seed_from only applies to mode='per_layer'"),
+    (["--mode", "per_layer", "--seed-from", "fibonacci"], "unknown seed_from 'fibonacci'"),
+    (["--mode", "slim", "--tuner", "bayesian"], "mode 'slim' trains its learned profile"),
+    (["--mode", "slim", "--slim-strength", "0"], "slim_strength must be None or a positive number"),
+    (["--workers", "2", "--max-trials", "0"], "max_trials must be an int >= 1, got 0"),
+    (["--workers", "2", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),  # before any process
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert main(BASE + ["--directory", str(tmp_path / "runs")] + argv) == 2

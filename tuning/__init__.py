@@ -15,7 +15,7 @@ _LAZY = {
     "MODES": "hypermodel", "CostLogger": "hypermodel", "ZooHyperModel": "hypermodel",
     "SearchResult": "results", "pareto_front": "results",
     "BudgetError": "config", "SearchError": "config", "SearchConfig": "config", "search": "driver",
-    "TUNERS": "tuners", "learn_profile": "slim", "SlimResult": "slim",
+    "TUNERS": "tuners", "learn_profile": "slim", "fit_profile": "slim", "SlimResult": "slim",
     "compare": "compare", "CompareConfig": "compare", "CompareError": "compare",
 }
 

@@ -1,0 +1,52 @@
+"""`mode="slim"` and `seed_from="slim"` in a keras-tuner project: the learned profile is a trial."""
+import json
+
+import pytest
+
+import tuning
+from tuning.cli import main
+
+SLIM = dict(dataset="digits", epochs=2, train_limit=400, batch_sizes=(32,), depth=(3, 3),
+            filters=(4, 32), verbose=0, progress=None, patience=0, seed=0)
+
+
+@pytest.mark.parametrize("block", ["plain", "residual"])
+def test_slim_mode_trains_the_learned_profile_fitted_to_the_budget(tmp_path, block):
+    result = tuning.search(mode="slim", directory=tmp_path, max_params=5000, blocks=(block,), **SLIM)
+    (row,) = result.leaderboard()
+    assert row["status"] == "COMPLETED" and row["origin"] == "slim"
+    assert abs(row["params"] - 5000) <= 150 and row["test_accuracy"] != ""
+    slim = json.loads((result.project_dir / "slim.json").read_text())
+    assert slim["wide"] == [32, 32, 32] and len(slim["profile"]) == 3
+    assert all(1 <= p <= 32 for p in slim["profile"])
+    assert row["profile"] == "-".join(map(str, slim["profile"]))  # the trial is that profile, scaled
+    report = result.report_path.read_text()
+    assert "## Learned widths (slim)" in report and "doubling (same budget)" in report
+
+    # A resumed project reuses the learned profile: no second wide training, no second trial.
+    mtime = (result.project_dir / "slim.json").stat().st_mtime_ns
+    again = tuning.search(mode="slim", directory=tmp_path, max_params=5000, blocks=(block,), **SLIM)
+    assert len(again.leaderboard()) == 1
+    assert (result.project_dir / "slim.json").stat().st_mtime_ns == mtime
+
+
+def test_seed_from_slim_makes_the_learned_profile_the_first_trial_of_a_search(tmp_path):
+    result = tuning.search(mode="per_layer", seed_from="slim", max_trials=2, directory=tmp_path,
+                           max_macs=60_000, **SLIM)
+    rows = sorted(result.leaderboard(), key=lambda r: r["trial"])
+    assert len(rows) == 2 and [r["origin"] for r in rows] == ["slim", ""]
+    slim = json.loads((result.project_dir / "slim.json").read_text())
+    assert slim["resource"] == "macs"  # the budget's resource weights the penalty
+    assert rows[0]["profile"] == "-".join(map(str, slim["profile"]))
+    assert all(abs(r["macs"] - 60_000) <= 1800 for r in rows)
+
+
+def test_slim_from_the_command_line(tmp_path, capsys):
+    argv = ["--dataset", "digits", "--mode", "slim", "--depth", "3", "3", "--filters", "4", "16",
+            "--epochs", "2", "--train-limit", "300", "--max-params", "3000",
+            "--directory", str(tmp_path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "slim: learned profile " in out and "1/1 trials" in out
+    assert main(argv[:-2] + ["--max-trials", "2", "--directory", str(tmp_path)]) == 2
+    assert "mode 'slim' trains one trial" in capsys.readouterr().err
