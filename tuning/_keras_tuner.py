@@ -2,8 +2,9 @@
 
 keras-tuner 1.4 exports no public factory for objectives, no public MultiObjective, no public way to
 ask "am I the chief or a worker?" and no switch for the traceback it prints per failed trial. The
-oracles also override two private hooks (`_compute_values_hash`, `_random_values`) that every
-built-in oracle uses to draw values and to refuse values it has tried. `tests/test_keras_tuner_private.py`
+oracles also use private hooks that every built-in oracle has: the value hash and the draw that
+refuses repeated values (`_compute_values_hash`, `_random_values`, `_duplicate`), and the queue a
+reload retries (`_retry_queue`). `tests/test_keras_tuner_private.py`
 checks each of these against the installed keras-tuner, so an upgrade that moves one fails there,
 by name, instead of somewhere in a search.
 """
@@ -22,7 +23,8 @@ __all__ = ["MultiObjective", "create_objective", "maybe_distribute", "is_worker"
            "tracebacks_silenced", "ORACLE_HOOKS"]
 
 # Private Oracle methods tuning.oracles overrides or calls; the test checks they still exist.
-ORACLE_HOOKS = ("_compute_values_hash", "_random_values", "_duplicate", "_tried_so_far")
+ORACLE_HOOKS = ("_compute_values_hash", "_random_values", "_duplicate", "_tried_so_far",
+                "_retry_queue")
 
 
 def owns_oracle() -> bool:
@@ -49,10 +51,13 @@ def tracebacks_silenced() -> Iterator[None]:
 def check_installed() -> list[str]:
     """What the installed keras-tuner no longer provides of the above (empty when all is there)."""
     missing = [f"Oracle.{name}" for name in ORACLE_HOOKS
-               if name != "_tried_so_far" and not callable(getattr(kt.Oracle, name, None))]
+               if name not in ("_tried_so_far", "_retry_queue")
+               and not callable(getattr(kt.Oracle, name, None))]
     oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("x", "max"), max_trials=1)
     if not isinstance(getattr(oracle, "_tried_so_far", None), set):
         missing.append("Oracle._tried_so_far (a set of value hashes)")
+    if not isinstance(getattr(oracle, "_retry_queue", None), list):
+        missing.append("Oracle._retry_queue (trial ids a reload retries)")
     if not hasattr(_config, "DEBUG"):
         missing.append("keras_tuner.src.config.DEBUG")
     for name in ("has_chief_oracle", "is_chief_oracle"):

@@ -74,6 +74,11 @@ class ZooOracleMixin:
 
     def reload(self) -> None:
         super().reload()  # type: ignore[misc]
+        # keras-tuner saves its state in end_trial before it forgets the finished trial as
+        # ongoing, and a reload retries every ongoing trial: a process killed in between would
+        # train a finished trial again on resume. Finished trials are in end_order.
+        finished = set(self.end_order)
+        self._retry_queue = [tid for tid in self._retry_queue if tid not in finished]
         self._rebound()
 
     # --- what is drawn -------------------------------------------------------------------------
