@@ -128,3 +128,27 @@ def test_the_default_output_is_a_line_per_trial_and_the_summary(tmp_path, capsys
 def test_search_config_errors_name_the_field(kwargs, message, tmp_path):
     with pytest.raises(tuning.SearchError, match=message):
         tuning.search(directory=tmp_path, **kwargs)
+
+
+def test_a_write_cut_short_leaves_the_previous_oracle_state_readable(tmp_path, monkeypatch):
+    """A kill while keras-tuner writes oracle.json used to leave a torn file no rerun could reload."""
+    import keras_tuner as kt
+
+    from tuning import oracles
+
+    oracle = oracles.RandomSearchOracle(objective=kt.Objective("val_accuracy", "max"), max_trials=3)
+    oracle._set_project_dir(str(tmp_path), "p")
+    oracle.hyperparameters.Int("x", 1, 4)
+    oracle.save()
+    saved = (tmp_path / "p" / "oracle.json").read_text()
+
+    def torn(state, fh):
+        fh.write('{"ongoing_trials": {"tuner0": ')  # then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(oracles.json, "dump", torn)
+    oracle._tried_so_far.add("a new draw")  # the state to write differs from the saved one
+    with pytest.raises(KeyboardInterrupt):
+        oracle.save()
+    assert (tmp_path / "p" / "oracle.json").read_text() == saved
+    json.loads(saved)

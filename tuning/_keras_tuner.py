@@ -4,7 +4,8 @@ keras-tuner 1.4 exports no public factory for objectives, no public MultiObjecti
 ask "am I the chief or a worker?" and no switch for the traceback it prints per failed trial. The
 oracles also use private hooks that every built-in oracle has: the value hash and the draw that
 refuses repeated values (`_compute_values_hash`, `_random_values`, `_duplicate`), and the queue a
-reload retries (`_retry_queue`). `tests/test_keras_tuner_private.py`
+reload retries (`_retry_queue`); they write the oracle's files atomically through `_save_trial`,
+`_get_trial_dir` and `_get_oracle_fname`. `tests/test_keras_tuner_private.py`
 checks each of these against the installed keras-tuner, so an upgrade that moves one fails there,
 by name, instead of somewhere in a search.
 """
@@ -23,8 +24,8 @@ __all__ = ["MultiObjective", "create_objective", "maybe_distribute", "is_worker"
            "tracebacks_silenced", "ORACLE_HOOKS"]
 
 # Private Oracle methods tuning.oracles overrides or calls; the test checks they still exist.
-ORACLE_HOOKS = ("_compute_values_hash", "_random_values", "_duplicate", "_tried_so_far",
-                "_retry_queue")
+ORACLE_HOOKS = ("_compute_values_hash", "_random_values", "_duplicate", "_save_trial",
+                "_get_trial_dir", "_get_oracle_fname", "_tried_so_far", "_retry_queue")
 
 
 def owns_oracle() -> bool:

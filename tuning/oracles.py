@@ -9,6 +9,9 @@
 - **coverage**: with `cover="rule"`, every value of that Choice is tried once before any repeats;
 - **free rejections**: `max_trials` counts trained trials; each budget rejection raises the bound
   by one, up to `max_rejections` (recomputed from the trials, so a resumed search keeps it);
+- **atomic state**: the oracle and its trials are written to a temporary file and renamed, so a
+  process killed mid-write (Ctrl-C, kill -9, a worker pool stopped) never leaves a torn JSON that
+  the next run cannot reload;
 - **a time budget**: after `max_seconds` (counted from the oracle's creation in this process) no
   new trial starts; running ones finish.
 The draws themselves stay keras-tuner's (random, Bayesian, Hyperband's brackets).
@@ -16,6 +19,7 @@ The draws themselves stay keras-tuner's (random, Bayesian, Hyperband's brackets)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -71,6 +75,12 @@ class ZooOracleMixin:
             super().end_trial(trial)  # type: ignore[misc]
         finally:
             self._rebound()
+
+    def save(self) -> None:
+        _write_json(self._get_oracle_fname(), self.get_state())
+
+    def _save_trial(self, trial: kt.engine.trial.Trial) -> None:
+        _write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
 
     def reload(self) -> None:
         super().reload()  # type: ignore[misc]
@@ -141,6 +151,13 @@ class ZooOracleMixin:
             if values is not None:
                 return {"status": _RUNNING, "values": values}
         return super().populate_space(trial_id)  # type: ignore[misc]
+
+
+def _write_json(path: str, state: Any) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(state, fh)
+    os.replace(tmp, path)
 
 
 class RandomSearchOracle(ZooOracleMixin, kt.oracles.RandomSearchOracle):
