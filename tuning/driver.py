@@ -22,7 +22,6 @@ from typing import Any, Sequence, TextIO
 
 import keras
 import keras_tuner as kt
-import numpy as np
 
 import zoo
 
