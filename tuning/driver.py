@@ -314,8 +314,8 @@ def _read_slim(project_dir: Path) -> Any:
 
 def _origins(tuner: kt.Tuner, config: SearchConfig) -> dict[str, str]:
     """Trial id -> where its values came from, for the seed trials (slim or a rule's plan)."""
-    seeds = len(getattr(tuner.oracle, "seed_values", []) or ([1] if config.seed_source else []))
-    return {tid: str(config.seed_source) for tid in tuner.oracle.start_order[:seeds]}
+    return {tid: str(config.seed_source)
+            for tid in tuner.oracle.start_order[:len(tuner.oracle.seed_values)]}
 
 
 def _report_settings(config: SearchConfig, hypermodel: ZooHyperModel, n_train: int) -> dict[str, Any]:
