@@ -142,11 +142,12 @@ def test_a_write_cut_short_leaves_the_previous_oracle_state_readable(tmp_path, m
     oracle.save()
     saved = (tmp_path / "p" / "oracle.json").read_text()
 
-    def torn(state, fh):
-        fh.write('{"ongoing_trials": {"tuner0": ')  # then the process dies
+    def killed(src, dst):  # the new state is written in full elsewhere, then the process dies
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(oracles.json, "dump", torn)
+    import serving.layout
+
+    monkeypatch.setattr(serving.layout.os, "replace", killed)
     oracle._tried_so_far.add("a new draw")  # the state to write differs from the saved one
     with pytest.raises(KeyboardInterrupt):
         oracle.save()

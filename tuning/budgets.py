@@ -124,18 +124,22 @@ class Rejection:
     def reason(self) -> str:
         return "over budget: " + "; ".join(self.violations)
 
-    def save(self, trial_dir: str | os.PathLike) -> None:
-        os.makedirs(trial_dir, exist_ok=True)
-        path = os.path.join(trial_dir, REJECTION_FILE)
-        with open(path + ".tmp", "w", encoding="utf-8") as fh:
-            json.dump({"costs": asdict(self.costs), "violations": list(self.violations)}, fh)
-        os.replace(path + ".tmp", path)
+    @staticmethod
+    def _path(project_dir: str | os.PathLike, trial_id: str) -> str:
+        return os.path.join(project_dir, f"trial_{trial_id}", REJECTION_FILE)
+
+    def save(self, project_dir: str | os.PathLike, trial_id: str) -> None:
+        from serving.layout import write_atomic
+
+        write_atomic(self._path(project_dir, trial_id),
+                     json.dumps({"costs": asdict(self.costs), "violations": list(self.violations)}))
 
     @classmethod
-    def load(cls, trial_dir: str | os.PathLike) -> "Rejection | None":
-        """The rejection recorded in `trial_dir`, or None (not rejected, or an unreadable record)."""
+    def load(cls, project_dir: str | os.PathLike, trial_id: str) -> "Rejection | None":
+        """The rejection recorded for a trial of the project, or None (not rejected, or an
+        unreadable record)."""
         try:
-            with open(os.path.join(trial_dir, REJECTION_FILE), encoding="utf-8") as fh:
+            with open(cls._path(project_dir, trial_id), encoding="utf-8") as fh:
                 d = json.load(fh)
             return cls(Costs(**d["costs"]), tuple(str(v) for v in d["violations"]))
         except (OSError, ValueError, TypeError, KeyError):

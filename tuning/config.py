@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from .choices import DISTRIBUTIONS, SEARCH_MODES, TUNER_NAMES
@@ -220,6 +221,10 @@ class SearchConfig:
         return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.-") or "search"
 
     @property
+    def project_dir(self) -> Path:
+        return Path(self.directory) / self.project_name
+
+    @property
     def space_mode(self) -> str:
         """The hypermodel's mode: slim learns per-layer widths."""
         return "per_layer" if self.mode == "slim" else self.mode
@@ -231,11 +236,6 @@ class SearchConfig:
     def settings(self) -> dict[str, Any]:
         """What a project's trials depend on; a resumed project must have been made with these."""
         d = {name: getattr(self, name) for name in _PROJECT_SETTINGS}
-        d["dataset"] = self.dataset_name
-        return d
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
         d["dataset"] = self.dataset_name
         return d
 

@@ -24,6 +24,7 @@ import keras
 import keras_tuner as kt
 
 import zoo
+from serving.layout import write_atomic  # the project's one atomic file writer
 
 from ._keras_tuner import create_objective, is_worker, owns_oracle
 from .budgets import Budgets, Costs, measure_costs
@@ -143,9 +144,8 @@ def prepare(config: SearchConfig) -> tuple[Any, ZooHyperModel, Any]:
         raise
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:  # bad data: one line
         raise SearchError(str(exc)) from None
-    project_dir = Path(config.directory) / config.project_name
     if owns_oracle():
-        check_settings(project_dir / SETTINGS_FILE, config.settings(), overwrite=config.overwrite,
+        check_settings(config.project_dir / SETTINGS_FILE, config.settings(), overwrite=config.overwrite,
                        error=SearchError)
     _check_directory(config.directory, "directory")
     if config.export:
@@ -187,7 +187,7 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | s
         raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
     data, hypermodel, obj = prepare(config)
     project = config.project_name
-    project_dir = Path(config.directory) / project
+    project_dir = config.project_dir
     chief_or_local = owns_oracle()
     t = make_tuner(config.tuner, hypermodel, objective=obj, max_trials=config.max_trials,
                    epochs=config.epochs, seed=config.seed,
@@ -293,10 +293,7 @@ def _learn_slim(config: SearchConfig, hypermodel: ZooHyperModel, data: Any, x: A
         validation_data=(data.x_val, data.y_val), seed=config.seed,
         verbose=0 if config.verbose < 2 else 2, **kwargs)
     keras.backend.clear_session()
-    project_dir.mkdir(parents=True, exist_ok=True)
-    tmp = project_dir / f".{SLIM_FILE}.tmp"
-    tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n", encoding="utf-8")
-    tmp.replace(project_dir / SLIM_FILE)
+    write_atomic(project_dir / SLIM_FILE, json.dumps(result.to_dict(), indent=1) + "\n")
     if progress is not None and config.verbose:
         print(f"slim: learned profile {'-'.join(map(str, result.profile))} in {result.seconds:.0f}s",
               file=progress, flush=True)

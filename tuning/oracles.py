@@ -26,6 +26,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import keras_tuner as kt
 
+from serving.layout import write_atomic
+
 from .budgets import Rejection
 
 __all__ = ["ZooOracleMixin", "RandomSearchOracle", "BayesianOptimizationOracle", "HyperbandOracle",
@@ -59,7 +61,7 @@ class ZooOracleMixin:
 
     def rejection(self, trial_id: str) -> Rejection | None:
         """The rejection recorded for a trial (by whichever process ran it), or None."""
-        return Rejection.load(os.path.join(self._project_dir, f"trial_{trial_id}"))
+        return Rejection.load(self._project_dir, trial_id)
 
     def rejected_ids(self) -> list[str]:
         return [tid for tid, t in self.trials.items()
@@ -77,10 +79,11 @@ class ZooOracleMixin:
             self._rebound()
 
     def save(self) -> None:
-        _write_json(self._get_oracle_fname(), self.get_state())
+        write_atomic(self._get_oracle_fname(), json.dumps(self.get_state()))
 
     def _save_trial(self, trial: kt.engine.trial.Trial) -> None:
-        _write_json(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"), trial.get_state())
+        write_atomic(os.path.join(self._get_trial_dir(trial.trial_id), "trial.json"),
+                     json.dumps(trial.get_state()))
 
     def reload(self) -> None:
         super().reload()  # type: ignore[misc]
@@ -151,13 +154,6 @@ class ZooOracleMixin:
             if values is not None:
                 return {"status": _RUNNING, "values": values}
         return super().populate_space(trial_id)  # type: ignore[misc]
-
-
-def _write_json(path: str, state: Any) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(state, fh)
-    os.replace(tmp, path)
 
 
 class RandomSearchOracle(ZooOracleMixin, kt.oracles.RandomSearchOracle):

@@ -29,7 +29,6 @@ def check_settings(path: Path, settings: Mapping[str, Any], *, overwrite: bool,
 
 
 def save_settings(path: Path, settings: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(dict(settings), indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    from serving.layout import write_atomic
+
+    write_atomic(path, json.dumps(dict(settings), indent=1) + "\n")

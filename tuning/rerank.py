@@ -46,10 +46,10 @@ def _load(path: Path, seed: int | None) -> dict[str, dict[str, float]]:
 
 
 def _save(path: Path, runs: dict[str, dict[str, float]], metric: str, seed: int | None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"metric": metric, "seed": seed, "runs": runs}, indent=1, sort_keys=True),
-                   encoding="utf-8")
-    tmp.replace(path)
+    from serving.layout import write_atomic
+
+    write_atomic(path, json.dumps({"metric": metric, "seed": seed, "runs": runs}, indent=1,
+                                  sort_keys=True))
 
 
 def rerank(tuner: kt.Tuner, hypermodel: Any, trial_ids: Sequence[str], *, executions: int,

@@ -5,7 +5,6 @@ from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
 
 import csv
 import json
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +82,7 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, origins: dict[str, str
                 value = m.get_last_value(name)
                 row[name] = round(float(value), 3) if name == "latency_ms" else int(value)
         if status == "REJECTED":
-            rejection = Rejection.load(os.path.join(tuner.project_dir, f"trial_{trial.trial_id}"))
+            rejection = Rejection.load(tuner.project_dir, trial.trial_id)
             if rejection is not None:
                 row["params"], row["macs"] = rejection.costs.params, rejection.costs.macs
                 if rejection.costs.latency_ms is not None:

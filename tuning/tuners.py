@@ -28,21 +28,17 @@ from .oracles import ORACLES
 __all__ = ["TUNERS", "make_tuner", "trial_status", "trial_reason", "progress_line", "gc_frozen"]
 
 
-def _trial_dir(project_dir: str | os.PathLike, trial_id: str) -> str:
-    return os.path.join(project_dir, f"trial_{trial_id}")
-
-
 def trial_status(trial: kt.engine.trial.Trial, project_dir: str | os.PathLike) -> str:
     """COMPLETED, REJECTED (over budget, never trained), FAILED, INVALID, RUNNING..."""
     status = str(trial.status)
-    if status == "FAILED" and Rejection.load(_trial_dir(project_dir, trial.trial_id)):
+    if status == "FAILED" and Rejection.load(project_dir, trial.trial_id):
         return "REJECTED"
     return status
 
 
 def trial_reason(trial: kt.engine.trial.Trial, project_dir: str | os.PathLike) -> str:
     """Why a trial did not complete: its rejection, or the last line of its error."""
-    rejection = Rejection.load(_trial_dir(project_dir, trial.trial_id))
+    rejection = Rejection.load(project_dir, trial.trial_id)
     if rejection is not None:
         return rejection.reason
     lines = [ln.strip() for ln in (trial.message or "").strip().splitlines() if ln.strip()]
@@ -137,7 +133,7 @@ class _ZooTunerMixin:
             return super().run_trial(trial, *args, **kwargs)  # type: ignore[misc]
         except OverBudget as exc:
             # Saved before keras-tuner ends the trial, so the oracle (here or in the chief) sees it.
-            exc.rejection.save(_trial_dir(self.project_dir, trial.trial_id))
+            exc.rejection.save(self.project_dir, trial.trial_id)
             raise
         finally:
             if hasattr(self.hypermodel, "execution"):
@@ -263,8 +259,3 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
     tuner.progress_stream = progress
     return tuner
 
-
-def rejected_trials(tuner: kt.Tuner) -> list[str]:
-    """Ids of the trials rejected over budget (never trained)."""
-    return [tid for tid, t in tuner.oracle.trials.items()
-            if trial_status(t, tuner.project_dir) == "REJECTED"]
