@@ -22,6 +22,10 @@ def test_slim_mode_trains_the_learned_profile_fitted_to_the_budget(tmp_path, blo
     assert row["profile"] == "-".join(map(str, slim["profile"]))  # the trial is that profile, scaled
     report = result.report_path.read_text()
     assert "## Learned widths (slim)" in report and "doubling (same budget)" in report
+    table = [line.split("|")[1:-1] for line in report.splitlines() if line.startswith("| ")]
+    fitted = [cells[3].strip() for cells in table
+              if len(cells) == 5 and cells[0].strip().isdigit()]
+    assert "-".join(fitted) == row["filters"]  # the report's fitted widths are the trial's
 
     # A resumed project reuses the learned profile: no second wide training, no second trial.
     mtime = (result.project_dir / "slim.json").stat().st_mtime_ns

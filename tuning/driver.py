@@ -365,20 +365,21 @@ def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_di
                         exported=exported)
 
 
-def _slim_reference(slim: Any, hypermodel: ZooHyperModel) -> dict[str, list[int]] | None:
-    """The learned profile and doubling's, both fitted to the budget (or as learned, without one)."""
-    if slim is None:
+def _slim_reference(learned: Any, hypermodel: ZooHyperModel) -> dict[str, list[int]] | None:
+    """The learned profile as the trial builds it and doubling at the same depth, both for the
+    slim network's own architecture and fitted to the budget (as learned, without one)."""
+    if learned is None:
         return None
-    depth = len(slim.profile)
-    arch = dict(input_shape=hypermodel.input_shape, num_classes=hypermodel.num_classes,
-                downsample_every=hypermodel.downsample_every, **hypermodel.budgets.size_budgets)
+    from . import slim
+
+    budgets = hypermodel.budgets.size_budgets
     try:
-        learned = zoo.plan("custom", filters=list(slim.profile), **arch)
-        doubling = zoo.plan("doubling", depth=depth, **(arch if hypermodel.budgets.size_budgets else
-                            dict(arch, base_filters=slim.profile[0])))
+        fitted = slim.fit_profile(learned, **budgets) if budgets else list(learned.profile)
+        doubling = zoo.plan("doubling", depth=len(learned.profile), **learned.arch,
+                            **(budgets or {"base_filters": learned.profile[0]}))
     except ValueError:
         return None
-    return {"slim": list(learned), "doubling": list(doubling)}
+    return {"slim": list(fitted), "doubling": list(doubling)}
 
 
 def _export(ranked: list[tuple[Any, keras.Model]], data: Any, tuner: kt.Tuner, export_dir: Any,
