@@ -54,3 +54,22 @@ def test_slim_from_the_command_line(tmp_path, capsys):
     assert "slim: learned profile " in out and "1/1 trials" in out
     assert main(argv[:-2] + ["--max-trials", "2", "--directory", str(tmp_path)]) == 2
     assert "mode 'slim' trains one trial" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[]", '{"profile": [4]}',
+                                  '{"profile": "x", "wide": [8]}', "\x00\xff"])
+def test_a_damaged_slim_file_is_learned_again_not_fatal(tmp_path, text):
+    from tuning.driver import SLIM_FILE, _read_slim
+
+    (tmp_path / SLIM_FILE).write_text(text, encoding="utf-8", errors="surrogateescape")
+    assert _read_slim(tmp_path) is None
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[1, 2]"])
+def test_a_damaged_settings_file_is_one_clear_error(tmp_path, text):
+    run = dict(dataset="digits", mode="per_layer", directory=tmp_path, project="p", verbose=0,
+               progress=None)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "zoo_settings.json").write_text(text)
+    with pytest.raises(tuning.SearchError, match="zoo_settings.json is unreadable; pass --overwrite"):
+        tuning.search(**run)
