@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from cnnzoo.files import write_atomic
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -152,9 +154,7 @@ def write_results(name: str, payload: dict[str, Any], extra_markdown: str = "",
           f"{payload.get('method', '')}\n\n"
           + checks_table(payload["checks"]) + ("\n" + extra_markdown if extra_markdown else ""))
     for path, text in ((json_path, json.dumps(payload, indent=2, sort_keys=True) + "\n"), (md_path, md)):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, text)
     return json_path, md_path
 
 

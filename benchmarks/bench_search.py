@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnzoo.files import write_json_atomic
+
 from _common import RESULTS_DIR, ROOT, machine_info, machine_line
 
 DEPTH = 6
@@ -223,10 +225,7 @@ def _markdown(state: dict[str, Any]) -> str:
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(state, indent=1, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json_atomic(path, state, default=str)
 
 
 if __name__ == "__main__":

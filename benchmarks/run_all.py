@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnzoo.files import write_atomic
+
 import _common
 
 HERE = Path(__file__).resolve().parent
@@ -92,11 +94,9 @@ def readme(results: list[dict[str, Any]], timing: dict[str, Any] | None = None) 
 
 def write_readme(results_dir: Path) -> Path:
     path = Path(results_dir) / "README.md"
-    tmp = path.with_suffix(".md.tmp")
     timing_path = Path(results_dir) / "run_all.json"
     timing = json.loads(timing_path.read_text()) if timing_path.exists() else None
-    tmp.write_text(readme(load_results(results_dir), timing), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, readme(load_results(results_dir), timing))
     return path
 
 

@@ -13,7 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet TensorFlow before it is imported
 
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"

@@ -28,7 +28,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet TensorFlow before it is imported
 from serving import _signatures as sigs
 from serving import layout, model_config
 from serving.layout import version_dirs  # noqa: F401  (public here before layout existed)

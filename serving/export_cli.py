@@ -128,7 +128,9 @@ def export_model_file(args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
+    from cnnzoo.env import setup_tensorflow
+
+    setup_tensorflow()  # after parsing: --help and usage errors stay instant
     try:
         if args.version is not None:
             from serving.names import validate_version

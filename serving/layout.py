@@ -28,13 +28,13 @@ import dataclasses
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from cnnzoo.files import write_atomic
 from serving.names import VERSION_MAX, validate_label, validate_model_name
 
 CONFIG_FILENAME = "models.config"
@@ -394,23 +394,8 @@ def set_version_label(base_dir: str | os.PathLike, name: str, label: str, versio
     return write_model_server_config(config_path, config)
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename, so a poller never reads half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 __all__ = ["VERSION_MAX", "CONFIG_FILENAME", "ModelConfig", "parse_version", "list_versions", "version_dirs",
            "version_dir", "metadata_path", "warmup_path", "read_metadata", "write_metadata",
            "configs_from_proto", "parse_config_text", "read_config_file", "read_model_server_config",
            "write_model_server_config", "update_model_config", "set_version_label", "model_names",
-           "resolve_base_path", "validate_base_path", "write_atomic"]
+           "resolve_base_path", "validate_base_path"]

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
+from cnnzoo.files import write_atomic
 from serving.config_files import BatchingParameters, BatchingParametersProto
 # models.config itself belongs to serving.layout; these names stay importable from here.
 from serving.layout import (CONFIG_FILENAME, CONFIG_HEADER, _as_path, model_names,  # noqa: F401
                             read_model_server_config, set_version_label, update_model_config,
-                            write_atomic, write_model_server_config)
+                            write_model_server_config)
 
 BATCHING_FILENAME = "batching_parameters.txt"
 

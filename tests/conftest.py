@@ -4,8 +4,10 @@ import socket
 
 import pytest
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before any test imports it)
-import zoo  # noqa: F401
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet TensorFlow before any test imports it
+import zoo  # noqa: E402
 
 
 @pytest.fixture(scope="session")

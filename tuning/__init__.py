@@ -6,30 +6,15 @@ without paying for TensorFlow's start-up.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+import lazy_loader
 
-_LAZY = {
-    "Budgets": "budgets", "Costs": "budgets", "measure_costs": "budgets",
-    "measure_latency_ms": "budgets",
-    "MODES": "hypermodel", "CostLogger": "hypermodel", "ZooHyperModel": "hypermodel",
-    "SearchResult": "results", "pareto_front": "results",
-    "BudgetError": "config", "SearchError": "config", "SearchConfig": "config", "search": "driver",
-    "TUNERS": "tuners", "learn_profile": "slim", "fit_profile": "slim", "SlimResult": "slim",
-    "compare": "compare", "CompareConfig": "compare", "CompareError": "compare",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tuning' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "budgets": ["Budgets", "Costs", "measure_costs", "measure_latency_ms"],
+    "hypermodel": ["MODES", "CostLogger", "ZooHyperModel"],
+    "results": ["SearchResult", "pareto_front"],
+    "config": ["BudgetError", "SearchError", "SearchConfig"],
+    "driver": ["search"],
+    "tuners": ["TUNERS"],
+    "slim": ["learn_profile", "fit_profile", "SlimResult"],
+    "compare": ["compare", "CompareConfig", "CompareError"],
+})

@@ -20,7 +20,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from zoo import _env  # noqa: F401
+from cnnzoo.files import write_atomic
+
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 __all__ = ["Budgets", "Costs", "Rejection", "measure_costs", "measure_latency_ms"]
 
@@ -129,8 +133,6 @@ class Rejection:
         return os.path.join(project_dir, f"trial_{trial_id}", REJECTION_FILE)
 
     def save(self, project_dir: str | os.PathLike, trial_id: str) -> None:
-        from serving.layout import write_atomic
-
         write_atomic(self._path(project_dir, trial_id),
                      json.dumps({"costs": asdict(self.costs), "violations": list(self.violations)}))
 

@@ -15,32 +15,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import NoReturn, Sequence
+from typing import Sequence
 
-__all__ = ["main", "build_parser", "OneLineParser", "csv_list", "EXIT_USAGE"]
+from cnnzoo.cli import EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, csv_list
 
-EXIT_USAGE = 2
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit 2, shared by zoo-tune and zoo-compare."""
-
-    def error(self, message: str) -> NoReturn:
-        # One line, no usage block: scripts and CI logs show exactly what was wrong.
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-def csv_list(kind: type = str):
-    """An argparse type: a comma-separated list of `kind` (ints may use _ separators)."""
-    def parse(text: str) -> list:
-        items = [s.strip() for s in text.split(",") if s.strip()]
-        try:
-            return [kind(s.replace("_", "")) if kind is int else kind(s) for s in items]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, "
-                                             f"got {text!r}") from None
-    return parse
-
+__all__ = ["main", "build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     from tuning.choices import DISTRIBUTIONS, SEARCH_MODES, TUNER_NAMES
@@ -119,10 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = vars(parser.parse_args(argv))
-    from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
+    from cnnzoo.env import setup_tensorflow
+
+    setup_tensorflow()  # after parsing: --help and usage errors stay instant
     import tuning
     from tuning.config import SearchConfig, SearchError
-    from tuning.launcher import EXIT_INTERRUPTED, is_distributed_process, run_workers
+    from tuning.launcher import is_distributed_process, run_workers
 
     if "objective" in args:
         args["objective"] = args["objective"][0] if len(args["objective"]) == 1 else args["objective"]

@@ -10,18 +10,18 @@ the finished trials (tuning/compare_report.py).
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence, TextIO
+from typing import Any, Sequence, TextIO
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
+from cnnzoo.env import setup_tensorflow
+from cnnzoo.signals import sigint_deferred
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
@@ -207,26 +207,6 @@ class CompareHyperModel(kt.HyperModel):
         # The tuner owns the process-wide seed (shuffling); build seeds the initializers.
         keras.utils.set_random_seed(run.seed)
         return zoo.build(run.rule, seed=run.seed, **self._network(run.budget))
-
-
-@contextlib.contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold Ctrl-C until the block ends: keras-tuner writes oracle.json and trial.json in place,
-    so an interrupt in the middle of a write left a project that could not be resumed."""
-    # Not from a worker thread (signal handlers belong to the main thread), and not where Ctrl-C
-    # is ignored (a background job): holding it must not start delivering it.
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received:
-            raise KeyboardInterrupt
 
 
 class RunListOracle(kt.Oracle):

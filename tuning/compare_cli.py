@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from tuning.cli import EXIT_USAGE, OneLineParser, csv_list
+from cnnzoo.cli import EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, csv_list
 
 __all__ = ["main", "build_parser"]
 
@@ -61,8 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
-    from tuning.launcher import EXIT_INTERRUPTED, is_distributed_process, run_workers
+    from cnnzoo.env import setup_tensorflow
+
+    setup_tensorflow()  # after parsing: --help and usage errors stay instant
+    from tuning.launcher import is_distributed_process, run_workers
 
     try:
         from tuning.compare import CompareError, compare

@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from cnnzoo.files import atomic_open
+
 if TYPE_CHECKING:  # the comparison imports this module, not the other way round
     from .compare import CompareConfig, CompareHyperModel
 
@@ -104,14 +106,12 @@ def _verdict(budget: int, kind: str, diffs: dict[tuple[str, int], dict[str, floa
 
 def _csv(runs: Sequence[dict[str, Any]], path: Path) -> None:
     rows = sorted(runs, key=lambda r: (int(r["budget"]), r["rule"], int(r["seed"])))
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.DictWriter(fh, CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({**r, "filters": "-".join(map(str, r.get("filters") or [])),
                         "profile": "-".join(map(str, r.get("profile") or []))})
-    tmp.replace(path)
 
 
 def _markdown(config: "CompareConfig", hypermodel: "CompareHyperModel", runs: Sequence[dict[str, Any]],

@@ -9,7 +9,9 @@ chief serves the oracle and, when all trials are done, writes the results; worke
 """
 from __future__ import annotations
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import copy
 import dataclasses
@@ -24,7 +26,7 @@ import keras
 import keras_tuner as kt
 
 import zoo
-from serving.layout import write_atomic  # the project's one atomic file writer
+from cnnzoo.files import write_atomic
 
 from ._keras_tuner import create_objective, is_worker, owns_oracle
 from .budgets import Budgets, Costs, measure_costs

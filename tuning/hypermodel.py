@@ -18,7 +18,9 @@ decay over the trial's epochs. Budgets are checked at the start of `fit`, before
 """
 from __future__ import annotations
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import math
 from collections.abc import Mapping, Sequence

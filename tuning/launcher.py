@@ -11,27 +11,22 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from typing import Sequence
 
-__all__ = ["run_workers", "is_distributed_process", "EXIT_INTERRUPTED"]
+from cnnzoo.cli import EXIT_INTERRUPTED
+from cnnzoo.net import free_port
 
-EXIT_INTERRUPTED = 130
+__all__ = ["run_workers", "is_distributed_process"]
+
 _STOP_GRACE_S = 10.0
 
 
 def is_distributed_process() -> bool:
     """True in a chief or worker started with keras-tuner's variables (by us or by hand)."""
     return bool(os.environ.get("KERASTUNER_TUNER_ID"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cores() -> int:
@@ -59,7 +54,7 @@ def run_workers(module: str, argv: Sequence[str], workers: int) -> int:
     is the chief's (or the first failing worker's)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
-    base = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(_free_port()),
+    base = dict(os.environ, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(free_port()),
                 ZOO_TF_THREADS=str(max(_cores() // workers, 1)), PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", module, *argv]
     procs = [subprocess.Popen(cmd, env=dict(base, KERASTUNER_TUNER_ID="chief"))]

@@ -26,7 +26,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import keras_tuner as kt
 
-from serving.layout import write_atomic
+from cnnzoo.files import write_atomic
 
 from .budgets import Rejection
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
+from cnnzoo.files import write_atomic
 __all__ = ["check_settings", "save_settings"]
 
 
@@ -29,6 +30,4 @@ def check_settings(path: Path, settings: Mapping[str, Any], *, overwrite: bool,
 
 
 def save_settings(path: Path, settings: Mapping[str, Any]) -> None:
-    from serving.layout import write_atomic
-
     write_atomic(path, json.dumps(dict(settings), indent=1) + "\n")

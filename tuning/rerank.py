@@ -19,6 +19,8 @@ from typing import Any, Sequence, TextIO
 
 import keras
 import keras_tuner as kt
+
+from cnnzoo.files import write_atomic
 from ._keras_tuner import maybe_distribute
 
 __all__ = ["RERANK_FILE", "rerank", "rerank_mean"]
@@ -46,8 +48,6 @@ def _load(path: Path, seed: int | None) -> dict[str, dict[str, float]]:
 
 
 def _save(path: Path, runs: dict[str, dict[str, float]], metric: str, seed: int | None) -> None:
-    from serving.layout import write_atomic
-
     write_atomic(path, json.dumps({"metric": metric, "seed": seed, "runs": runs}, indent=1,
                                   sort_keys=True))
 

@@ -1,7 +1,9 @@
 """What a search leaves: the leaderboard (one row per trial), the Pareto front, `SearchResult`."""
 from __future__ import annotations
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import csv
 import json
@@ -9,6 +11,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from cnnzoo.files import atomic_open
 
 import keras
 import keras_tuner as kt
@@ -146,13 +150,11 @@ def pareto_front(rows: Sequence[dict[str, Any]], *, cost: str = "params",
 def write_leaderboard(rows: Sequence[dict[str, Any]], path: Path, metric: str) -> Path:
     """CSV with the objective's metric under its own name (e.g. `val_accuracy`)."""
     columns = [metric if c == "metric" else c for c in LEADERBOARD_COLUMNS]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:
             w.writerow([r[c] for c in LEADERBOARD_COLUMNS])
-    tmp.replace(path)
     return path
 
 

@@ -36,7 +36,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import keras  # noqa: E402
 from keras import ops  # noqa: E402

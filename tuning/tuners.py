@@ -8,7 +8,9 @@ resume (`overwrite=False` reloads the oracle) and chief/worker mode are keras-tu
 """
 from __future__ import annotations
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import contextlib
 import gc

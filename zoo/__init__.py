@@ -10,37 +10,22 @@ only prepares images never pay TensorFlow's start-up.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+import lazy_loader
 
-from . import datasets, images, rules  # noqa: F401  (rules registers the built-in rules)
-from .registry import LayerContext, get_rule, list_models, register, unregister
-from .plans import DOWNSAMPLERS, Plan, plan
-from .recipe import Recipe
+from cnnzoo import __version__
+from . import rules  # noqa: F401  (registers the built-in rules)
 
-__version__ = "0.1.0"
-
-# name -> module that defines it; imported (with Keras) on first attribute access.
-_LAZY = {
-    "build": "builders", "compile_classifier": "builders", "model_info": "builders",
-    "ModelInfo": "builders", "ZooModel": "builders",
-    "describe": "analysis", "Description": "analysis",
-    "BLOCKS": "blocks",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+# The Keras parts load on first use; the rest is plain Python/numpy and costs nothing to import.
+__getattr__, _dir, _names = lazy_loader.attach(__name__, submodules=["datasets", "images"], submod_attrs={
+    "registry": ["LayerContext", "get_rule", "list_models", "register", "unregister"],
+    "plans": ["DOWNSAMPLERS", "Plan", "plan"],
+    "recipe": ["Recipe"],
+    "builders": ["build", "compile_classifier", "model_info", "ModelInfo", "ZooModel"],
+    "analysis": ["describe", "Description"],
+    "blocks": ["BLOCKS"],
+})
+__all__ = [*_names, "__version__"]
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-__all__ = ["build", "plan", "Plan", "Recipe", "describe", "list_models", "register", "unregister",
-           "get_rule", "model_info", "compile_classifier", "datasets", "images", "Description",
-           "ModelInfo", "ZooModel", "LayerContext", "BLOCKS", "DOWNSAMPLERS", "__version__"]
+    return list(__all__)

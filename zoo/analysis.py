@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from . import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import keras  # noqa: E402
 from keras import layers  # noqa: E402

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from . import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
