@@ -27,18 +27,23 @@ from serving.layout import (CONFIG_FILENAME, CONFIG_HEADER, _as_path, model_name
 
 BATCHING_FILENAME = "batching_parameters.txt"
 
-# CPU: one batch thread per core and a short timeout keep latency low; no padding buckets.
+# CPU: one batch at a time and no timeout. TensorFlow already spreads one batch over every core
+# (intra-op threads), and the request threads that decode and answer requests need the same
+# cores: a second concurrent batch only splits the waiting requests into two smaller batches,
+# while with one, every request arriving during a run joins the next batch. A lone request runs
+# at once (timeout 0), so batching adds no latency at low load. No padding buckets.
 # GPU: bigger batches amortise the kernel launches; allowed_batch_sizes bounds the number of
 # distinct shapes the GPU graph sees (each new shape costs a compilation).
-CPU_BATCHING = BatchingParameters(max_batch_size=32, batch_timeout_micros=1000,
-                                  max_enqueued_batches=100, num_batch_threads=os.cpu_count() or 1)
+CPU_BATCHING = BatchingParameters(max_batch_size=32, batch_timeout_micros=0,
+                                  max_enqueued_batches=100, num_batch_threads=1)
 GPU_BATCHING = BatchingParameters(max_batch_size=256, batch_timeout_micros=5000,
                                   max_enqueued_batches=100, num_batch_threads=4,
                                   allowed_batch_sizes=(8, 16, 32, 64, 128, 256))
 
 BATCHING_HEADER = (
     "# TF Serving --batching_parameters_file (text BatchingParameters), written by serving.export.\n"
-    "# CPU defaults below: num_batch_threads = CPU cores, timeout 1 ms, batches of up to 32.\n"
+    "# CPU defaults below: one batch at a time (TensorFlow uses every core inside it), no timeout,\n"
+    "# batches of up to 32: requests arriving while a batch runs form the next one.\n"
     "# For a GPU use larger batches and a few ms of timeout, e.g.\n"
     "#   max_batch_size { value: 256 }  batch_timeout_micros { value: 5000 }\n"
     "#   max_enqueued_batches { value: 100 }  num_batch_threads { value: 4 }\n"

@@ -251,7 +251,7 @@ def test_models_config_and_batching_file(exported, trained, tmp_path):
     assert entry.base_path == str(ev.path.parent) and os.path.isabs(entry.base_path)
     assert entry.model_version_policy.latest.num_versions == 1
     params = parse_batching_parameters((base / "batching_parameters.txt").read_text())
-    assert params.max_batch_size == 32 and params.num_batch_threads == (os.cpu_count() or 1)
+    assert params.max_batch_size == 32 and params.num_batch_threads == 1 and params.batch_timeout_micros == 0
 
     # A second model with a relative base_path joins the same file; the first entry is kept.
     other = export(trained, base, name="other", base_path_style="relative", signatures=["predict"])
