@@ -427,6 +427,7 @@ class Bench:
     # S3 -----------------------------------------------------------------
     def s3(self) -> None:
         from serving import rest_client
+        from serving.json_body import dumps_json
 
         rounds, calls = (3, 15) if self.quick else (10, 60)
         self.run.details["S3"] = {}
@@ -435,7 +436,7 @@ class Bench:
             # The check's body is a generic client's (stdlib json of tolist()); the informative row
             # sends serving.RestClient's body (orjson from numpy, float32 in shortest repr).
             bodies = {"REST": json.dumps({"instances": x.tolist()}).encode(),
-                      REST_CLIENT_BODY: rest_client._dumps({"instances": rest_client._to_json_value(x)})}
+                      REST_CLIENT_BODY: dumps_json({"instances": rest_client._to_json_value(x)})}
             sides = {name: self.rest_call(self.plain, "doubling32", x, body) for name, body in bodies.items()}
             sides["gRPC"] = self.grpc_call(self.plain, "doubling32", x)
             per = interleave(sides, rounds, calls)

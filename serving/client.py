@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import grpc
 import numpy as np
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before the protos import it)
+from . import protos  # noqa: F401  (before the protos: they must not load all of TensorFlow)
 
 from google.protobuf import json_format, text_format  # noqa: E402
 from tensorflow.core.example import example_pb2, feature_pb2  # noqa: E402
