@@ -10,16 +10,14 @@ client never loads TensorFlow; `serving.export` and `serving.Client` load it whe
 """
 from __future__ import annotations
 
-import sys
-import types
 from importlib import import_module
 from typing import Any
 
 # public name -> the submodule that defines it
 _LAZY = {
-    "export": "serving.export", "ExportedVersion": "serving.export",
+    "export": "serving.exporter", "ExportedVersion": "serving.exporter",
     "Client": "serving.client",
-    "ClientError": "serving._client_common",
+    "ClientError": "serving.errors",
     "RestClient": "serving.rest_client",
 }
 
@@ -35,21 +33,5 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
-
-class _ServingPackage(types.ModuleType):
-    """`serving.export` is the export function, not the submodule of that name.
-
-    Importing a submodule binds it as an attribute of its package; once anything imported
-    `serving.export` (export_cli, tuning...), `serving.export(...)` would be a module and not
-    callable. Eagerly this was avoided by rebinding after the import; lazily the binding is refused.
-    """
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "export" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _ServingPackage
 
 __all__ = ["export", "ExportedVersion", "Client", "ClientError", "RestClient"]

@@ -57,8 +57,9 @@ def test_tensorflow_imported_after_the_grpc_client_is_the_real_library(subproces
 
 
 def test_serving_export_is_the_function_after_its_module_is_imported(subprocess_env):
-    code = ("import serving, serving.export_cli, sys\n"
-            "assert serving.export is sys.modules['serving.export'].export, serving.export\n"
+    code = ("import serving, serving.export_cli, serving.exporter, sys\n"
+            "assert serving.export is sys.modules['serving.exporter'].export, serving.export\n"
+            "assert type(sys.modules['serving']) is type(sys)  # a plain package module\n"
             "from serving import export, ExportedVersion\n"
             "assert export is serving.export and callable(export)\n"
             "try:\n    serving.nope\nexcept AttributeError as exc:\n    assert 'nope' in str(exc)\n"

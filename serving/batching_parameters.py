@@ -1,16 +1,7 @@
-"""`models.config` (text ModelServerConfig) and `batching_parameters.txt` next to exported models.
+"""The `--batching_parameters_file` export writes next to models.config: defaults for CPU and GPU.
 
-base_path convention (TF Serving is strict here, so the choice is deliberate):
-- Real `tensorflow_model_server` rejects a relative `base_path` in `--model_config_file` ("Expected
-  model X to have an absolute path or URI"; its ServerCore only accepts relative paths with a
-  `model_config_list_root_dir`, which the binary does not expose). So `export` writes ABSOLUTE
-  paths by default: the file works with both engines on the machine that wrote it.
-- `relative=True` writes the path relative to the config file's folder (e.g. `digits`). Our embedded
-  server, and `read_model_server_config`, resolve it against that folder; this is what the committed
-  example uses so a fresh clone serves from any directory.
-- `base_path_prefix="/models"` writes `/models/<name>` for a container where `base_dir` is mounted
-  at `/models` (the docker deploy).
-Both files are written to a temporary file and renamed, so a server polling them never reads half.
+The file is text-format BatchingParameters, as TF Serving reads it (`serving.config_files` parses
+it); it is written atomically and never overwritten unless asked, since users tune it.
 """
 from __future__ import annotations
 
@@ -20,10 +11,8 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from serving.config_files import BatchingParameters, BatchingParametersProto
-# models.config itself belongs to serving.layout; these names stay importable from here.
-from serving.layout import (CONFIG_FILENAME, CONFIG_HEADER, _as_path, model_names,  # noqa: F401
-                            read_model_server_config, set_version_label, update_model_config,
-                            write_atomic, write_model_server_config)
+from serving.layout import write_atomic
+from serving.names import validate_path
 
 BATCHING_FILENAME = "batching_parameters.txt"
 
@@ -67,7 +56,7 @@ def batching_parameters_text(params: BatchingParameters = CPU_BATCHING) -> str:
 def write_batching_parameters(base_dir: str | os.PathLike, params: BatchingParameters = CPU_BATCHING,
                               *, overwrite: bool = False) -> Path:
     """Write `base_dir/batching_parameters.txt`; an existing file is kept unless `overwrite`."""
-    path = _as_path(base_dir, "base_dir") / BATCHING_FILENAME
+    path = validate_path(base_dir, "base_dir") / BATCHING_FILENAME
     body = batching_parameters_text(params)
     if path.exists() and not overwrite:
         return path
@@ -75,3 +64,5 @@ def write_batching_parameters(base_dir: str | os.PathLike, params: BatchingParam
     return path
 
 
+__all__ = ["BATCHING_FILENAME", "CPU_BATCHING", "GPU_BATCHING", "batching_parameters_text",
+           "write_batching_parameters"]
