@@ -370,7 +370,7 @@ def load_server_config(config_or_path: Any) -> model_server_config_pb2.ModelServ
         config = config_or_path
     elif isinstance(config_or_path, os.PathLike) or (
             isinstance(config_or_path, str) and "{" not in config_or_path):
-        # serving.layout reads config files for the server too: one parser, the same validation
+        # serving.model_server_config reads config files for the server too: one parser, the same validation
         # and the same resolution of relative base paths.
         config = read_model_server_config(config_or_path)
     elif isinstance(config_or_path, str):
