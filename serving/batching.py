@@ -104,8 +104,9 @@ class Batcher:
                 raise unavailable("the batching queue is shutting down")
             last = self._batches[-1] if self._batches else None
             if last is None or last.closed or last.size + size > limit:
-                if last is not None:
+                if last is not None and not last.closed:
                     last.closed = True
+                    self._signal_next()  # it may be the oldest: it need not wait out its timeout
                 if len(self._batches) >= self.params.max_enqueued_batches:
                     raise unavailable("The batch scheduling queue to which this task was submitted is full")
                 last = _Batch(opened=time.monotonic())

@@ -214,3 +214,28 @@ def test_batcher_close_runs_queued_batches():
     with pytest.raises(errors.ServingError) as info:
         batcher.submit({"x": np.ones((1, 1))})
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_batch_closed_by_an_overflowing_task_runs_without_waiting_out_its_timeout():
+    batcher = Batcher(_params(max_batch_size=4, batch_timeout_micros=60_000_000),
+                      lambda inputs: {"y": inputs["x"] * 3})
+    results: dict = {}
+
+    def submit(key: str, n: int) -> None:
+        results[key] = batcher.submit({"x": np.ones((n, 1))})
+
+    first = threading.Thread(target=submit, args=("a", 3))
+    first.start()
+    deadline = time.monotonic() + 10
+    while batcher.queue_depth < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    second = threading.Thread(target=submit, args=("b", 3))  # does not fit: closes the first batch
+    second.start()
+    first.join(10)
+    try:
+        assert not first.is_alive(), "a closed batch waited for its 60 s window"
+        assert results["a"]["y"].tolist() == [[3.0]] * 3
+    finally:
+        batcher.close()  # runs the second, still-open batch at once
+        second.join(10)
+    assert results["b"]["y"].shape == (3, 1)
