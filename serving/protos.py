@@ -32,31 +32,45 @@ def _defer_tensorflow() -> None:
     if spec is None or spec.loader is None or spec.submodule_search_locations is None:
         return
     module = importlib.util.module_from_spec(spec)
-    state = {"loaded": False}
+    state = {"phase": "deferred"}  # -> "loading" -> "loaded"
 
     def load() -> None:
-        with _lock:
-            if state["loaded"]:
-                return
-            state["loaded"] = True
-            # From here on a missing attribute is a plain AttributeError, as during a normal
-            # import (TensorFlow's own __init__ may look its attributes up while it runs).
-            module.__dict__.pop("__getattr__", None)
-            module.__dict__.pop("__dir__", None)
-            try:
-                _exec_quietly(spec, module)
-            except BaseException:
-                if sys.modules.get("tensorflow") is module:
-                    del sys.modules["tensorflow"]  # as a failed import: the next one starts afresh
-                raise
+        """Under _lock: run the real package into `module` once."""
+        state["phase"] = "loading"
+        try:
+            _exec_quietly(spec, module)
+        except BaseException:
+            state["phase"] = "deferred"
+            if sys.modules.get("tensorflow") is module:
+                del sys.modules["tensorflow"]  # as a failed import: the next one starts afresh
+            raise
+        state["phase"] = "loaded"
+        for hook, ours in (("__getattr__", __getattr__), ("__dir__", __dir__)):
+            if module.__dict__.get(hook) is ours:  # TensorFlow may define its own
+                del module.__dict__[hook]
 
     def __getattr__(name: str) -> Any:
-        load()
-        return getattr(module, name)
+        # Another thread's first use waits here until the package has run, as it would wait on
+        # the import lock; inside the run (same thread, re-entering the RLock) a missing attribute
+        # is a plain AttributeError, as during any import.
+        with _lock:
+            if state["phase"] == "deferred":
+                load()
+            elif state["phase"] == "loading":
+                raise AttributeError(f"partially initialized module 'tensorflow' has no attribute {name!r}")
+        try:
+            return module.__dict__[name]
+        except KeyError:
+            hook = module.__dict__.get("__getattr__")
+            if hook is not None and hook is not __getattr__:
+                return hook(name)
+            raise AttributeError(f"module 'tensorflow' has no attribute {name!r}") from None
 
     def __dir__() -> list[str]:
-        load()
-        return dir(module)
+        with _lock:
+            if state["phase"] == "deferred":
+                load()
+        return sorted(module.__dict__)
 
     module.__getattr__ = __getattr__  # type: ignore[attr-defined]
     module.__dir__ = __dir__  # type: ignore[method-assign]

@@ -44,6 +44,12 @@ def test_tensorflow_imported_after_the_grpc_client_is_the_real_library(subproces
             "assert 'tensorflow.python' not in sys.modules\n"
             "placeholder = sys.modules['tensorflow']\n"
             "import tensorflow as tf\n"
+            "import threading\n"  # two first uses at once: both wait for the one real import
+            "sums = []\n"
+            "threads = [threading.Thread(target=lambda: sums.append(float(tf.reduce_sum(tf.ones(3)))))"
+            " for _ in range(2)]\n"
+            "[t.start() for t in threads]\n[t.join(120) for t in threads]\n"
+            "assert sums == [3.0, 3.0], sums\n"
             "from tensorflow.core.framework import tensor_pb2\n"
             "assert tf is placeholder and tf.__version__.startswith('2.')\n"
             "assert float(tf.reduce_sum(tf.constant([1.0, 2.5])).numpy()) == 3.5\n"
