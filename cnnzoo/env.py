@@ -11,10 +11,12 @@ Python exceptions are unaffected. `ZOO_TF_VERBOSE=1` shows everything.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from typing import Iterator
 
-__all__ = ["setup_tensorflow", "verbose"]
+__all__ = ["setup_tensorflow", "verbose", "native_logs_muted"]
 
 _done = False
 
@@ -38,12 +40,27 @@ def setup_tensorflow() -> None:
     _apply_thread_count()
 
 
-def _import_muted() -> None:
+@contextlib.contextmanager
+def native_logs_muted() -> Iterator[None]:
+    """File descriptor 2 points at /dev/null inside the block (unless `ZOO_TF_VERBOSE=1`)."""
+    if verbose():
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved = os.dup(2)
     null = os.open(os.devnull, os.O_WRONLY)
     try:
         sys.stderr.flush()
         os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _import_muted() -> None:
+    with native_logs_muted():
         try:
             import tensorflow
 
@@ -52,10 +69,6 @@ def _import_muted() -> None:
             tensorflow.config.list_physical_devices("GPU")
         except ImportError:
             pass  # reported when the caller imports it for real, with stderr back
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
 
 
 def _apply_thread_count() -> None:

@@ -177,7 +177,7 @@ def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_d
     model, the best last (latest) and labelled `stable`; the runner-up is labelled `canary`."""
     import shutil
 
-    from serving.model_config import set_version_label
+    from serving.model_server_config import set_version_label
 
     winner = ranked[0]["project"]
     # The export folder is the demo's own: start it afresh so a rerun serves versions 1 and 2 again.
@@ -186,7 +186,8 @@ def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_d
                                        "--export-name", MODEL]
     print("$ " + shlex.join(["zoo-tune", *argv]), flush=True)
     _zoo_tune(argv, log=Path(args.dir) / "export.log")
-    from serving.layout import read_metadata, version_dirs
+    from serving.metadata import read_metadata
+    from serving.versions import version_dirs
 
     exported = []
     for version, path in sorted(version_dirs(export_dir / MODEL).items(), reverse=True):

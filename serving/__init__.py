@@ -13,8 +13,8 @@ from __future__ import annotations
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "export": ["export", "ExportedVersion"],
+    "exporter": ["export", "ExportedVersion"],
     "client": ["Client"],
-    "_client_common": ["ClientError"],
+    "errors": ["ClientError"],
     "rest_client": ["RestClient"],
 })

@@ -1,4 +1,4 @@
-"""What `serving.Client` (gRPC) and `serving.RestClient` share: the error type, argument checks,
+"""What `serving.Client` (gRPC) and `serving.RestClient` share: argument checks,
 input and tf.Example preparation, metadata and status parsing, waiting, and in-flight limiting.
 
 Both clients accept and refuse exactly the same arguments because both call these functions.
@@ -15,32 +15,11 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import grpc
 import numpy as np
 
-from .errors import ServingError
-from .names import validate_label, validate_version
+from .errors import ClientError
+from .names import CLASSIFY_METHOD, REGRESS_METHOD, validate_label, validate_version
 
 EXAMPLE_FEATURE = "images"  # the zoo's classify/regress signatures parse this float feature
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-PREDICT_METHOD = "tensorflow/serving/predict"
 TASK_METHODS = {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD}
-
-
-class ClientError(ServingError):
-    """A failed call: gRPC `code`, the server's `message`, the `target` asked and, over REST, the
-    HTTP `status` actually answered (`http_status` falls back to TF Serving's mapping)."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, *, target: str = "",
-                 status: int | None = None) -> None:
-        super().__init__(code, message)
-        self.target = target
-        self.status = status
-
-    @property
-    def http_status(self) -> int:
-        return self.status if self.status is not None else super().http_status
-
-    def __repr__(self) -> str:
-        return f"ClientError({self.code.name}, {self.message!r}, target={self.target!r})"
 
 
 # ------------------------------------------------------------------------------- argument checks
@@ -292,4 +271,4 @@ def run_many(submit: Callable[..., concurrent.futures.Future], model: str, batch
             f.cancel()
 
 
-__all__ = ["ClientError", "signature_specs", "normalize_status", "EXAMPLE_FEATURE"]
+__all__ = ["signature_specs", "normalize_status", "EXAMPLE_FEATURE"]

@@ -1,4 +1,4 @@
-"""Internal to serving.export: the graphs inside an exported SavedModel (signatures, method names, warmup).
+"""Internal to serving.exporter: the graphs inside an exported SavedModel (signatures, method names, warmup).
 
 Everything here is plain TensorFlow so the SavedModel loads without this package or Keras:
 the Keras model is traced once inside `tf.function`s with explicit input names, and the class
@@ -17,9 +17,8 @@ from cnnzoo.env import setup_tensorflow
 
 setup_tensorflow()  # quiet TensorFlow before it is imported
 
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
+from serving.metadata import warmup_path  # noqa: E402
+from serving.names import CLASSIFY_METHOD, PREDICT_METHOD, REGRESS_METHOD  # noqa: E402
 
 # Signature keys and what `export(signatures=...)` names turn into. "classify" also writes a
 # regress signature (top-1 probability) so MultiInference(classify + regress) has two tasks.
@@ -36,7 +35,6 @@ METHOD_NAMES = {
 }
 # Channel counts tf.io.decode_image can convert every PNG and JPEG to.
 BYTES_CHANNELS = (1, 3)
-WARMUP_FILENAME = "tf_serving_warmup_requests"
 
 
 def build_signatures(model: Any, input_shape: Sequence[int], class_names: Sequence[str],
@@ -200,7 +198,7 @@ def write_warmup(path: Path, model_name: str, keys: Sequence[str], samples: np.n
     """Write `path/assets.extra/tf_serving_warmup_requests` (TFRecord of PredictionLog)."""
     import tensorflow as tf
 
-    target = Path(path) / "assets.extra" / WARMUP_FILENAME
+    target = warmup_path(path)
     os.makedirs(target.parent, exist_ok=True)
     with tf.io.TFRecordWriter(str(target)) as writer:
         for log in warmup_records(model_name, keys, samples):

@@ -25,9 +25,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import grpc
 import numpy as np
 
-from cnnzoo.env import setup_tensorflow
-
-setup_tensorflow()  # quiet TensorFlow before it is imported
+from . import protos  # noqa: F401  (before the protos: they must not load all of TensorFlow)
 
 from google.protobuf import json_format, text_format  # noqa: E402
 from tensorflow.core.example import example_pb2, feature_pb2  # noqa: E402
@@ -37,11 +35,12 @@ from tensorflow_serving.apis import (  # noqa: E402
     regression_pb2)
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
-from ._client_common import (  # noqa: E402  (ClientError and signature_specs are public here too)
-    EXAMPLE_FEATURE, TASK_METHODS, ClientError, as_input_arrays, check_context, check_model,
+from ._client_common import (  # noqa: E402  (signature_specs is public here too)
+    EXAMPLE_FEATURE, TASK_METHODS, as_input_arrays, check_context, check_model,
     check_output_filter, check_signature, check_tasks, check_timeout, check_version_label,
     classifications_to_arrays, examples_from, normalize_status, run_many, signature_specs, wait_loop)
-from . import layout  # noqa: E402
+from .errors import ClientError  # noqa: E402
+from .model_server_config import read_model_server_config  # noqa: E402
 from .tensors import from_numpy_content, to_numpy  # noqa: E402
 
 DEFAULT_TARGET = "localhost:8500"
@@ -371,9 +370,9 @@ def load_server_config(config_or_path: Any) -> model_server_config_pb2.ModelServ
         config = config_or_path
     elif isinstance(config_or_path, os.PathLike) or (
             isinstance(config_or_path, str) and "{" not in config_or_path):
-        # serving.layout reads config files for the server too: one parser, the same validation
+        # serving.model_server_config reads config files for the server too: one parser, the same validation
         # and the same resolution of relative base paths.
-        config = layout.read_model_server_config(config_or_path)
+        config = read_model_server_config(config_or_path)
     elif isinstance(config_or_path, str):
         config = _parse_config(config_or_path, "the config text")
     else:

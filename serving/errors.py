@@ -78,6 +78,24 @@ class ServingError(Exception):
         return f"ServingError({self.code.name}, {self.message!r})"
 
 
+class ClientError(ServingError):
+    """A failed client call (serving.Client, serving.RestClient): gRPC `code`, the server's `message`, the `target` asked and, over REST, the
+    HTTP `status` actually answered (`http_status` falls back to TF Serving's mapping)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, *, target: str = "",
+                 status: int | None = None) -> None:
+        super().__init__(code, message)
+        self.target = target
+        self.status = status
+
+    @property
+    def http_status(self) -> int:
+        return self.status if self.status is not None else super().http_status
+
+    def __repr__(self) -> str:
+        return f"ClientError({self.code.name}, {self.message!r}, target={self.target!r})"
+
+
 def invalid_argument(message: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
 

@@ -6,8 +6,7 @@
 
 Bad input prints one `zoo-export: error: ...` line and exits with status 2 (argparse's convention),
 without a traceback. A model file that shows no sign of training (see
-`serving.export.untrained_reason`) is refused unless `--force` is given. The "best N models of a tuning run" source (`--run DIR`) plugs in as a second
-member of the source group in `build_parser` and a branch in `main`.
+`serving.exporter.untrained_reason`) is refused unless `--force` is given.
 """
 from __future__ import annotations
 
@@ -107,11 +106,11 @@ def load_keras_model(path: str) -> Any:
 
 
 def export_model_file(args: argparse.Namespace) -> Any:
-    from serving.export import export
+    from serving.exporter import export
 
     if not args.name:
         raise CliError("--name is required when exporting a model file")
-    from serving.export import untrained_reason
+    from serving.exporter import untrained_reason
 
     model = load_keras_model(args.model)
     reason = untrained_reason(model)

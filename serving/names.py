@@ -1,12 +1,22 @@
-"""Validation of model names and versions: the one place where a user string becomes a path."""
+"""Names shared by the server, the clients and export: model names, versions and labels (validated
+here, the one place where a user string becomes a path) and TF Serving's signature method names.
+Pure Python, so the REST client can import it without TensorFlow."""
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 MODEL_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 LABEL_PATTERN = re.compile(r"^[a-zA-Z0-9_]+$")
 VERSION_MAX = 2**63 - 1  # ModelSpec.version is an Int64Value
 _DIGITS = re.compile(r"[0-9]{1,25}\Z")
+
+# SignatureDef.method_name values, as TF Serving's signature_constants.
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+DEFAULT_SIGNATURE = "serving_default"
 
 
 def validate_model_name(name: object) -> str:
@@ -39,3 +49,10 @@ def validate_label(label: object) -> str:
     if not isinstance(label, str) or not LABEL_PATTERN.match(label):
         raise ValueError(f"invalid version label {label!r}: expected [a-zA-Z0-9_]+")
     return label
+
+
+def validate_path(value: object, what: str) -> Path:
+    """`value` as a Path if it is a non-empty str or os.PathLike, else TypeError naming `what`."""
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise TypeError(f"{what} must be a non-empty path (str or os.PathLike), got {value!r}")
+    return Path(value)

@@ -1,6 +1,6 @@
 """Model repository: find versions on disk (sources), decide what is loaded (manager), resolve requests.
 
-As in TF Serving: a *source* polls each model's base path for version folders (`layout` decides
+As in TF Serving: a *source* polls each model's base path for version folders (`versions` decides
 which names are versions); the version *policy* (latest N / all / specific) turns what exists into
 the aspired set; the *manager* loads aspired versions, unloads the rest once an aspired version is
 AVAILABLE (availability preserving: a new version that fails to load never takes the model down)
@@ -27,10 +27,12 @@ from typing import Any
 
 import grpc
 
-from . import layout
+from . import model_server_config
 from .config_files import BatchingParameters
 from .errors import ServingError, invalid_argument, not_found, unavailable
-from .layout import POLICIES, ModelConfig, list_versions  # noqa: F401  (re-exported: public names here before)
+from .model_server_config import POLICIES, ModelConfig  # noqa: F401  (re-exported: public names here before)
+from .names import VERSION_MAX
+from .versions import SAVED_MODEL_FILENAME, list_versions
 from .runtime import Servable, State
 
 log = logging.getLogger("serving")
@@ -41,12 +43,12 @@ DEFAULT_CONFIG_TIMEOUT = 600.0
 
 def parse_model_config_file(path: str) -> list[ModelConfig]:
     """Read a text-format ModelServerConfig (TF Serving's --model_config_file); ValueError if bad."""
-    return layout.read_config_file(path)
+    return model_server_config.read_config_file(path)
 
 
 def parse_model_config_text(text: str, config_dir: str = ".") -> list[ModelConfig]:
     """Parse a text-format ModelServerConfig; relative base paths resolve against `config_dir`."""
-    return layout.parse_config_text(text, config_dir)
+    return model_server_config.parse_config_text(text, config_dir)
 
 
 @dataclasses.dataclass(eq=False)
@@ -97,7 +99,7 @@ class ModelManager:
     def start(self) -> None:
         """Load every configured model (raises if one has no loadable version), then start polling."""
         if self.config_file:
-            self._config_text = layout.read_config_text(self.config_file)
+            self._config_text = model_server_config.read_config_text(self.config_file)
         self.refresh(wait=True)
         self._check_available(list(self._models.values()))
         if self.poll_seconds > 0:
@@ -129,13 +131,13 @@ class ModelManager:
     def _config_loop(self) -> None:
         while not self._stop.wait(self.config_poll_seconds):
             try:
-                text = layout.read_config_text(self.config_file)  # type: ignore[arg-type]
+                text = model_server_config.read_config_text(self.config_file)  # type: ignore[arg-type]
                 if text == self._config_text:
                     continue
                 # Not retried until the file changes again: a broken config would otherwise load
                 # (and fail to load) its models at every poll.
                 self._config_text = text
-                configs = layout.parse_config_text(text, layout.config_dir_of(self.config_file))  # type: ignore[arg-type]
+                configs = model_server_config.parse_config_text(text, model_server_config.config_dir_of(self.config_file))  # type: ignore[arg-type]
                 log.info("model config file changed: applying %s", [c.name for c in configs])
                 self.apply_config(configs)
                 self._config_error = None
@@ -205,7 +207,7 @@ class ModelManager:
         for name in set(ignored) - model.ignored_names:  # once per folder, not at every poll
             log.warning("model %s: folder %r under %s is not a version (versions are canonical decimal "
                         "names 0..%d, e.g. '7' rather than '007'): ignored", cfg.name, name[:40],
-                        cfg.base_path, layout.VERSION_MAX)
+                        cfg.base_path, VERSION_MAX)
         model.ignored_names = set(ignored)
         failed, passes = True, 0
         aspired: set[int] = set()
@@ -419,7 +421,7 @@ def _mtime(path: str) -> tuple[int, ...]:
     """Change stamp of a version folder: the folder, saved_model.pb and variables/ (a copy that
     finishes filling variables/ does not touch the version folder's own mtime)."""
     stamps = []
-    for p in (path, os.path.join(path, layout.SAVED_MODEL_FILENAME), os.path.join(path, "variables")):
+    for p in (path, os.path.join(path, SAVED_MODEL_FILENAME), os.path.join(path, "variables")):
         try:
             stamps.append(os.stat(p).st_mtime_ns)
         except OSError:

@@ -36,7 +36,8 @@ import orjson
 import requests
 
 from .json_body import dumps_json
-from ._client_common import (ClientError, as_input_arrays, check_context, check_model,
+from .errors import ClientError
+from ._client_common import (as_input_arrays, check_context, check_model,
                              check_output_filter, check_signature, check_tasks, check_timeout,
                              check_version_label, classifications_to_arrays, examples_from,
                              EXAMPLE_FEATURE, normalize_status, run_many, signature_specs, wait_loop)

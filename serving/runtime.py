@@ -25,18 +25,16 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
-from . import layout, tensors
+from . import tensors
 from .batching import Batcher
 from .config_files import BatchingParameters
 from .errors import ServingError, as_serving_error, failed_precondition, invalid_argument, not_found
+from .metadata import warmup_path
+from .names import CLASSIFY_METHOD, DEFAULT_SIGNATURE, PREDICT_METHOD, REGRESS_METHOD  # noqa: F401  (service uses them from here)
+from .versions import SAVED_MODEL_FILENAME
 
 log = logging.getLogger("serving")
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
-PREDICT_METHOD = "tensorflow/serving/predict"
-DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = os.path.join(layout.ASSETS_EXTRA, layout.WARMUP_FILENAME)
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit
 
 
@@ -101,7 +99,7 @@ def read_signature_defs(path: str) -> dict[str, meta_graph_pb2.SignatureDef]:
 
     Opened without blocking and read only when it is a regular file of at most
     MAX_SAVED_MODEL_PB_BYTES: a FIFO under that name would otherwise block the open forever."""
-    pb = os.path.join(path, layout.SAVED_MODEL_FILENAME)
+    pb = os.path.join(path, SAVED_MODEL_FILENAME)
     fd = os.open(pb, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fh.fileno())
@@ -382,7 +380,7 @@ class Servable:
 
     # ------------------------------------------------------------------ warmup
     def _warmup(self) -> None:
-        path = os.path.join(self.path, WARMUP_FILE)
+        path = str(warmup_path(self.path))
         if not os.path.exists(path):
             return
         start = time.perf_counter()

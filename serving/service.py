@@ -22,7 +22,7 @@ import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from . import layout
+from . import model_server_config
 from .errors import ServingError, as_serving_error, invalid_argument
 from .repository import ModelManager
 from .runtime import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Servable, Signature, State
@@ -194,7 +194,7 @@ class Service:
         if config.WhichOneof("config") != "model_config_list":
             raise invalid_argument("ReloadConfigRequest: only model_config_list is supported")
         try:
-            configs = layout.configs_from_proto(config, self.config_dir)
+            configs = model_server_config.configs_from_proto(config, self.config_dir)
         except ValueError as exc:
             raise invalid_argument(str(exc)) from None
         self.manager.apply_config(configs, timeout=timeout)

@@ -12,6 +12,8 @@ import math
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from . import protos  # noqa: F401,I001  (before the protos: they must not load all of TensorFlow)
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 

@@ -63,10 +63,10 @@ def tfserving(serving_objects):
 
 @pytest.fixture(scope="module")
 def models_config():
-    from serving import layout
+    from serving import model_server_config
 
     # validated as the server validates it; base paths as written (TF Serving wants them absolute)
-    config = layout.read_model_server_config(DEPLOY / "models.config", resolve_relative=False)
+    config = model_server_config.read_model_server_config(DEPLOY / "models.config", resolve_relative=False)
     return {c.name: c.base_path for c in config.model_config_list.config}
 
 

@@ -1,4 +1,4 @@
-"""serving.export: TF Serving layout, signatures checked in a fresh plain-TensorFlow process,
+"""serving.export (serving/exporter.py): TF Serving layout, signatures checked in a fresh plain-TensorFlow process,
 warmup, models.config, bad inputs, a SIGKILLed export, and the zoo-export CLI.
 
 One small digits model is trained and exported once per module; everything else reuses it.
@@ -22,9 +22,10 @@ from PIL import Image
 from tensorflow_serving.config import model_server_config_pb2
 
 import zoo
-from serving import export_cli, model_config
+from serving import batching_parameters, export_cli, model_server_config
 from serving.config_files import parse_batching_parameters
-from serving.export import ExportedVersion, export, version_dirs
+from serving.exporter import ExportedVersion, export
+from serving.versions import version_dirs
 
 VENV_BIN = Path(sys.executable).parent
 CLASS_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -251,26 +252,26 @@ def test_models_config_and_batching_file(exported, trained, tmp_path):
     assert entry.base_path == str(ev.path.parent) and os.path.isabs(entry.base_path)
     assert entry.model_version_policy.latest.num_versions == 1
     params = parse_batching_parameters((base / "batching_parameters.txt").read_text())
-    assert params.max_batch_size == 32 and params.num_batch_threads == (os.cpu_count() or 1)
+    assert params.max_batch_size == 32 and params.num_batch_threads == 1 and params.batch_timeout_micros == 0
 
     # A second model with a relative base_path joins the same file; the first entry is kept.
     other = export(trained, base, name="other", base_path_style="relative", signatures=["predict"])
-    raw = model_config.read_model_server_config(base / "models.config", resolve_relative=False)
-    assert model_config.model_names(raw) == ["digits", "other"]
+    raw = model_server_config.read_model_server_config(base / "models.config", resolve_relative=False)
+    assert model_server_config.model_names(raw) == ["digits", "other"]
     assert raw.model_config_list.config[1].base_path == "other"
-    resolved = model_config.read_model_server_config(base / "models.config")
+    resolved = model_server_config.read_model_server_config(base / "models.config")
     assert resolved.model_config_list.config[1].base_path == str(other.path.parent)
 
     bad = tmp_path / "bad.config"
     bad.write_text("model_config_list { config { name: 'x' base_pth: '/a' } }")
     with pytest.raises(ValueError, match="bad.config.*base_pth"):
-        model_config.read_model_server_config(bad)
+        model_server_config.read_model_server_config(bad)
     bad.write_text("model_config_list { config { name: 'x' base_path: '/a' model_platform: 'onnx' } }")
     with pytest.raises(ValueError, match="model_platform must be 'tensorflow', got 'onnx'"):
-        model_config.read_model_server_config(bad)
+        model_server_config.read_model_server_config(bad)
     with pytest.raises(ValueError, match="exclusive"):
-        model_config.update_model_config(tmp_path, "x", relative=True, base_path_prefix="/models")
-    prefixed = model_config.update_model_config(tmp_path, "x", base_path_prefix="/models")
+        model_server_config.update_model_config(tmp_path, "x", relative=True, base_path_prefix="/models")
+    prefixed = model_server_config.update_model_config(tmp_path, "x", base_path_prefix="/models")
     assert "base_path: \"/models/x\"" in prefixed.read_text()
 
 
@@ -285,24 +286,24 @@ def test_read_model_server_config_rejects(text, message, tmp_path):
     path = tmp_path / "models.config"
     path.write_text(text)
     with pytest.raises(ValueError, match=message):
-        model_config.read_model_server_config(path)
+        model_server_config.read_model_server_config(path)
 
 
 def test_model_config_helpers_validate(trained, tmp_path):
     with pytest.raises(ValueError, match="cannot read model config file"):
-        model_config.read_model_server_config(tmp_path / "missing.config")
+        model_server_config.read_model_server_config(tmp_path / "missing.config")
     with pytest.raises(TypeError, match="path must be a non-empty path"):
-        model_config.read_model_server_config(None)
+        model_server_config.read_model_server_config(None)
     with pytest.raises(TypeError, match="config must be a ModelServerConfig"):
-        model_config.write_model_server_config(tmp_path / "x.config", "model_config_list {}")
+        model_server_config.write_model_server_config(tmp_path / "x.config", "model_config_list {}")
     with pytest.raises(ValueError, match="num_versions must be a positive int"):
-        model_config.update_model_config(tmp_path, "x", num_versions=0)
+        model_server_config.update_model_config(tmp_path, "x", num_versions=0)
     with pytest.raises(TypeError, match="relative must be a bool"):
-        model_config.update_model_config(tmp_path, "x", relative="yes")
+        model_server_config.update_model_config(tmp_path, "x", relative="yes")
     with pytest.raises(ValueError, match="invalid model name"):
-        model_config.update_model_config(tmp_path, "../x")
+        model_server_config.update_model_config(tmp_path, "../x")
     with pytest.raises(TypeError, match="BatchingParameters"):
-        model_config.batching_parameters_text({"max_batch_size": 8})
+        batching_parameters.batching_parameters_text({"max_batch_size": 8})
     with pytest.raises(TypeError, match="model_dir must be a path"):
         version_dirs(3)
     # A broken models.config stops an export before any version is written.
@@ -408,7 +409,7 @@ def test_bad_inputs_raise_and_write_nothing(trained, tmp_path):
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time, zoo
     from serving import _signatures as export_signatures
-    from serving.export import export
+    from serving.exporter import export
 
     real_save = export_signatures.save
     def slow_save(*args, **kwargs):  # a slow disk: the kill lands after writing, before the rename
@@ -500,7 +501,7 @@ def test_cli_console_script_usage_errors(subprocess_env, tmp_path):
 def test_committed_example_is_servable():
     """saved_models/ ships one small trained model and a config that finds it from any clone."""
     root = Path(__file__).resolve().parent.parent / "saved_models"
-    config = model_config.read_model_server_config(root / "models.config")
+    config = model_server_config.read_model_server_config(root / "models.config")
     (entry,) = config.model_config_list.config
     assert entry.name == "digits" and Path(entry.base_path) == root / "digits"
     assert list(version_dirs(root / "digits")) == [1]
@@ -517,7 +518,7 @@ def test_export_warns_for_a_model_that_was_never_trained(trained, tmp_path):
     """The serving tour exported an untrained model, which then answered ~0.10 for every class."""
     import warnings
 
-    from serving.export import UntrainedModelWarning
+    from serving.exporter import UntrainedModelWarning
 
     fresh = zoo.build("doubling", input_shape=(8, 8, 1), num_classes=10, depth=2, base_filters=4)
     with pytest.warns(UntrainedModelWarning, match="no optimizer"):

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 import _serving_models as sm
 from serving.errors import ServingError
-from serving.layout import ModelConfig
+from serving.model_server_config import ModelConfig
 from serving.repository import ModelManager
-from serving.runtime import CLASSIFY_METHOD, REGRESS_METHOD
+from serving.names import CLASSIFY_METHOD, REGRESS_METHOD
 from serving.service import ModelRef, Service
 
 

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("tensorflow", "keras", "keras_tuner", "serving.client", "zoo.builders", "sklearn")
+HEAVY = ("tensorflow", "tensorflow.python", "keras", "keras_tuner", "serving.client", "zoo.builders", "sklearn")
 
 
 def _modules_after(code: str, env: dict[str, str]) -> dict[str, bool]:
@@ -29,16 +29,43 @@ def test_serving_rest_client_and_query_cli_load_no_tensorflow(subprocess_env):
     assert not any(loaded.values()), loaded
 
 
-def test_grpc_client_is_loaded_on_first_use(subprocess_env):
-    loaded = _modules_after("import serving\nserving.Client", subprocess_env)
-    # TF Serving's protos import TensorFlow (which registers keras); zoo's Keras builders stay out
-    assert loaded["serving.client"] and loaded["tensorflow"]
+def test_grpc_client_is_loaded_on_first_use_without_tensorflow(subprocess_env):
+    """TF Serving's protos import TensorFlow's protos, which used to run all of TensorFlow (seconds
+    of zoo-query --server start-up): only the package's unexecuted module is bound now."""
+    loaded = _modules_after("import serving, serving.query_cli, zoo.images\nserving.Client\n"
+                            "from serving.client import Client\nClient('127.0.0.1:9').close()", subprocess_env)
+    assert loaded["serving.client"]
+    assert not loaded["tensorflow.python"] and not loaded["keras"], loaded
     assert not loaded["zoo.builders"] and not loaded["keras_tuner"]
 
 
+def test_tensorflow_imported_after_the_grpc_client_is_the_real_library(subprocess_env):
+    code = ("import sys\nimport serving.client\nimport cnnzoo.env\ncnnzoo.env.setup_tensorflow()\n"
+            "assert 'tensorflow.python' not in sys.modules\n"
+            "placeholder = sys.modules['tensorflow']\n"
+            "import tensorflow as tf\n"
+            "import threading\n"  # two first uses at once: both wait for the one real import
+            "sums = []\n"
+            "threads = [threading.Thread(target=lambda: sums.append(float(tf.reduce_sum(tf.ones(3)))))"
+            " for _ in range(2)]\n"
+            "[t.start() for t in threads]\n[t.join(120) for t in threads]\n"
+            "assert sums == [3.0, 3.0], sums\n"
+            "from tensorflow.core.framework import tensor_pb2\n"
+            "assert tf is placeholder and tf.__version__.startswith('2.')\n"
+            "assert float(tf.reduce_sum(tf.constant([1.0, 2.5])).numpy()) == 3.5\n"
+            "assert type(tf.make_tensor_proto([1.0])) is tensor_pb2.TensorProto\n"
+            "assert 'saved_model' in dir(tf) and callable(tf.function)\n"
+            "import keras\nassert keras.layers.Dense(2)(tf.zeros((1, 3))).shape == (1, 2)\n"
+            "from serving.client import Client\nfrom serving import tensors\n"
+            "assert tensors.to_numpy(tf.make_tensor_proto([[1, 2]]), 'x').tolist() == [[1, 2]]")
+    loaded = _modules_after(code, subprocess_env)
+    assert loaded["tensorflow.python"] and loaded["keras"]
+
+
 def test_serving_export_is_the_function_after_its_module_is_imported(subprocess_env):
-    code = ("import serving, serving.export_cli, sys\n"
-            "assert serving.export is sys.modules['serving.export'].export, serving.export\n"
+    code = ("import serving, serving.export_cli, serving.exporter, sys\n"
+            "assert serving.export is sys.modules['serving.exporter'].export, serving.export\n"
+            "assert type(sys.modules['serving']) is type(sys)  # a plain package module\n"
             "from serving import export, ExportedVersion\n"
             "assert export is serving.export and callable(export)\n"
             "try:\n    serving.nope\nexcept AttributeError as exc:\n    assert 'nope' in str(exc)\n"

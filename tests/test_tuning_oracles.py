@@ -145,9 +145,9 @@ def test_a_write_cut_short_leaves_the_previous_oracle_state_readable(tmp_path, m
     def killed(src, dst):  # the new state is written in full elsewhere, then the process dies
         raise KeyboardInterrupt
 
-    import serving.layout
+    import cnnzoo.files
 
-    monkeypatch.setattr(serving.layout.os, "replace", killed)
+    monkeypatch.setattr(cnnzoo.files.os, "replace", killed)
     oracle._tried_so_far.add("a new draw")  # the state to write differs from the saved one
     with pytest.raises(KeyboardInterrupt):
         oracle.save()

@@ -163,7 +163,7 @@ def test_rerun_of_a_finished_search_trains_and_exports_nothing_new(rule_run):
 def test_set_version_label_widens_the_policy_and_validates(rule_run, tmp_path):
     import shutil
 
-    from serving.model_config import set_version_label
+    from serving.model_server_config import set_version_label
 
     root, _ = rule_run
     base = tmp_path / "models"

@@ -388,8 +388,9 @@ def _export(ranked: list[tuple[Any, keras.Model]], data: Any, tuner: kt.Tuner, e
             name: str, metric: str, project: str) -> list[Any]:
     """Export the best models as versions of `name`, best last (so `latest` serves it), label it stable."""
     from serving import export as export_model
-    from serving.export import ExportedVersion, version_dirs
-    from serving.model_config import set_version_label
+    from serving.exporter import ExportedVersion
+    from serving.model_server_config import set_version_label
+    from serving.versions import version_dirs
 
     where = str(Path(tuner.project_dir).resolve())
     previous = _previous_exports(version_dirs(Path(export_dir) / name), where)
@@ -419,7 +420,7 @@ def _export(ranked: list[tuple[Any, keras.Model]], data: Any, tuner: kt.Tuner, e
 
 def _previous_exports(versions: dict[int, Path], project_dir: str) -> dict[str, tuple[int, Path]]:
     """trial id -> (version, path) of versions this project exported before (newest wins)."""
-    from serving.layout import read_metadata  # serving owns the on-disk format
+    from serving.metadata import read_metadata  # serving owns the on-disk format
 
     found: dict[str, tuple[int, Path]] = {}
     for version, path in sorted(versions.items()):

@@ -32,8 +32,10 @@ from cnnzoo.env import setup_tensorflow
 
 setup_tensorflow()  # quiet TensorFlow before it is imported
 from serving import _signatures as sigs
-from serving import layout, model_config
-from serving.layout import version_dirs  # noqa: F401  (public here before layout existed)
+from serving.batching_parameters import write_batching_parameters
+from serving.metadata import write_metadata
+from serving.model_server_config import CONFIG_FILENAME, read_model_server_config, update_model_config
+from serving.versions import version_dir, version_dirs
 from serving.names import validate_model_name, validate_version
 
 try:  # POSIX advisory lock; TF Serving deployments are Linux, elsewhere exports are unlocked
@@ -44,7 +46,6 @@ except ImportError:  # pragma: no cover
 SIGNATURE_CHOICES = ("predict", "classify", "bytes")
 BASE_PATH_STYLES = ("absolute", "relative")
 MAX_WARMUP_SAMPLES = 32
-METADATA_FILENAME = layout.METADATA_FILENAME
 LOCK_FILENAME = ".zoo-export.lock"
 _TEMP_RE = re.compile(r"^\.(?:tmp|old)-[^-]+-(\d+)-[0-9a-f]+$")
 
@@ -108,13 +109,13 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
                       "near chance; train it first (or pass trained=True if its weights were trained "
                       "elsewhere)", UntrainedModelWarning, stacklevel=2)
 
-    config_file = base_dir / model_config.CONFIG_FILENAME
+    config_file = base_dir / CONFIG_FILENAME
     if update_config and config_file.exists():
-        model_config.read_model_server_config(config_file)  # a broken config fails before writing
+        read_model_server_config(config_file)  # a broken config fails before writing
     model_dir = base_dir / name
-    if version is not None and layout.version_dir(model_dir, version).exists() and not overwrite:
+    if version is not None and version_dir(model_dir, version).exists() and not overwrite:
         raise ValueError(f"version {version} of model {name!r} already exists at "
-                         f"{layout.version_dir(model_dir, version)}; pass overwrite=True to replace it")
+                         f"{version_dir(model_dir, version)}; pass overwrite=True to replace it")
     created = _make_dirs(base_dir, model_dir)
     tmp = model_dir / f".tmp-{'next' if version is None else version}-{os.getpid()}-{secrets.token_hex(4)}"
     try:
@@ -128,12 +129,12 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
         with _locked(base_dir):
             final_version = _next_version(model_dir) if version is None else version
             info = _zoo_json(model, name, final_version, input_shape, names, keys, meta)
-            layout.write_metadata(tmp, info)
-            final = layout.version_dir(model_dir, final_version)
+            write_metadata(tmp, info)
+            final = version_dir(model_dir, final_version)
             _move_into_place(tmp, final, overwrite)
             if update_config:
-                model_config.update_model_config(base_dir, name, relative=base_path_style == "relative")
-                model_config.write_batching_parameters(base_dir)
+                update_model_config(base_dir, name, relative=base_path_style == "relative")
+                write_batching_parameters(base_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         for folder in reversed(created):  # leave no empty folders that we made

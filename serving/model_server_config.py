@@ -1,51 +1,39 @@
-"""The on-disk format of served models, owned here and nowhere else.
+"""`models.config`: the text ModelServerConfig (`--model_config_file`) listing the served models.
 
-    base_dir/models.config                     text ModelServerConfig (model_config_list)
-    base_dir/<name>/<version>/saved_model.pb   one SavedModel per version folder
-    base_dir/<name>/<version>/assets.extra/zoo.json                    cnn-zoo's metadata
-    base_dir/<name>/<version>/assets.extra/tf_serving_warmup_requests  TF Serving's warmup
+`configs_from_proto` is the one validation of a ModelServerConfig: model names, duplicate names,
+platform, version policy, labels and base paths (non-empty, no NUL or other control characters: a
+NUL makes every later os call on the path raise). A relative base_path is resolved against the
+config file's folder, as our server documents.
 
-Everything that reads or writes these (export, the model repository, the server's config reload,
-the clients, tuning, the demo) calls this module, so there is one answer to "is this folder a
-version", one parser of models.config and one reader of zoo.json.
-
-Version folders. Only canonical decimal names in int64 range are versions: "7" and "0" are,
-"007", "+7", "7 ", "²" (a Unicode digit) and "9223372036854775808" (over int64) are not. TF
-Serving itself parses "007" as 7; we do not, because two folders ("7" and "007") would then claim
-one version and which one is served would depend on the order the directory lists them in. A
-non-canonical name is ignored like any other non-version folder (the export's ".tmp-..." folders
-rely on that).
-
-models.config. `configs_from_proto` is the one validation of a ModelServerConfig: model names,
-duplicate names, platform, version policy, labels and base paths (non-empty, no NUL or other
-control characters: a NUL makes every later os call on the path raise). A relative base_path is
-resolved against the config file's folder, as our server documents (real tensorflow_model_server
-wants absolute paths; `update_model_config` writes absolute ones by default).
+base_path convention (TF Serving is strict here, so the choice is deliberate):
+- Real `tensorflow_model_server` rejects a relative `base_path` in `--model_config_file` ("Expected
+  model X to have an absolute path or URI"; its ServerCore only accepts relative paths with a
+  `model_config_list_root_dir`, which the binary does not expose). So `update_model_config` writes
+  ABSOLUTE paths by default: the file works with both engines on the machine that wrote it.
+- `relative=True` writes the path relative to the config file's folder (e.g. `digits`). Our
+  embedded server, and `read_model_server_config`, resolve it against that folder; this is what
+  the committed example uses so a fresh clone serves from any directory.
+- `base_path_prefix="/models"` writes `/models/<name>` for a container where `base_dir` is mounted
+  at `/models` (the docker deploy).
+The file is written to a temporary file and renamed, so a server polling it never reads half.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from cnnzoo.files import write_atomic
-from serving.names import VERSION_MAX, validate_label, validate_model_name
+from serving.names import VERSION_MAX, validate_label, validate_model_name, validate_path, validate_version
+from serving.versions import version_dirs
 
 CONFIG_FILENAME = "models.config"
-ASSETS_EXTRA = "assets.extra"
-METADATA_FILENAME = "zoo.json"
-WARMUP_FILENAME = "tf_serving_warmup_requests"
-SAVED_MODEL_FILENAME = "saved_model.pb"
 POLICIES = ("latest", "all", "specific")
-
-# [0-9], not \d: \d also matches other scripts' digits, which int() accepts.
-_CANONICAL_VERSION = re.compile(r"(?:0|[1-9][0-9]{0,18})\Z")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 CONFIG_HEADER = (
@@ -55,84 +43,6 @@ CONFIG_HEADER = (
 )
 
 
-# ------------------------------------------------------------------------------ version folders
-def parse_version(name: str) -> int | None:
-    """The version a folder called `name` holds, or None when `name` is not a version folder name."""
-    if not isinstance(name, str) or not _CANONICAL_VERSION.match(name):
-        return None
-    version = int(name)
-    return version if version <= VERSION_MAX else None
-
-
-def list_versions(base_path: str | os.PathLike, ignored: list[str] | None = None) -> dict[int, str]:
-    """Version folders under `base_path` (version -> path), by `parse_version`'s rule.
-
-    Names that look like versions but are not (they start with a digit of any script: "007",
-    "²", "9223372036854775808") are appended to `ignored` when given, so a caller can say why such
-    a folder is not served. Raises OSError when `base_path` cannot be listed (missing,
-    unreadable): that is not the same as "no versions", and a server must not unload anything
-    because of it."""
-    with os.scandir(base_path) as entries:
-        found = {}
-        for entry in entries:
-            version = parse_version(entry.name)
-            if version is not None and entry.is_dir():
-                found[version] = entry.path
-            elif version is None and ignored is not None and entry.name[:1].isdigit():
-                ignored.append(entry.name)
-    return found
-
-
-def version_dirs(model_dir: str | os.PathLike) -> dict[int, Path]:
-    """Version folders of a model as Paths; a model folder that does not exist has none."""
-    if isinstance(model_dir, bool) or not isinstance(model_dir, (str, os.PathLike)):
-        raise TypeError(f"model_dir must be a path (str or os.PathLike), got {model_dir!r}")
-    try:
-        return {v: Path(p) for v, p in list_versions(model_dir).items()}
-    except FileNotFoundError:
-        return {}
-
-
-def version_dir(model_dir: str | os.PathLike, version: int) -> Path:
-    """`model_dir/<version>` under the canonical name (the only one `list_versions` accepts)."""
-    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version <= VERSION_MAX:
-        raise ValueError(f"invalid version {version!r}: expected an integer 0..{VERSION_MAX}")
-    return Path(model_dir) / str(version)
-
-
-# ------------------------------------------------------------------------------ metadata
-def metadata_path(version_path: str | os.PathLike) -> Path:
-    return Path(version_path) / ASSETS_EXTRA / METADATA_FILENAME
-
-
-def warmup_path(version_path: str | os.PathLike) -> Path:
-    return Path(version_path) / ASSETS_EXTRA / WARMUP_FILENAME
-
-
-def read_metadata(version_path: str | os.PathLike) -> dict[str, Any]:
-    """The zoo.json metadata of an exported version; ValueError naming the file when it is missing,
-    unreadable or not a JSON object (callers that can do without it catch ValueError only)."""
-    path = metadata_path(version_path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ValueError(f"cannot read model metadata {str(path)!r}: {exc.strerror}") from None
-    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8
-        raise ValueError(f"model metadata {str(path)!r} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"model metadata {str(path)!r} must hold a JSON object, got {type(data).__name__}")
-    return data
-
-
-def write_metadata(version_path: str | os.PathLike, info: dict[str, Any]) -> Path:
-    """Write zoo.json into a version folder (still the export's temporary folder: not atomic)."""
-    path = metadata_path(version_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
-
-
-# ------------------------------------------------------------------------------ models.config
 def validate_base_path(name: str, base_path: object) -> str:
     """`base_path` if usable as a model's base path, else ValueError naming the model."""
     if not isinstance(base_path, str) or not base_path:
@@ -260,12 +170,6 @@ def config_dir_of(path: str | os.PathLike) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
-def _as_path(value: object, what: str) -> Path:
-    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise TypeError(f"{what} must be a non-empty path (str or os.PathLike), got {value!r}")
-    return Path(value)
-
-
 def read_model_server_config(path: str | os.PathLike, *, resolve_relative: bool = True
                              ) -> model_server_config_pb2.ModelServerConfig:
     """Parse and validate a text ModelServerConfig file, as a proto (for tools that rewrite it).
@@ -273,7 +177,7 @@ def read_model_server_config(path: str | os.PathLike, *, resolve_relative: bool 
     With `resolve_relative` (default), relative `base_path`s are made absolute against the config
     file's folder, as the server resolves them. Raises ValueError naming the file and the problem
     (syntax errors come with line:column from protobuf's text_format)."""
-    path = _as_path(path, "path")
+    path = validate_path(path, "path")
     text = read_config_text(path)
     config = model_server_config_pb2.ModelServerConfig()
     try:
@@ -290,7 +194,7 @@ def read_model_server_config(path: str | os.PathLike, *, resolve_relative: bool 
 def write_model_server_config(path: str | os.PathLike,
                               config: model_server_config_pb2.ModelServerConfig) -> Path:
     """Write `config` (validated first) as text format to `path` atomically (temp file + rename)."""
-    path = _as_path(path, "path")
+    path = validate_path(path, "path")
     if not isinstance(config, model_server_config_pb2.ModelServerConfig):
         raise TypeError(f"config must be a ModelServerConfig, got {type(config).__name__}")
     configs_from_proto(config, config_dir_of(path))
@@ -314,7 +218,7 @@ def update_model_config(base_dir: str | os.PathLike, name: str, *, relative: boo
     Returns the config file's path. Not safe against concurrent writers by itself: `export` calls
     it under its lock.
     """
-    base_dir = _as_path(base_dir, "base_dir")
+    base_dir = validate_path(base_dir, "base_dir")
     validate_model_name(name)
     if not isinstance(relative, bool):
         raise TypeError(f"relative must be a bool, got {relative!r}")
@@ -325,7 +229,7 @@ def update_model_config(base_dir: str | os.PathLike, name: str, *, relative: boo
         raise ValueError("relative and base_path_prefix are exclusive: choose one base_path style")
     if isinstance(num_versions, bool) or not isinstance(num_versions, int) or num_versions < 1:
         raise ValueError(f"num_versions must be a positive int, got {num_versions!r}")
-    config_path = base_dir / CONFIG_FILENAME if config_path is None else _as_path(config_path, "config_path")
+    config_path = base_dir / CONFIG_FILENAME if config_path is None else validate_path(config_path, "config_path")
     model_dir = (base_dir / name).resolve()
     if base_path_prefix is not None:
         base_path = base_path_prefix.rstrip("/") + "/" + name
@@ -363,9 +267,7 @@ def set_version_label(base_dir: str | os.PathLike, name: str, label: str, versio
     the version added; `all` already serves it. Other labels and models are left untouched.
     Not safe against concurrent writers by itself (like update_model_config).
     """
-    from serving.names import validate_version
-
-    base_dir = _as_path(base_dir, "base_dir")
+    base_dir = validate_path(base_dir, "base_dir")
     validate_model_name(name)
     label = validate_label(label)
     version = validate_version(version)
@@ -373,7 +275,7 @@ def set_version_label(base_dir: str | os.PathLike, name: str, label: str, versio
     if version not in on_disk:
         raise ValueError(f"version {version} of model {name!r} does not exist under {base_dir}; "
                          "export it before labelling it")
-    config_path = base_dir / CONFIG_FILENAME if config_path is None else _as_path(config_path, "config_path")
+    config_path = base_dir / CONFIG_FILENAME if config_path is None else validate_path(config_path, "config_path")
     if not config_path.exists():
         raise ValueError(f"model config file {str(config_path)!r} does not exist; export the model first")
     config = read_model_server_config(config_path, resolve_relative=False)
@@ -394,8 +296,7 @@ def set_version_label(base_dir: str | os.PathLike, name: str, label: str, versio
     return write_model_server_config(config_path, config)
 
 
-__all__ = ["VERSION_MAX", "CONFIG_FILENAME", "ModelConfig", "parse_version", "list_versions", "version_dirs",
-           "version_dir", "metadata_path", "warmup_path", "read_metadata", "write_metadata",
-           "configs_from_proto", "parse_config_text", "read_config_file", "read_model_server_config",
+__all__ = ["CONFIG_FILENAME", "POLICIES", "ModelConfig", "configs_from_proto", "parse_config_text",
+           "read_config_text", "read_config_file", "config_dir_of", "read_model_server_config",
            "write_model_server_config", "update_model_config", "set_version_label", "model_names",
-           "resolve_base_path", "validate_base_path"]
+           "is_relative", "resolve_base_path", "validate_base_path"]

@@ -1,16 +1,7 @@
-"""`models.config` (text ModelServerConfig) and `batching_parameters.txt` next to exported models.
+"""The `--batching_parameters_file` export writes next to models.config: defaults for CPU and GPU.
 
-base_path convention (TF Serving is strict here, so the choice is deliberate):
-- Real `tensorflow_model_server` rejects a relative `base_path` in `--model_config_file` ("Expected
-  model X to have an absolute path or URI"; its ServerCore only accepts relative paths with a
-  `model_config_list_root_dir`, which the binary does not expose). So `export` writes ABSOLUTE
-  paths by default: the file works with both engines on the machine that wrote it.
-- `relative=True` writes the path relative to the config file's folder (e.g. `digits`). Our embedded
-  server, and `read_model_server_config`, resolve it against that folder; this is what the committed
-  example uses so a fresh clone serves from any directory.
-- `base_path_prefix="/models"` writes `/models/<name>` for a container where `base_dir` is mounted
-  at `/models` (the docker deploy).
-Both files are written to a temporary file and renamed, so a server polling them never reads half.
+The file is text-format BatchingParameters, as TF Serving reads it (`serving.config_files` parses
+it); it is written atomically and never overwritten unless asked, since users tune it.
 """
 from __future__ import annotations
 
@@ -21,25 +12,27 @@ from google.protobuf import text_format
 
 from cnnzoo.files import write_atomic
 from serving.config_files import BatchingParameters, BatchingParametersProto
-# models.config itself belongs to serving.layout; these names stay importable from here.
-from serving.layout import (CONFIG_FILENAME, CONFIG_HEADER, _as_path, model_names,  # noqa: F401
-                            read_model_server_config, set_version_label, update_model_config,
-                            write_model_server_config)
+from serving.names import validate_path
 
 BATCHING_FILENAME = "batching_parameters.txt"
 
-# CPU: one batch thread per core and a short timeout keep latency low; no padding buckets.
+# CPU: one batch at a time and no timeout. TensorFlow already spreads one batch over every core
+# (intra-op threads), and the request threads that decode and answer requests need the same
+# cores: a second concurrent batch only splits the waiting requests into two smaller batches,
+# while with one, every request arriving during a run joins the next batch. A lone request runs
+# at once (timeout 0), so batching adds no latency at low load. No padding buckets.
 # GPU: bigger batches amortise the kernel launches; allowed_batch_sizes bounds the number of
 # distinct shapes the GPU graph sees (each new shape costs a compilation).
-CPU_BATCHING = BatchingParameters(max_batch_size=32, batch_timeout_micros=1000,
-                                  max_enqueued_batches=100, num_batch_threads=os.cpu_count() or 1)
+CPU_BATCHING = BatchingParameters(max_batch_size=32, batch_timeout_micros=0,
+                                  max_enqueued_batches=100, num_batch_threads=1)
 GPU_BATCHING = BatchingParameters(max_batch_size=256, batch_timeout_micros=5000,
                                   max_enqueued_batches=100, num_batch_threads=4,
                                   allowed_batch_sizes=(8, 16, 32, 64, 128, 256))
 
 BATCHING_HEADER = (
     "# TF Serving --batching_parameters_file (text BatchingParameters), written by serving.export.\n"
-    "# CPU defaults below: num_batch_threads = CPU cores, timeout 1 ms, batches of up to 32.\n"
+    "# CPU defaults below: one batch at a time (TensorFlow uses every core inside it), no timeout,\n"
+    "# batches of up to 32: requests arriving while a batch runs form the next one.\n"
     "# For a GPU use larger batches and a few ms of timeout, e.g.\n"
     "#   max_batch_size { value: 256 }  batch_timeout_micros { value: 5000 }\n"
     "#   max_enqueued_batches { value: 100 }  num_batch_threads { value: 4 }\n"
@@ -63,7 +56,7 @@ def batching_parameters_text(params: BatchingParameters = CPU_BATCHING) -> str:
 def write_batching_parameters(base_dir: str | os.PathLike, params: BatchingParameters = CPU_BATCHING,
                               *, overwrite: bool = False) -> Path:
     """Write `base_dir/batching_parameters.txt`; an existing file is kept unless `overwrite`."""
-    path = _as_path(base_dir, "base_dir") / BATCHING_FILENAME
+    path = validate_path(base_dir, "base_dir") / BATCHING_FILENAME
     body = batching_parameters_text(params)
     if path.exists() and not overwrite:
         return path
@@ -71,3 +64,5 @@ def write_batching_parameters(base_dir: str | os.PathLike, params: BatchingParam
     return path
 
 
+__all__ = ["BATCHING_FILENAME", "CPU_BATCHING", "GPU_BATCHING", "batching_parameters_text",
+           "write_batching_parameters"]
