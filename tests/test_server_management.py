@@ -20,7 +20,6 @@ import urllib.error
 import urllib.request
 
 import grpc
-import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
