@@ -1,6 +1,6 @@
 """The argument parser every cnn-zoo command-line tool uses, and their exit codes.
 
-Errors are one line on stderr and exit 2 (`prog: error: message`), with no usage block: scripts
+Usage errors are one line on stderr and exit 2 (`prog: error: message`), with no usage block: scripts
 and CI logs show exactly what was wrong. Old flag spellings stay accepted through
 `deprecated_alias`, with a warning that names the new one.
 """
@@ -17,10 +17,10 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a job stopped by Ctrl
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line and exit 2."""
+    """argparse whose errors are one line, `prog: error: message (see prog --help)`, and exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        fail(self.prog, message)
+        fail(self.prog, f"{message} (see {self.prog} --help)")
 
 
 def fail(prog: str, message: str) -> NoReturn:

@@ -1,10 +1,9 @@
 """Fast parse of the REST hot path: a Predict body that is one rectangular array of numbers.
 
-Why: at batch 32 of 32x32x3 float32 images the JSON body is a few MB, and the general parse
-(`orjson.loads` builds ~100k Python floats, then `np.array(nested lists, float32)` walks them
-again) was most of REST's latency over gRPC. simdjson parses into its own tape and
-`Array.as_buffer` copies the numbers out as doubles without any Python object (benchmark S3
-records the effect).
+Why: a batch of images is a large JSON body, and the general parse (`orjson.loads` builds a Python
+float per number, then `np.array(nested lists, float32)` walks them again) costs far more than the
+model call for a small CNN. simdjson parses into its own tape and `Array.as_buffer` copies the
+numbers out as doubles without any Python object (benchmarks/bench_serving.py S3 measures it).
 
 What it guarantees. `parse_predict(raw)` returns a `PredictBody` only when `raw` is valid JSON
 (simdjson validates the whole document, UTF-8 included) whose top level is an object in which
@@ -33,8 +32,7 @@ the fast path rounds twice, so float16/32 arrays holding such magnitudes go to t
 
 simdjson parsers are not thread-safe, and a parsed document lives only until its parser's next
 parse, so every body gets a parser of its own, which the `PredictBody` keeps until `to_numpy` or
-`release`. A new parser cost nothing measurable against a reused one, while a kept one holds
-several times the largest body it parsed, per pool thread.
+`release` (a parser kept per pool thread would hold several times the largest body it parsed).
 """
 from __future__ import annotations
 
@@ -43,11 +41,7 @@ import math
 from typing import Any
 
 import numpy as np
-
-try:
-    import simdjson
-except ImportError:  # pragma: no cover - declared dependency; the general path still works
-    simdjson = None
+import simdjson
 
 FLOAT_DTYPES = frozenset(np.dtype(t) for t in (np.float16, np.float32, np.float64))
 KEYS = ("instances", "inputs")
@@ -98,7 +92,7 @@ class PredictBody:
 
 def parse_predict(raw: bytes) -> PredictBody | None:
     """A `PredictBody` when `raw` may be a fast-path body (see the module docstring), else None."""
-    if simdjson is None or not isinstance(raw, bytes) or b"[" not in raw:
+    if not isinstance(raw, bytes) or b"[" not in raw:
         return None
     try:
         return _parse_predict(raw)

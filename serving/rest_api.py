@@ -7,34 +7,39 @@ ModelRef plus a decoder and back; model calls (and Predict's JSON parsing) run i
 so the event loop keeps accepting requests. Predict bodies are parsed first by `_json_fast` (one
 rectangular array of numbers for a single float input, straight to numpy, without Python
 objects), else by the general path in `tensors`.
+
+Bounds, so that slow or idle clients cannot hold sockets and memory: a request's headers must
+arrive within the header timeout of its first byte, a connection without a request in progress is
+closed after the idle timeout, a body must arrive within --rest_api_timeout_in_ms (which bounds the
+whole call), and a gzip/deflate body is refused (400) as soon as its inflated bytes pass
+--rest_api_max_uncompressed_bytes (aiohttp inflates it piece by piece as it is read, so no more
+than that is ever held).
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import math
 import time
 from concurrent import futures
 from typing import Any, Awaitable, Callable
 
 import grpc
 import numpy as np
+import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
 from google.protobuf import json_format
 from tensorflow.core.framework import types_pb2
 
 from . import _json_fast, tensors
 from .errors import ServingError, as_serving_error, invalid_argument
 from .names import VERSION_MAX
+from .options import DEFAULT_MAX_UNCOMPRESSED_BYTES
 from .runtime import Signature, check_input_names
 from .service import ClassifyResult, ModelRef, Service
-
-try:  # parsing a batch of images as JSON is the REST hot path; orjson is ~8x faster than json
-    import orjson
-except ImportError:  # pragma: no cover - declared dependency; json still works
-    orjson = None
 
 log = logging.getLogger("serving")
 _FAST_DTYPES = frozenset((types_pb2.DT_FLOAT, types_pb2.DT_DOUBLE, types_pb2.DT_HALF))
@@ -53,15 +58,34 @@ def _client_error_message(exc: BaseException) -> str:
     return cause.message.strip() if isinstance(cause, HttpProcessingError) else str(exc).strip()
 
 
+# rapidjson's message, which TF Serving answers for a number beyond a double's range (1e400)
+_TOO_BIG = "JSON Parse error: Number too big to be stored in double. at offset: {}"
+
+
+class _NumberTooBig(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (math.inf, -math.inf):  # a literal such as 1e400 (NaN/Infinity go to parse_constant)
+        raise _NumberTooBig(text)
+    return value
+
+
 def _parse_json(raw: bytes) -> Any:
-    """Request body -> Python; NaN/Infinity are accepted (TF Serving does; orjson does not)."""
-    if orjson is not None:
-        try:
-            return orjson.loads(raw or b"null")
-        except orjson.JSONDecodeError:
-            pass  # maybe NaN/Infinity: let json decide, and word the error
+    """Request body -> Python; NaN/Infinity are accepted (TF Serving does; orjson does not), a
+    number too big for a double is refused with TF Serving's 400."""
     try:
-        return json.loads(raw or b"null")
+        return orjson.loads(raw or b"null")
+    except orjson.JSONDecodeError as exc:
+        if "infinity when parsed as double" in exc.msg:
+            raise invalid_argument(_TOO_BIG.format(exc.pos)) from None
+        # maybe NaN/Infinity: let json decide, and word the error
+    try:
+        return json.loads(raw or b"null", parse_float=_finite_float)
+    except _NumberTooBig as exc:
+        raise invalid_argument(_TOO_BIG.format(max(0, raw.find(str(exc).encode())))) from None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting is bad input, not a 500
         raise invalid_argument(f"JSON Parse error: {exc}") from None
 
@@ -73,21 +97,42 @@ def _parse_body(raw: bytes) -> dict:
     return body
 
 
-async def _read_body(request: web.Request, max_bytes: int) -> bytes:
+def _client_gone(request: web.Request) -> ServingError:
+    return ServingError(grpc.StatusCode.CANCELLED, "the client closed the connection before sending the whole body")
+
+
+async def _read_body(request: web.Request, max_bytes: int, max_inflated: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+                     deadline: float | None = None) -> bytes:
     """The request body, as `request.read()` gives it (413 over `max_bytes` included), in one copy.
 
     Why not `request.read()`: it grows a bytearray chunk by chunk and then copies it into bytes,
-    which for a 2 MB batch of images costs noticeably more than joining the chunks once. A body
-    aiohttp cannot decode (a corrupt gzip Content-Encoding) is the client's error: 400."""
+    more work than joining the chunks once. A body aiohttp cannot decode (a corrupt gzip
+    Content-Encoding) is the client's error: 400, as is one that inflates past `max_inflated`
+    (stopped there: the rest is never inflated). Past `deadline` (loop time) it is 504; a client
+    that goes away mid-body is counted as a cancellation, not a server error."""
+    encoded = request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
     chunks: list[bytes] = []
     size = 0
+    loop = asyncio.get_running_loop()
     try:
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > max_bytes:  # what read() raises over the app's client_max_size (the same limit)
-                raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
-            chunks.append(chunk)
+        async with asyncio.timeout_at(deadline):
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if encoded and size > max_inflated and max_inflated < max_bytes:
+                    raise invalid_argument(f"the request body inflates to more than {max_inflated} bytes "
+                                           "(--rest_api_max_uncompressed_bytes)")
+                if size > max_bytes:  # what read() raises over the app's client_max_size (the same limit)
+                    raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=size)
+                chunks.append(chunk)
+    except TimeoutError:
+        if deadline is not None and loop.time() >= deadline:
+            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out (reading its body)") from None
+        raise
+    except ConnectionError:
+        raise _client_gone(request) from None
     except _CLIENT_ERRORS as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise _client_gone(request) from None
         raise invalid_argument(f"cannot read the request body: {_client_error_message(exc)}") from None
     return b"".join(chunks)  # (one chunk that is bytes comes back as it is, without a copy)
 
@@ -132,13 +177,15 @@ class RestApi:
     """Builds the aiohttp application for one server."""
 
     def __init__(self, service: Service, *, timeout_ms: int = 5000, metrics_path: str | None = None,
-                 max_request_bytes: int = 2**31 - 1, executor: futures.Executor | None = None) -> None:
+                 max_request_bytes: int = 2**31 - 1, max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES,
+                 executor: futures.Executor | None = None) -> None:
         if not isinstance(service, Service):
             raise TypeError(f"service must be a serving.service.Service, got {type(service).__name__}")
         self.service = service
         self.timeout = timeout_ms / 1000 if timeout_ms and timeout_ms > 0 else None
         self.metrics_path = metrics_path
         self.max_request_bytes = max_request_bytes
+        self.max_uncompressed_bytes = max_uncompressed_bytes
         self.executor = executor or futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="rest")
 
     @staticmethod
@@ -185,12 +232,21 @@ class RestApi:
             if request.method == "POST":
                 self.service.observe(request.match_info.get("name", ""), api, "REST", error, start)
 
-    async def _run(self, fn: Callable[[float | None], Any]) -> Any:
-        """Run `fn(deadline)` in the pool, bounded by --rest_api_timeout_in_ms."""
-        deadline = time.monotonic() + self.timeout if self.timeout else None
+    def _deadline(self) -> float | None:
+        """When a call starting now must be answered (time.monotonic(), which the loop's clock is)."""
+        return time.monotonic() + self.timeout if self.timeout else None
+
+    async def _body(self, request: web.Request, deadline: float | None) -> bytes:
+        return await _read_body(request, self.max_request_bytes, self.max_uncompressed_bytes, deadline)
+
+    async def _run(self, fn: Callable[[float | None], Any], deadline: float | None = None) -> Any:
+        """Run `fn(deadline)` in the pool, bounded by --rest_api_timeout_in_ms (counted from
+        `deadline`, the call's, when given: the body upload used part of it)."""
+        if deadline is None:
+            deadline = self._deadline()
         future = asyncio.get_running_loop().run_in_executor(self.executor, fn, deadline)
         try:
-            return await asyncio.wait_for(future, self.timeout)
+            return await asyncio.wait_for(future, None if deadline is None else max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out") from None
 
@@ -217,22 +273,27 @@ class RestApi:
     # ------------------------------------------------------------------ POST
     async def _predict(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            raw = await _read_body(request, self.max_request_bytes)
-            return await self._run(lambda d: self._predict_raw(request, raw, d))
+            deadline = self._deadline()
+            raw = await self._body(request, deadline)
+            return await self._run(lambda d: self._predict_raw(request, raw, d), deadline)
         return await self._answer(request, "predict", work)
 
     async def _classify(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            body = _parse_body(await _read_body(request, self.max_request_bytes))
-            result = await self._run(lambda d: self.service.classify(_ref(request, body), self._examples(body), d))
+            deadline = self._deadline()
+            body = _parse_body(await self._body(request, deadline))
+            result = await self._run(lambda d: self.service.classify(_ref(request, body), self._examples(body), d),
+                                     deadline)
             assert isinstance(result, ClassifyResult)
             return {"results": [[[label, score] for label, score in row] for row in result.rows()]}
         return await self._answer(request, "classify", work)
 
     async def _regress(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            body = _parse_body(await _read_body(request, self.max_request_bytes))
-            result = await self._run(lambda d: self.service.regress(_ref(request, body), self._examples(body), d))
+            deadline = self._deadline()
+            body = _parse_body(await self._body(request, deadline))
+            result = await self._run(lambda d: self.service.regress(_ref(request, body), self._examples(body), d),
+                                     deadline)
             return {"results": result.values.tolist()}
         return await self._answer(request, "regress", work)
 
@@ -330,3 +391,64 @@ class RestApi:
             raise invalid_argument(f"'inputs' must be an object naming each input ({sorted(specs)})")
         name, spec = next(iter(specs.items()))
         return {name: tensors.json_to_numpy(inputs, spec.dtype, name)}
+
+
+# ------------------------------------------------------------------ connections
+class _TimedRequestHandler(RequestHandler):
+    """aiohttp's connection handler with a header timeout: a request whose headers are not all in
+    within `header_timeout` s of its first byte closes the connection (aiohttp bounds only the
+    idle time, `keepalive_timeout`, and that from the connection's start or last answer)."""
+
+    header_timeout = 10.0
+
+    def data_received(self, data: bytes) -> None:
+        before = self._request_count
+        super().data_received(data)
+        timer = getattr(self, "_header_timer", None)
+        if self._request_count != before:  # a request's headers are complete
+            if timer is not None:
+                timer.cancel()
+                self._header_timer = None
+        elif data and timer is None and not self._request_in_progress and self.transport is not None:
+            self._header_timer = self._loop.call_later(self.header_timeout, self._header_expired,
+                                                       self._request_count)
+
+    def _header_expired(self, count: int) -> None:
+        self._header_timer = None
+        # still waiting for the request that began when the timer started
+        if self._request_count == count and self._waiter is not None and not self._waiter.done():
+            log.debug("REST connection closed: request headers incomplete after %g s", self.header_timeout)
+            self.force_close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(exc)
+
+
+class _TimedServer(web.Server):
+    header_timeout = 10.0
+
+    def __call__(self) -> RequestHandler:
+        handler = _TimedRequestHandler(self, loop=self._loop, **self._kwargs)
+        handler.header_timeout = self.header_timeout
+        return handler
+
+
+class _Runner(web.AppRunner):
+    header_timeout = 10.0
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _TimedServer  # same object and state; only the handlers it makes differ
+        server.header_timeout = self.header_timeout
+        return server
+
+
+def make_runner(api: RestApi, *, header_timeout: float, idle_timeout: float) -> web.AppRunner:
+    """The aiohttp runner for `api` with the REST connection bounds (seconds)."""
+    runner = _Runner(api.app(), access_log=None, logger=api.server_logger(), keepalive_timeout=idle_timeout,
+                     shutdown_timeout=5.0)
+    runner.header_timeout = header_timeout
+    return runner

@@ -218,12 +218,18 @@ class Servable:
         self.state = State.AVAILABLE
         return True
 
+    def begin_unload(self) -> None:
+        """Take no new request (in-flight ones go on); `unload()` then waits for them and releases."""
+        with self._cond:
+            if self.state == State.AVAILABLE:
+                self.state = State.UNLOADING
+
     def unload(self, timeout: float = 30.0) -> None:
         """Stop taking requests, let in-flight ones finish (up to `timeout` s), release the model."""
-        if self.state == State.END:
-            return
-        self.state = State.UNLOADING
         with self._cond:
+            if self.state in (State.END, State.START, State.LOADING):
+                return  # never loaded, or done; a load in progress ends on its own
+            self.state = State.UNLOADING
             self._cond.wait_for(lambda: self._inflight == 0, timeout=timeout)
         self._close_batchers()
         self.signatures = {}

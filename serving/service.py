@@ -13,9 +13,10 @@ a ready numpy array straight through; gRPC decodes TensorProtos.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 import numpy as np
@@ -111,6 +112,22 @@ class Service:
     def resolve(self, ref: ModelRef) -> Servable:
         return self.manager.resolve(ref.name, version=ref.version, label=ref.label)
 
+    @contextlib.contextmanager
+    def hold(self, ref: ModelRef) -> Iterator[Servable]:
+        """The servable for `ref`, held (kept loaded) while the block runs. A request for the
+        latest version that resolved a version just retired (a newer one, or an older one on
+        rollback, took over) is resolved again rather than answered NOT_FOUND."""
+        with contextlib.ExitStack() as stack:
+            servable = self.resolve(ref)
+            try:
+                stack.enter_context(servable.use())
+            except ServingError:
+                if ref.version is not None or ref.label:
+                    raise
+                servable = self.resolve(ref)
+                stack.enter_context(servable.use())
+            yield servable
+
     def status(self, ref: ModelRef) -> list[VersionStatus]:
         """GetModelStatus: every version (newest first), or the one named by version or label."""
         version = ref.version
@@ -132,8 +149,7 @@ class Service:
     def predict(self, ref: ModelRef, decode: InputDecoder, output_filter: Sequence[str] = (),
                 deadline: float | None = None) -> PredictResult:
         check_deadline(deadline)
-        servable = self.resolve(ref)
-        with servable.use():
+        with self.hold(ref) as servable:
             sig = servable.signature(ref.signature_name, "predict")
             inputs = decode(sig)
             check_deadline(deadline)  # decoding a big request may have used the time up
@@ -142,8 +158,7 @@ class Service:
 
     def classify(self, ref: ModelRef, examples: ExampleDecoder, deadline: float | None = None) -> ClassifyResult:
         check_deadline(deadline)
-        servable = self.resolve(ref)
-        with servable.use():
+        with self.hold(ref) as servable:
             decoded = examples()
             check_deadline(deadline)
             name, classes, scores = servable.classify(ref.signature_name, decoded, deadline)
@@ -151,8 +166,7 @@ class Service:
 
     def regress(self, ref: ModelRef, examples: ExampleDecoder, deadline: float | None = None) -> RegressResult:
         check_deadline(deadline)
-        servable = self.resolve(ref)
-        with servable.use():
+        with self.hold(ref) as servable:
             decoded = examples()
             check_deadline(deadline)
             name, values = servable.regress(ref.signature_name, decoded, deadline)
@@ -174,9 +188,8 @@ class Service:
                 raise invalid_argument(f"Unsupported signature method_name: {method} "
                                        f"(valid: {CLASSIFY_METHOD}, {REGRESS_METHOD})")
         check_deadline(deadline)
-        servable = self.resolve(tasks[0][0])
         out: list[ClassifyResult | RegressResult] = []
-        with servable.use():
+        with self.hold(tasks[0][0]) as servable:
             decoded = examples()
             for ref, method in tasks:
                 check_deadline(deadline)

@@ -114,3 +114,52 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+class _ReadsAFile(tf.Module):
+    """serving_default reads `path` on every call: with a FIFO there, each call (a warmup too)
+    blocks inside TensorFlow until someone opens the FIFO for writing. A request or load that
+    lasts as long as a test wants, without sleeping in the model."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    @tf.function(input_signature=[tf.TensorSpec([None, H, W, C], tf.float32, name="images")])
+    def serving_default(self, images):
+        size = tf.cast(tf.strings.length(tf.io.read_file(self.path)), tf.float32)
+        return {"total": tf.reduce_sum(images, axis=[1, 2, 3]) + size}
+
+
+def write_blocking_model(base_path: str, version: int, fifo: str, *, warmup: bool = False) -> str:
+    """`base_path/<version>/` whose every call blocks on the FIFO `fifo` (made if missing) until
+    `release(fifo)`; with `warmup`, so does its load."""
+    if not os.path.exists(fifo):
+        os.mkfifo(fifo)
+    module = _ReadsAFile(fifo)
+    final = os.path.join(base_path, str(version))
+    tmp = os.path.join(base_path, f".tmp-{version}")
+    os.makedirs(base_path, exist_ok=True)
+    tf.saved_model.save(module, tmp, signatures={"serving_default": module.serving_default})
+    if warmup:
+        extra = os.path.join(tmp, "assets.extra")
+        os.makedirs(extra, exist_ok=True)
+        req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="warmup"))
+        req.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, H, W, C), np.float32)))
+        with tf.io.TFRecordWriter(os.path.join(extra, "tf_serving_warmup_requests")) as w:
+            w.write(prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
+    os.rename(tmp, final)
+    return final
+
+
+def release(fifo: str, seconds: float = 1.0) -> None:
+    """Let the calls blocked on `fifo` go on (they read it empty). TensorFlow opens the file more
+    than once per read, so writers are opened and closed for `seconds`, while readers come."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:  # no reader right now
+            pass
+        time.sleep(0.01)

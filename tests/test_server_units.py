@@ -326,21 +326,38 @@ def test_model_config_file_errors():
 # ------------------------------------------------------------------ flags
 @pytest.mark.parametrize("argv, message", [
     (["--model_base_path", "/m", "--no_such_flag"], "unrecognized arguments: --no_such_flag"),
-    (["--model_base_path", "/m", "--port", "http"], "--port: expected a port number"),
-    (["--model_base_path", "/m", "--rest_api_port", "70000"], "--rest_api_port: expected a port number"),
+    (["--model_base_path", "/m", "--port", "http"], "argument --port: must be an integer in [0, 65535]"),
+    (["--model_base_path", "/m", "--rest_api_port", "70000"], "argument --rest_api_port: must be an integer"),
     (["--model_base_path", "/m", "--enable_batching=maybe"], "--enable_batching: expected true or false"),
-    (["--model_base_path", "/m", "--per_process_gpu_memory_fraction", "1.5"], "fraction in [0, 1]"),
+    (["--model_base_path", "/m", "--per_process_gpu_memory_fraction", "1.5"], "finite number in [0, 1]"),
     (["--model_base_path", "/m", "--engine", "triton"], "invalid choice: 'triton'"),
     ([], "one of --model_config_file or --model_base_path is required"),
     (["--model_base_path", "/m", "--model_config_file", "/c"], "not both"),
     (["--model_base_path", "/m", "--ssl_cert_file", "/c"], "--ssl_cert_file and --ssl_key_file"),
     (["--model_config_file", "/nonexistent.config"], "--model_config_file: cannot read"),
+    # issue 21 defect 13: every numeric flag is range-checked (inf, nan, overflow) before any load
+    (["--model_base_path", "/m", "--max_request_bytes=100000000000"], "--max_request_bytes: must be an integer in [1024, 2147483647]"),
+    (["--model_base_path", "/m", "--file_system_poll_wait_seconds=inf"], "--file_system_poll_wait_seconds: must be a finite"),
+    (["--model_base_path", "/m", "--file_system_poll_wait_seconds=nan"], "--file_system_poll_wait_seconds: must be a finite"),
+    (["--model_base_path", "/m", "--model_config_file_poll_wait_seconds=-1"], "--model_config_file_poll_wait_seconds: must be"),
+    (["--model_base_path", "/m", "--per_process_gpu_memory_fraction=nan"], "--per_process_gpu_memory_fraction: must be"),
+    (["--model_base_path", "/m", "--rest_api_timeout_in_ms=1e3"], "--rest_api_timeout_in_ms: must be an integer"),
+    (["--model_base_path", "/m", "--rest_api_timeout_in_ms=99999999999"], "--rest_api_timeout_in_ms: must be"),
+    (["--model_base_path", "/m", "--grpc_max_threads=10000000"], "--grpc_max_threads: must be an integer in [0, 10000]"),
+    (["--model_base_path", "/m", "--tensorflow_intra_op_parallelism=-1"], "--tensorflow_intra_op_parallelism: must be"),
+    (["--model_base_path", "/m", "--max_num_load_retries=-1"], "--max_num_load_retries: must be"),
+    (["--model_base_path", "/m", "--load_retry_interval_micros=1e9"], "--load_retry_interval_micros: must be"),
+    (["--model_base_path", "/m", "--rest_api_header_timeout_in_ms=0"], "--rest_api_header_timeout_in_ms: must be"),
+    (["--model_base_path", "/m", "--rest_api_idle_timeout_in_ms=inf"], "--rest_api_idle_timeout_in_ms: must be"),
+    (["--model_base_path", "/m", "--rest_api_max_uncompressed_bytes=0"], "--rest_api_max_uncompressed_bytes: must be"),
 ])
 def test_cli_usage_errors_exit_2(argv, message, capsys):
+    """A usage error is one line naming the flag (no usage block), exit 2."""
     with pytest.raises(SystemExit) as info:
         cli_main(argv)
     assert info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("zoo-serve: error: ") and err.count("\n") == 1, err
 
 
 def test_cli_bad_batching_file_exits_2(tmp_path, capsys):
@@ -360,10 +377,16 @@ def test_cli_real_engine_missing_binary_exits_2(monkeypatch, capsys):
 
 
 def test_server_options_validate():
-    with pytest.raises(ValueError, match="--port must be a port number"):
+    with pytest.raises(ValueError, match="--port must be an integer in"):
         ServerOptions(port=-1, model_base_path="/m").validate()
     with pytest.raises(ValueError, match="--max_request_bytes"):
         ServerOptions(model_base_path="/m", max_request_bytes=10).validate()
+    # in-process users get the same range checks as the command line (issue 21 defect 13)
+    for field, value in (("max_request_bytes", 10**11), ("file_system_poll_wait_seconds", float("inf")),
+                         ("file_system_poll_wait_seconds", float("nan")), ("grpc_max_threads", True),
+                         ("model_config_file_poll_wait_seconds", float("nan")), ("rest_api_timeout_in_ms", 1.5)):
+        with pytest.raises(ValueError, match=f"--{field} must be"):
+            ServerOptions(model_base_path="/m", **{field: value}).validate()
 
 
 def test_deploy_config_files_parse():
