@@ -122,16 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _exec_tensorflow_model_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     binary = shutil.which("tensorflow_model_server")
     if binary is None:
-        parser.exit(2, "zoo-serve: error: --engine tensorflow_model_server: the tensorflow_model_server "
-                       "binary is not on PATH (install TF Serving, or run the tensorflow/serving docker "
-                       "image: see deploy/README.md)\n")
+        parser.error("--engine tensorflow_model_server: the tensorflow_model_server binary is not on "
+                     "PATH (install TF Serving, or run the tensorflow/serving docker image: see "
+                     "deploy/README.md)")
     defaults = vars(parser.parse_args([]))
     argv = [binary]
     for key, value in vars(args).items():
         if key == "engine" or value == defaults[key]:
             continue
         if key in _EMBEDDED_ONLY:
-            parser.exit(2, f"zoo-serve: error: --{key} is not a tensorflow_model_server flag\n")
+            parser.error(f"--{key} is not a tensorflow_model_server flag")
         argv.append(f"--{key}={str(value).lower() if isinstance(value, bool) else value}")
     os.execv(binary, argv)
 
