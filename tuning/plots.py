@@ -1,11 +1,12 @@
-"""pareto.png (metric vs params, one colour per rule) and filters.png (per-layer widths of the best).
+"""pareto.png (metric vs params, one colour per rule) and filters.png (per-layer widths of the best)
+for a search; compare.png (accuracy vs params and vs MACs) and profiles.png for a comparison.
 
 matplotlib's Agg backend: no display needed, safe in CI and in worker processes.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
 
@@ -13,7 +14,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402,F401
 
-__all__ = ["plot_pareto", "plot_filters"]
+if TYPE_CHECKING:
+    from .compare_config import CompareConfig, RunGrid
+
+__all__ = ["plot_pareto", "plot_filters", "plot_compare", "plot_profiles"]
 
 
 def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]], path: Path,
@@ -67,6 +71,121 @@ def plot_filters(best: Sequence[dict[str, Any]], reference: Sequence[int] | None
     ax.set_title("per-layer filters of the best models")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# --- a comparison ------------------------------------------------------------------------------
+
+def _compact(value: float, _pos: Any = None) -> str:
+    """15k, 2.9M: tick labels that stay short (no 2.9425x10^3)."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            text = f"{value / div:.3g}"
+            return f"{text}{suffix}"
+    return f"{value:.3g}"
+
+
+def _spaced(values: Sequence[float], min_ratio: float = 1.12) -> list[float]:
+    """The values that keep their label: each at least `min_ratio` above the last one kept, so
+    close budgets do not print over each other (their ticks stay, unlabelled)."""
+    kept: list[float] = []
+    for v in sorted(set(values)):
+        if not kept or v >= kept[-1] * min_ratio:
+            kept.append(v)
+    return kept
+
+
+def _x_axis(ax: Any, xs: Sequence[float], ticks_at: Sequence[float] | None, label: str) -> None:
+    lo, hi = min(xs), max(xs)
+    log = hi > 3 * lo
+    if log:
+        ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    if ticks_at:
+        labelled = _spaced(ticks_at)
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(labelled))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.FixedLocator(
+            [t for t in ticks_at if t not in labelled]))
+    elif not log:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_compact))
+    pad = 0.12 if hi < 1.5 * lo else 0.0
+    if pad:  # one or close budgets: room on both sides instead of a degenerate axis
+        ax.set_xlim(lo * (1 - pad), hi * (1 + pad))
+    ax.set_xlabel(label)
+
+
+def plot_compare(config: "CompareConfig", summary: dict[tuple[str, str], dict[str, Any]],
+                 path: Path) -> Path:
+    """Test accuracy (mean +- std over seeds) against parameters and against MACs.
+
+    On the panel of a budgeted quantity every rule sits at the budget (the exact counts are in
+    compare.md), nudged sideways by a few percent so the error bars stay apart; on the other panel
+    at its measured mean, since that is what differs between rules there."""
+    budgeted = {"params": ("params",), "macs": ("macs",), "both": ("params", "macs")}[
+        config.budget_kind]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    rules = [r for r in config.rules if any(k[0] == r for k in summary)]
+    for ax, quantity, label in ((axes[0], "params", "parameters"), (axes[1], "macs", "MACs")):
+        at_budget = quantity in budgeted
+        xs_all: list[float] = []
+        for i, rule in enumerate(rules):
+            pts = []
+            for budget in config.budgets:
+                s = summary.get((rule, budget.key))
+                if s is None:
+                    continue
+                if at_budget:
+                    nudge = 1 + 0.015 * (i - (len(rules) - 1) / 2)
+                    x = float(getattr(budget, quantity)) * nudge
+                else:
+                    x = float(s[quantity])
+                pts.append((x, s["acc_mean"], s["acc_std"]))
+            if not pts:
+                continue
+            pts.sort()
+            xs, ys, es = zip(*pts)
+            xs_all += xs
+            ref = rule == "doubling"
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=rule, color=cmap(i % 10),
+                        linewidth=2.5 if ref else 1.2, zorder=3 if ref else 2)
+        if xs_all:
+            ticks = [float(getattr(b, quantity)) for b in config.budgets] if at_budget else None
+            _x_axis(ax, xs_all, ticks, label + (" (budget)" if at_budget else " (measured)"))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (mean +- std over seeds)")
+    if rules:
+        axes[1].legend(fontsize=8, ncol=2, loc="best")
+    kind = {"params": "parameter", "macs": "MAC", "both": "parameter + MAC"}[config.budget_kind]
+    fig.suptitle(f"{config.dataset}: every rule at the same {kind} budgets")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_profiles(config: "CompareConfig", grid: "RunGrid", path: Path) -> Path:
+    """Per-layer kernel counts of every rule's plan at each budget."""
+    budgets = list(config.budgets)
+    fig, axes = plt.subplots(1, len(budgets), figsize=(3.6 * len(budgets) + 0.4, 3.6), dpi=100,
+                             squeeze=False)
+    for ax, budget in zip(axes[0], budgets):
+        for rule in config.rules:
+            widths = grid.plans.get((rule, budget.key))
+            if widths is None:
+                continue
+            ax.plot(range(len(widths)), list(widths), marker="o", label=rule,
+                    linewidth=2.5 if rule == "doubling" else 1.2)
+        ax.set_title(budget.label, fontsize=9)
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("kernels")
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
