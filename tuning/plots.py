@@ -17,7 +17,7 @@ import matplotlib.ticker  # noqa: E402,F401
 if TYPE_CHECKING:
     from .compare_config import CompareConfig, RunGrid
 
-__all__ = ["plot_pareto", "plot_filters", "plot_compare", "plot_profiles"]
+__all__ = ["plot_pareto", "plot_filters", "plot_compare", "compare_figure", "plot_profiles"]
 
 
 def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]], path: Path,
@@ -88,62 +88,56 @@ def _compact(value: float, _pos: Any = None) -> str:
     return f"{value:.3g}"
 
 
-def _spaced(values: Sequence[float], min_ratio: float = 1.12) -> list[float]:
-    """The values that keep their label: each at least `min_ratio` above the last one kept, so
-    close budgets do not print over each other (their ticks stay, unlabelled)."""
-    kept: list[float] = []
-    for v in sorted(set(values)):
-        if not kept or v >= kept[-1] * min_ratio:
-            kept.append(v)
-    return kept
-
-
-def _x_axis(ax: Any, xs: Sequence[float], ticks_at: Sequence[float] | None, label: str) -> None:
+def _measured_axis(ax: Any, xs: Sequence[float], label: str) -> None:
     lo, hi = min(xs), max(xs)
-    log = hi > 3 * lo
-    if log:
+    if hi > 3 * lo:
         ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    if ticks_at:
-        labelled = _spaced(ticks_at)
-        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(labelled))
-        ax.xaxis.set_minor_locator(matplotlib.ticker.FixedLocator(
-            [t for t in ticks_at if t not in labelled]))
-    elif not log:
+        # Labels at 1, 2 and 5 of each decade: a span under 10x still gets several.
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=4))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_compact))
-    pad = 0.12 if hi < 1.5 * lo else 0.0
-    if pad:  # one or close budgets: room on both sides instead of a degenerate axis
-        ax.set_xlim(lo * (1 - pad), hi * (1 + pad))
+    if hi < 1.5 * lo:  # close values: room on both sides instead of a cramped axis
+        ax.set_xlim(lo * 0.9, hi * 1.1)
     ax.set_xlabel(label)
 
 
 def plot_compare(config: "CompareConfig", summary: dict[tuple[str, str], dict[str, Any]],
                  path: Path) -> Path:
+    """compare.png: `compare_figure` saved."""
+    fig = compare_figure(config, summary)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def compare_figure(config: "CompareConfig",
+                   summary: dict[tuple[str, str], dict[str, Any]]) -> Any:
     """Test accuracy (mean +- std over seeds) against parameters and against MACs.
 
-    On the panel of a budgeted quantity every rule sits at the budget (the exact counts are in
-    compare.md), nudged sideways by a few percent so the error bars stay apart; on the other panel
-    at its measured mean, since that is what differs between rules there."""
-    budgeted = {"params": ("params",), "macs": ("macs",), "both": ("params", "macs")}[
-        config.budget_kind]
+    On the panel of a budgeted quantity (one kind of budget) each budget is one slot labelled with its exact value and
+    every rule sits in it, side by side (one or close budgets stay readable; the exact counts of
+    each network are in compare.md); on the other panel each rule sits at its measured mean,
+    since that is what differs between rules there."""
+    # With both budgets each rule binds on one of them: both panels show measured counts, the
+    # budgets as dotted lines, so the reader sees which one binds.
+    budgeted = {"params": ("params",), "macs": ("macs",), "both": ()}[config.budget_kind]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=100, sharey=True)
     cmap = plt.get_cmap("tab10")
     rules = [r for r in config.rules if any(k[0] == r for k in summary)]
+    budgets = list(config.budgets)
     for ax, quantity, label in ((axes[0], "params", "parameters"), (axes[1], "macs", "MACs")):
         at_budget = quantity in budgeted
         xs_all: list[float] = []
         for i, rule in enumerate(rules):
             pts = []
-            for budget in config.budgets:
+            for slot, budget in enumerate(budgets):
                 s = summary.get((rule, budget.key))
                 if s is None:
                     continue
-                if at_budget:
-                    nudge = 1 + 0.015 * (i - (len(rules) - 1) / 2)
-                    x = float(getattr(budget, quantity)) * nudge
-                else:
-                    x = float(s[quantity])
+                x = (slot + 0.7 * ((i + 0.5) / len(rules) - 0.5) if at_budget
+                     else float(s[quantity]))
                 pts.append((x, s["acc_mean"], s["acc_std"]))
             if not pts:
                 continue
@@ -152,10 +146,20 @@ def plot_compare(config: "CompareConfig", summary: dict[tuple[str, str], dict[st
             xs_all += xs
             ref = rule == "doubling"
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=rule, color=cmap(i % 10),
-                        linewidth=2.5 if ref else 1.2, zorder=3 if ref else 2)
-        if xs_all:
-            ticks = [float(getattr(b, quantity)) for b in config.budgets] if at_budget else None
-            _x_axis(ax, xs_all, ticks, label + (" (budget)" if at_budget else " (measured)"))
+                        linewidth=2.5 if ref else 1.2, zorder=3 if ref else 2,
+                        linestyle="none" if at_budget and len(budgets) > 1 else "-")
+        if at_budget:
+            ax.set_xticks(range(len(budgets)),
+                          [f"{getattr(b, quantity):,}" for b in budgets])
+            ax.set_xlim(-0.5, len(budgets) - 0.5)
+            ax.set_xlabel(f"{label}: budget (each rule side by side)")
+        elif xs_all:
+            limits = ([float(getattr(b, quantity)) for b in budgets]
+                      if config.budget_kind == "both" else [])
+            for value in limits:
+                ax.axvline(value, color="grey", linestyle=":", linewidth=1)
+            _measured_axis(ax, xs_all + limits, f"{label} (measured" +
+                           ("; dotted: budgets)" if limits else ")"))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test accuracy (mean +- std over seeds)")
     if rules:
@@ -163,9 +167,7 @@ def plot_compare(config: "CompareConfig", summary: dict[tuple[str, str], dict[st
     kind = {"params": "parameter", "macs": "MAC", "both": "parameter + MAC"}[config.budget_kind]
     fig.suptitle(f"{config.dataset}: every rule at the same {kind} budgets")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_profiles(config: "CompareConfig", grid: "RunGrid", path: Path) -> Path:
