@@ -18,15 +18,16 @@ def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
            "--train-limit", "200", "--seeds", "3", "--first-seeds", "2",
            "--relevant-difference", "90", "--workers", "1", "--runs-dir", str(tmp_path / "runs"),
            "--results-dir", str(tmp_path / "results")]
-    for attempt in (1, 2):  # the second invocation resumes: nothing left to train
-        proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True,
-                              text=True, timeout=600)
+    # The second invocation resumes the MAC study: nothing left to train, one more invocation.
+    for extra in ([], ["--studies", "macs"]):
+        proc = subprocess.run(cmd + extra, cwd=tmp_path, env=subprocess_env,
+                              capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    for kind in ("params", "macs"):
+    for kind, trained in (("params", [4]), ("macs", [4, 0])):
         out = tmp_path / "results" / kind
         record = json.loads((out / "study.json").read_text())
         assert record["runs"] == 4  # 2 rules x 2 seeds; the third seed was never needed
-        assert [i["runs_trained"] for i in record["invocations"]] == [4, 0]
+        assert [i["runs_trained"] for i in record["invocations"]] == trained
         assert record["invocations"][0]["machine"]["cores"] >= 1
         assert "--budget-kind " + kind in record["command"] and "--first-seeds 2" in record["command"]
         md = (out / "compare.md").read_text()
@@ -40,8 +41,8 @@ def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
 @pytest.mark.slow
 def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_search.py"), "--dataset", "digits",
-           "--minutes", "0.05", "--epochs", "1", "--train-limit", "200", "--val-limit", "100",
-           "--seeds", "2", "--search-seeds", "2", "--strategies", "b_random_filled,e_slim_seeded",
+           "--minutes", "0.05", "--epochs", "1", "--train-limit", "150", "--val-limit", "60",
+           "--seeds", "1", "--search-seeds", "2", "--strategies", "b_random_filled,e_slim_seeded",
            "--final-epochs", "1", "--processes", "1", "--runs-dir", str(tmp_path / "runs"),
            "--results-dir", str(tmp_path / "results")]
     proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
@@ -58,7 +59,7 @@ def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env):
     for f in state["finals"]:
         if f["label"] != "doubling_full":
             assert f["params"] <= budget["params"] * 1.03 and f["macs"] <= budget["macs"] * 1.03
-    assert len(state["finals"]) == 6 * 2
+    assert len(state["finals"]) == 6  # matched and full doubling + 4 winners, 1 seed
     assert "Holm p" in (tmp_path / "results" / "search.md").read_text()
     # Every stage resumes: a rerun trains nothing and searches nothing.
     proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,

@@ -16,7 +16,7 @@ _LAZY = {
     "SearchResult": "results", "pareto_front": "results",
     "BudgetError": "config", "SearchError": "config", "SearchConfig": "config", "search": "driver",
     "TUNERS": "tuners", "learn_profile": "slim", "fit_profile": "slim", "SlimResult": "slim",
-    "compare": "compare", "CompareConfig": "compare", "CompareError": "compare",
+    "compare": "compare", "CompareConfig": "compare_config", "CompareError": "compare_config",
 }
 
 

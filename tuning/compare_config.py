@@ -52,7 +52,7 @@ class Budget:
     def label(self) -> str:
         if self.kind == "both":
             return f"{self.params:,} params + {self.macs:,} MACs"
-        return f"{self.params or self.macs:,} {self.kind}"
+        return f"{self.params:,} params" if self.params else f"{self.macs:,} MACs"
 
     def plan_kwargs(self) -> dict[str, int]:
         return {k: v for k, v in (("max_params", self.params), ("max_macs", self.macs)) if v}

@@ -227,7 +227,9 @@ def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any
              f"{r.batch_size or 'from data size'}, Adam peak lr {r.learning_rate} with warm-up + "
              "cosine decay"
              + (f", first {config.train_limit:,} training images" if config.train_limit else "")
-             + f") over seeds 0..{config.seeds - 1}, and tested on the test split. Differences "
+             + f") over seeds 0..{config.seeds - 1}"
+             + (f" (seeds from {alloc.first} on only where still open)" if alloc else "")
+             + ", and tested on the test split. Differences "
              "are in accuracy points; params and MACs are the exact counts of the trained "
              "networks.", "", _table(config, grid, summary, paired, pooled),
              "", "## Verdict", ""]
