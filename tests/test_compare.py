@@ -169,6 +169,8 @@ def test_cli_budget_pairs_mean_both(tmp_path):
     (dict(budgets=(1500,), budget_kind="both"), "needs params:MACs pairs"),
     (dict(first_seeds=1, seeds=3), "first seeds must be an int >= 2"),
     (dict(first_seeds=2, seeds=3, rules=("linear", "constant")), "include doubling"),
+    (dict(first_seeds=4, seeds=3), r"first_seeds \(4\) cannot exceed seeds \(3\)"),
+    (dict(first_seeds=2, seeds=3, relevant_difference=50.0), "--relevant-difference is in points"),
     (dict(seeds=0), "seeds must be an int >= 1"),
     (dict(budget_kind="flops"), "unknown budget kind 'flops'; valid: params, macs"),
     (dict(epochs=0), "epochs must be None"),

@@ -190,6 +190,16 @@ class CompareConfig:
         if os.sep in self.project or self.project in (".", ".."):
             raise CompareError(f"project must be a plain folder name, got {self.project!r}")
         if self.first_seeds is not None:
+            if (isinstance(self.first_seeds, int) and not isinstance(self.first_seeds, bool)
+                    and self.first_seeds > self.seeds):
+                raise CompareError(f"first_seeds ({self.first_seeds}) cannot exceed seeds "
+                                   f"({self.seeds}), the most seeds a cell gets")
+            if not (isinstance(self.relevant_difference, (int, float))
+                    and 0 < self.relevant_difference < 1):
+                raise CompareError(
+                    f"relevant_difference must be an accuracy difference in (0, 1), got "
+                    f"{self.relevant_difference!r} (zoo-compare's --relevant-difference is in "
+                    "points: 0.5 means 0.005)")
             if REFERENCE_RULE not in rules:
                 raise CompareError("seed allocation compares each rule with doubling: include "
                                    "doubling in the rules")

@@ -197,7 +197,10 @@ def _allocation_section(config: CompareConfig, runs, paired) -> list[str]:
              f"(up to {alloc.cap}) only while its own paired interval at level "
              f"{100 * alloc.look_level:.2f}% (95% Bonferroni-corrected over {alloc.looks} looks) "
              f"covered both 0 and a difference of +-{100 * alloc.relevant:.2f} points. It stops "
-             "as soon as the interval excludes 0 or lies inside that margin.", "",
+             "as soon as the interval excludes 0 or lies inside that margin. Cells that "
+             "stopped early keep their seeds in the pooled fit (an unbalanced design, handled as "
+             "above); because stopping depends on the data, read the intervals with the "
+             "simulated error rates below.", "",
              tabulate(rows, ["rule", "budget", "paired seeds", "state"], tablefmt="github",
                       disable_numparse=True)]
     if spreads:
