@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 from _common import RESULTS_DIR, ROOT, machine_info, machine_line
 
@@ -31,7 +32,8 @@ PARAMS_BUDGETS = (20_000, 45_000, 100_000)
 STUDIES = ("params", "macs")
 
 
-def macs_of_doubling(params_budgets, *, depth: int, base_filters: int, input_shape, num_classes):
+def macs_of_doubling(params_budgets: Sequence[int], *, depth: int, base_filters: int,
+                     input_shape: Sequence[int], num_classes: int) -> list[int]:
     """The MACs of doubling fitted to each parameter budget: the MAC study's budgets, so both
     studies are anchored on the same doubling networks."""
     import zoo
@@ -41,7 +43,7 @@ def macs_of_doubling(params_budgets, *, depth: int, base_filters: int, input_sha
             for b in params_budgets]
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--studies", default=",".join(STUDIES), help="params,macs (default both)")
     p.add_argument("--dataset", default="fashion_mnist")
@@ -62,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import zoo

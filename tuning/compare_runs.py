@@ -51,8 +51,9 @@ class RunProgress:
     ETA."""
 
     def __init__(self, total: int, done: int, stream: TextIO | None) -> None:
-        self.bar = None if stream is None else tqdm(
+        self.bar = None if stream is None or done >= total else tqdm(
             total=total, initial=done, file=stream, unit="run", dynamic_ncols=True,
+            ascii=not (hasattr(stream, "isatty") and stream.isatty()),  # logs stay plain text
             mininterval=0, smoothing=0, bar_format="{n}/{total} runs |{bar:24}| "
                                                    "{elapsed} elapsed, ETA {remaining}")
 
