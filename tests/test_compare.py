@@ -183,18 +183,27 @@ def test_bad_input_is_a_compare_error(tmp_path, kwargs, match):
         compare(**{**FAST, "directory": str(tmp_path), **kwargs}, progress=None)
 
 
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, subprocess_env):
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    """In-process `main(argv)` (the subprocess smoke test is the one below)."""
+    from tuning.compare_cli import main
+
     cases = [
         (["--budgets", "10"], "outside every rule's reachable range"),
         (["--rules", "doubling,nope", "--budgets", "2000"], "unknown rule 'nope'"),
         (["--budgets", "2000", "--seeds", "0"], "seeds must be an int >= 1"),
         (["--budgets", "abc"], "comma-separated list of int"),
         (["--budgets", "1500:x"], "PARAMS:MACS pairs"),
+        (["--budgets", "2000", "--first-seeds", "2", "--relevant-difference", "200"],
+         "--relevant-difference is in points"),
     ]
     for args, match in cases:
-        out = _cli([*args, "--directory", str(tmp_path)], subprocess_env)
-        assert out.returncode == 2, out.stderr
-        assert match in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        try:
+            code = main([*args, "--directory", str(tmp_path)])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert match in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_dataset_without_test_split_is_refused(tmp_path, subprocess_env):
