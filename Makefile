@@ -25,7 +25,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
-# The Fashion-MNIST study (about an hour on 2 cores; needs the data, see benchmarks/study.py).
+# The Fashion-MNIST studies, at equal params and at equal MACs (hours on 2 cores; resumable;
+# needs the data, see benchmarks/study.py).
 study: $(STAMP)
 	$(PY) benchmarks/study.py
 

@@ -1,10 +1,18 @@
-"""`make study`: is doubling right on Fashion-MNIST? Every rule at three parameter budgets, 3 seeds.
+"""`make study`: is doubling right on Fashion-MNIST? Every rule at three parameter budgets AND at
+three MAC budgets, up to 5 seeds, spent where the answer is still open.
 
-Runs `zoo-compare` (2 local workers) on Fashion-MNIST and records its table, plots, wall time and
-machine under benchmarks/results/study/. Needs the data locally: on Debian/Ubuntu
-`apt-get install dataset-fashion-mnist` (as root); elsewhere run once with network so Keras
-downloads it into ~/.keras/datasets, or put the four IDX .gz files in $ZOO_DATA_DIR/fashion-mnist/.
-Rerunning resumes (finished runs are kept in runs/study/); `--overwrite` starts over.
+Two `zoo-compare` studies (2 local workers): `params` at 20k/45k/100k parameters (a 5x span) and
+`macs` at the MACs doubling uses at those parameters, 8 rules, depth 6, 5 epochs on the first
+10,000 training images. Seeds: every cell runs 3; a cell gets its 4th and 5th only while its
+interval against doubling still covers both 0 and a 0.5-point difference (zoo-compare
+--first-seeds 3 --seeds 5; the rule and its simulated error rate are in each compare.md).
+Results, with the machine and the wall time of every invocation (a resumed study adds up its
+invocations), go to benchmarks/results/study/<params|macs>/.
+
+Needs the data locally: on Debian/Ubuntu `apt-get install dataset-fashion-mnist` (as root);
+elsewhere run once with network so Keras downloads it into ~/.keras/datasets, or put the four IDX
+.gz files in $ZOO_DATA_DIR/fashion-mnist/. Rerunning resumes (finished runs are kept in
+runs/study-<kind>/); `--overwrite` starts over.
 """
 from __future__ import annotations
 
@@ -14,52 +22,132 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Sequence
 
 from _common import RESULTS_DIR, ROOT, machine_info, machine_line
 
 RULES = "doubling,constant,linear,geometric,regnet,decreasing,hourglass,diamond"
-# Sized for about an hour on 2 cores: 72 runs of 10,000 training images x 5 epochs each.
-ARGS = ["--dataset", "fashion_mnist", "--rules", RULES, "--budgets", "15000,40000,100000",
-        "--seeds", "3", "--depth", "6", "--base-filters", "16", "--epochs", "5",
-        "--train-limit", "10000", "--workers", "2", "--directory", str(ROOT / "runs"),
-        "--project", "study"]
+PARAMS_BUDGETS = (20_000, 45_000, 100_000)
+STUDIES = ("params", "macs")
 
 
-def main() -> int:
+def macs_of_doubling(params_budgets: Sequence[int], *, depth: int, base_filters: int,
+                     input_shape: Sequence[int], num_classes: int) -> list[int]:
+    """The MACs of doubling fitted to each parameter budget: the MAC study's budgets, so both
+    studies are anchored on the same doubling networks."""
+    import zoo
+
+    return [zoo.plan("doubling", depth=depth, base_filters=base_filters, max_params=b,
+                     input_shape=input_shape, num_classes=num_classes).costs.macs
+            for b in params_budgets]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--studies", default=",".join(STUDIES), help="params,macs (default both)")
+    p.add_argument("--dataset", default="fashion_mnist")
+    p.add_argument("--rules", default=RULES)
+    p.add_argument("--budgets", default=",".join(map(str, PARAMS_BUDGETS)),
+                   help="parameter budgets; the MAC study uses doubling's MACs at each")
+    p.add_argument("--depth", type=int, default=6)
+    p.add_argument("--base-filters", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--train-limit", type=int, default=10_000)
+    p.add_argument("--seeds", type=int, default=5, help="the most seeds a cell gets")
+    p.add_argument("--first-seeds", type=int, default=3, help="seeds every cell gets")
+    p.add_argument("--relevant-difference", type=float, default=0.5, help="points")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR / "study")
     p.add_argument("--overwrite", action="store_true")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    import zoo
     from zoo.dataset_files import NotFoundLocally, find_local
 
-    try:
-        find_local("fashion_mnist")
-    except NotFoundLocally as exc:
-        print(f"study: {exc}. Install it (Debian/Ubuntu: apt-get install dataset-fashion-mnist) or "
-              "let Keras download it once: python -c \"import keras; "
-              "keras.datasets.fashion_mnist.load_data()\"", file=sys.stderr)
-        return 2
+    if args.dataset == "fashion_mnist":
+        try:
+            find_local("fashion_mnist")
+        except NotFoundLocally as exc:
+            print(f"study: {exc}. Install it (Debian/Ubuntu: apt-get install "
+                  "dataset-fashion-mnist) or let Keras download it once: python -c \"import "
+                  "keras; keras.datasets.fashion_mnist.load_data()\"", file=sys.stderr)
+            return 2
+    data = zoo.datasets.load(args.dataset)
+    params = [int(b) for b in args.budgets.split(",")]
+    budgets = {"params": params,
+               "macs": macs_of_doubling(params, depth=args.depth, base_filters=args.base_filters,
+                                        input_shape=data.input_shape,
+                                        num_classes=data.num_classes)}
+    for kind in args.studies.split(","):
+        code = run_study(kind, budgets[kind], args)
+        if code:
+            return code
+    return 0
+
+
+def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
+    project = f"study-{kind}"
+    flags = ["--dataset", args.dataset, "--rules", args.rules,
+             "--budgets", ",".join(map(str, budgets)), "--budget-kind", kind,
+             "--seeds", str(args.seeds), "--depth", str(args.depth),
+             "--base-filters", str(args.base_filters), "--epochs", str(args.epochs),
+             "--train-limit", str(args.train_limit), "--workers", str(args.workers)]
+    if args.first_seeds < args.seeds:
+        flags += ["--first-seeds", str(args.first_seeds),
+                  "--relevant-difference", str(args.relevant_difference)]
+    where = ["--directory", str(args.runs_dir), "--project", project]
+    runs_file = args.runs_dir / project / "runs.jsonl"
+    before = _count(runs_file) if not args.overwrite else 0
+    print(f"study ({kind}): zoo-compare {' '.join(flags)}", flush=True)
     start = time.perf_counter()
-    cmd = [sys.executable, "-m", "tuning.compare_cli", *ARGS] + (["--overwrite"] if args.overwrite else [])
-    code = subprocess.call(cmd, cwd=ROOT)
+    code = subprocess.call([sys.executable, "-m", "tuning.compare_cli", *flags, *where]
+                           + (["--overwrite"] if args.overwrite else []), cwd=ROOT)
     wall = time.perf_counter() - start
     if code:
         return code
-    project = ROOT / "runs" / "study"
-    out = RESULTS_DIR / "study"
+    out = args.results_dir / kind
     out.mkdir(parents=True, exist_ok=True)
     for name in ("compare.md", "compare.csv", "compare.png", "profiles.png"):
-        shutil.copy2(project / name, out / name)
+        shutil.copy2(args.runs_dir / project / name, out / name)
+    record = out / "study.json"
+    old = json.loads(record.read_text()) if record.exists() and not args.overwrite else {}
+    invocations = [i for i in old.get("invocations", []) if old.get("flags") == flags]
     machine = machine_info()
-    (out / "study.json").write_text(json.dumps(
-        {"command": "zoo-compare " + " ".join(ARGS), "wall_seconds": round(wall),
-         "machine": machine}, indent=2) + "\n")
+    invocations.append({"wall_seconds": round(wall), "runs_trained": _count(runs_file) - before,
+                        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                        "machine": machine})
+    total = sum(i["wall_seconds"] for i in invocations)
+    runs = _count(runs_file)
+    record.write_text(json.dumps({"command": "zoo-compare " + " ".join(flags), "flags": flags,
+                                  "runs": runs, "wall_seconds_total": total,
+                                  "invocations": invocations}, indent=2) + "\n")
     (out / "README.md").write_text(
-        f"# Fashion-MNIST study\n\n`zoo-compare {' '.join(a for a in ARGS if not a.startswith(str(ROOT)))}`"
-        f"\n\n{round(wall / 60)} min wall time (this invocation; a resumed study counts only "
-        f"what it ran) on {machine_line(machine)}.\n\nSee compare.md, compare.png and profiles.png.\n")
-    print(f"study: {round(wall / 60)} min; results in {out}")
+        f"# Study at equal {kind}\n\n`zoo-compare {' '.join(flags)}`\n\n"
+        f"{runs} runs in {total / 60:.0f} min of wall time over {len(invocations)} "
+        f"invocation(s); the last on {machine_line(machine)}.\n\n"
+        "See compare.md (tables, pooled and per-rule intervals, Holm, seed allocation), "
+        "compare.png and profiles.png.\n")
+    print(f"study ({kind}): {runs} runs, {total / 60:.0f} min; results in {out}", flush=True)
     return 0
+
+
+def _count(runs_file: Path) -> int:
+    if not runs_file.exists():
+        return 0
+    runs = set()
+    for line in runs_file.read_text().splitlines():
+        try:
+            r = json.loads(line)
+            runs.add((r["rule"], str(r["budget"]), r["seed"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a kill is not a finished run
+    return len(runs)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """zoo-compare: every rule x budget x seed trained with one recipe, on real digits, resumable."""
 import json
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -8,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from tuning.compare import CompareError, compare, read_runs
-from tuning.compare_report import paired_differences
+from tuning.compare import CompareError, Run, compare, read_runs
+from tuning.compare_report import paired_differences, pooled_differences
 
 FAST = dict(dataset="digits", rules=("doubling", "constant"), budgets=(1500, 4000), seeds=2,
             epochs=1, train_limit=300)
@@ -22,8 +24,20 @@ def _cli(args, env, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_compare_writes_every_file_and_a_rerun_trains_nothing(tmp_path):
-    project = compare(directory=str(tmp_path), project="c", progress=None, **FAST)
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """One finished 8-run comparison, shared (tests that change it work on a copy)."""
+    directory = tmp_path_factory.mktemp("compare")
+    return compare(directory=str(directory), project="c", progress=None, **FAST)
+
+
+def _copy(project, tmp_path):
+    shutil.copytree(project, tmp_path / "c")
+    return tmp_path / "c"
+
+
+def test_compare_writes_every_file_and_a_rerun_trains_nothing(finished, tmp_path):
+    project = _copy(finished, tmp_path)
     for name in ("runs.jsonl", "compare.csv", "compare.md", "compare.png", "profiles.png"):
         assert (project / name).stat().st_size > 0, name
     runs = read_runs(project)
@@ -36,7 +50,10 @@ def test_compare_writes_every_file_and_a_rerun_trains_nothing(tmp_path):
     assert lines[0].startswith("rule,budget,budget_kind,seed,filters") and len(lines) == 9
     md = (project / "compare.md").read_text()
     assert "## Verdict" in md and "At 1,500 params" in md and "At 4,000 params" in md
-    assert "| constant | 4,000 |" in md
+    assert re.search(r"\| constant +\| 4,000 params +\|", md)
+    for words in ("own paired 95% CI", "pooled 95% CI", "Holm p", "## What the intervals are",
+                  "df = (rules - 1)(seeds - 1)", "left out of the fit, not imputed"):
+        assert words in md, words
     before = (project / "runs.jsonl").read_text()
     compare(directory=str(tmp_path), project="c", progress=None, **FAST)
     assert (project / "runs.jsonl").read_text() == before  # nothing retrained
@@ -47,15 +64,99 @@ def test_compare_writes_every_file_and_a_rerun_trains_nothing(tmp_path):
         compare(directory=str(tmp_path), project="empty", progress=None, report_only=True, **FAST)
 
 
+def test_a_finished_trial_left_ongoing_is_not_trained_again(finished, tmp_path):
+    """Issue 22 defect 2: a finished `--workers 2` study, rerun, trained its last run again: the
+    chief saved oracle.json with the finished trial still ongoing, and keras-tuner's reload
+    retries every ongoing trial. Here oracle.json is left in exactly that state."""
+    project = _copy(finished, tmp_path)
+    state = json.loads((project / "oracle.json").read_text())
+    last = state["end_order"][-1]
+    state["ongoing_trials"] = {"tuner1": last}
+    (project / "oracle.json").write_text(json.dumps(state))
+    before = (project / "runs.jsonl").read_text()
+    compare(directory=str(tmp_path), project="c", progress=None, **FAST)
+    assert (project / "runs.jsonl").read_text() == before  # 8 lines, not 9
+
+
+def test_a_duplicate_row_never_reaches_the_statistics(finished, tmp_path):
+    project = _copy(finished, tmp_path)
+    rows = (project / "runs.jsonl").read_text().splitlines()
+    dup = json.loads(rows[-1])
+    dup["test_accuracy"] = 0.0  # a retrained copy with another result
+    with open(project / "runs.jsonl", "a") as fh:
+        fh.write(json.dumps(dup) + "\n")
+    csv_before = (project / "compare.csv").read_text()
+    compare(directory=str(tmp_path), project="c", progress=None, report_only=True, **FAST)
+    assert (project / "compare.csv").read_text() == csv_before
+    assert len(read_runs(project)) == 8
+    assert "8 of 8 runs finished" in (project / "compare.md").read_text()
+
+
 def test_paired_differences_and_interval():
     runs = [{"rule": r, "budget": 10, "seed": s, "test_accuracy": acc}
             for r, accs in (("doubling", [0.80, 0.82, 0.81]), ("wide", [0.90, 0.93, 0.91]),
                             ("same", [0.81, 0.81, 0.82]))
             for s, acc in enumerate(accs)]
     d = paired_differences(runs)
-    assert d[("wide", 10)]["mean"] == pytest.approx((0.10 + 0.11 + 0.10) / 3)
-    assert d[("wide", 10)]["low"] > 0  # consistently better: the interval excludes 0
-    assert d[("same", 10)]["low"] < 0 < d[("same", 10)]["high"]
+    assert d[("wide", "10")].mean == pytest.approx((0.10 + 0.11 + 0.10) / 3)
+    assert d[("wide", "10")].low > 0  # consistently better: the interval excludes 0
+    assert d[("same", "10")].low < 0 < d[("same", "10")].high
+    pooled = pooled_differences(runs)
+    assert pooled[("wide", "10")].mean == pytest.approx(d[("wide", "10")].mean)
+    assert pooled[("wide", "10")].df == 4 and pooled[("wide", "10")].p_holm <= 0.05
+
+
+def test_dual_budgets_and_seed_allocation_end_to_end(tmp_path):
+    """params:MACs pairs fit every rule under both budgets; with --first-seeds 2 and a margin no
+    difference can exceed, every cell is decided after 2 seeds and seed 2 never runs."""
+    macs = 30_000  # binds for both rules (their plans at 4,000 params need 89k-126k MACs)
+    project = compare(directory=str(tmp_path), project="d", progress=None,
+                      **{**FAST, "budgets": (f"4000:{macs}",), "budget_kind": "both",
+                         "seeds": 3, "first_seeds": 2, "relevant_difference": 0.9})
+    runs = read_runs(project)
+    assert sorted((r["rule"], r["seed"]) for r in runs) == [
+        ("constant", 0), ("constant", 1), ("doubling", 0), ("doubling", 1)]
+    for r in runs:
+        assert r["budget"] == f"4000:{macs}" and r["budget_kind"] == "both"
+        assert r["params"] <= 4000 and 0.97 * macs <= r["macs"] <= macs
+    md = (project / "compare.md").read_text()
+    assert "4 of at most 6 runs finished" in md and "## Seed allocation" in md
+    assert "decided: within +-90.00 points" in md and "4,000 params + 30,000 MACs" in md
+    assert "Effect on the error rate, simulated" in md
+
+
+def test_allocation_hands_out_later_seeds_only_to_open_cells():
+    import keras_tuner as kt
+    from tuning.compare_oracle import RunListOracle
+    from tuning.compare_stats import Allocation
+
+    oracle = RunListOracle(objective=kt.Objective("test_accuracy", "max"), max_trials=10,
+                           allocation=Allocation(first=2, cap=3, relevant=0.005))
+    runs = [Run(rule, "100", s) for s in range(3) for rule in ("doubling", "a", "b")]
+    acc = {Run("doubling", "100", 0).key: 0.80, Run("doubling", "100", 1).key: 0.81,
+           Run("a", "100", 0).key: 0.80, Run("a", "100", 1).key: 0.8101,  # within the margin
+           Run("b", "100", 0).key: 0.79, Run("b", "100", 1).key: 0.83}  # wide open
+    started = ended = set(acc)
+    wanted = {r.rule: oracle.wanted(r, runs, started, ended, acc) for r in runs if r.seed == 2}
+    assert wanted == {"doubling": True, "a": False, "b": True}
+    running = set(acc) | {Run("b", "100", 1).key}
+    ended = set(acc) - {Run("b", "100", 1).key}  # b's seed 1 still training: not yet known
+    assert oracle.wanted(Run("b", "100", 2), runs, running, ended, acc) is None
+    assert oracle.wanted(Run("doubling", "100", 2), runs, running, ended, acc) is None
+    assert oracle.wanted(Run("a", "100", 1), runs, running, ended, acc) is True  # first seeds
+
+
+def test_cli_budget_pairs_mean_both(tmp_path):
+    from tuning.compare_cli import _config, build_parser
+
+    args = build_parser().parse_args(["--budgets", "4000:30000,8000:60000", "--first-seeds", "2",
+                                      "--seeds", "4", "--relevant-difference", "0.25"])
+    config = _config(args)
+    assert config.budget_kind == "both" and [b.key for b in config.budgets] == [
+        "4000:30000", "8000:60000"]
+    assert config.allocation.first == 2 and config.allocation.relevant == pytest.approx(0.0025)
+    config = _config(build_parser().parse_args(["--budgets", "4000,8000"]))
+    assert config.budget_kind == "params" and config.allocation is None
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -64,6 +165,12 @@ def test_paired_differences_and_interval():
     (dict(budgets=(10,)), "budget 10 .*outside every rule's reachable range"),
     (dict(budgets=()), "at least one budget"),
     (dict(budgets=(0,)), "each budget must be an int >= 1"),
+    (dict(budgets=("1500:30000",)), "pairs need budget kind 'both'"),
+    (dict(budgets=(1500,), budget_kind="both"), "needs params:MACs pairs"),
+    (dict(first_seeds=1, seeds=3), "first seeds must be an int >= 2"),
+    (dict(first_seeds=2, seeds=3, rules=("linear", "constant")), "include doubling"),
+    (dict(first_seeds=4, seeds=3), r"first_seeds \(4\) cannot exceed seeds \(3\)"),
+    (dict(first_seeds=2, seeds=3, relevant_difference=50.0), "--relevant-difference is in points"),
     (dict(seeds=0), "seeds must be an int >= 1"),
     (dict(budget_kind="flops"), "unknown budget kind 'flops'; valid: params, macs"),
     (dict(epochs=0), "epochs must be None"),
@@ -76,17 +183,27 @@ def test_bad_input_is_a_compare_error(tmp_path, kwargs, match):
         compare(**{**FAST, "directory": str(tmp_path), **kwargs}, progress=None)
 
 
-def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, subprocess_env):
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    """In-process `main(argv)` (the subprocess smoke test is the one below)."""
+    from tuning.compare_cli import main
+
     cases = [
         (["--budgets", "10"], "outside every rule's reachable range"),
         (["--rules", "doubling,nope", "--budgets", "2000"], "unknown rule 'nope'"),
         (["--budgets", "2000", "--seeds", "0"], "seeds must be an int >= 1"),
         (["--budgets", "abc"], "comma-separated list of int"),
+        (["--budgets", "1500:x"], "PARAMS:MACS pairs"),
+        (["--budgets", "2000", "--first-seeds", "2", "--relevant-difference", "200"],
+         "--relevant-difference is in points"),
     ]
     for args, match in cases:
-        out = _cli([*args, "--directory", str(tmp_path)], subprocess_env)
-        assert out.returncode == 2, out.stderr
-        assert match in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        try:
+            code = main([*args, "--directory", str(tmp_path)])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert match in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_dataset_without_test_split_is_refused(tmp_path, subprocess_env):
@@ -99,12 +216,10 @@ def test_dataset_without_test_split_is_refused(tmp_path, subprocess_env):
     assert out.returncode == 2 and "no test split" in out.stderr, out.stderr
 
 
-def test_resume_refuses_other_settings(tmp_path):
-    compare(directory=str(tmp_path), project="c", progress=None,
-            **{**FAST, "budgets": (1500,), "seeds": 1})
+def test_resume_refuses_other_settings(finished, tmp_path):
+    _copy(finished, tmp_path)
     with pytest.raises(CompareError, match="other settings .*epochs: 1 -> 2.*--overwrite"):
-        compare(directory=str(tmp_path), project="c", progress=None,
-                **{**FAST, "budgets": (1500,), "seeds": 1, "epochs": 2})
+        compare(directory=str(tmp_path), project="c", progress=None, **{**FAST, "epochs": 2})
 
 
 @pytest.mark.slow

@@ -16,5 +16,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "driver": ["search"],
     "tuners": ["TUNERS"],
     "slim": ["learn_profile", "fit_profile", "SlimResult"],
-    "compare": ["compare", "CompareConfig", "CompareError"],
+    "compare": ["compare"],
+    "compare_config": ["CompareConfig", "CompareError"],
 })

@@ -25,9 +25,19 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dataset", default="digits", help="any zoo.datasets name with a test split (default digits)")
     a("--rules", type=csv_list(str), default=None,
       help="comma-separated rules (default: doubling and every other built-in growth rule)")
-    a("--budgets", type=csv_list(int), required=True, help="comma-separated budgets, e.g. 15000,40000")
-    a("--budget-kind", default="params", help="params (default) or macs")
-    a("--seeds", type=int, default=3, help="runs per rule x budget, seeds 0..N-1 (default 3)")
+    a("--budgets", type=_budget_list, required=True,
+      help="comma-separated budgets, e.g. 15000,40000; PARAMS:MACS pairs (15000:2000000) fit "
+           "every rule to both at once, the tighter binding")
+    a("--budget-kind", default=None,
+      help="params (default), macs, or both (the default when --budgets gives pairs)")
+    a("--seeds", type=int, default=3, help="runs per rule x budget, seeds 0..N-1 (default 3); "
+      "with --first-seeds, the most a cell gets")
+    a("--first-seeds", type=int, default=None,
+      help="seed allocation: every cell runs this many seeds, later seeds (up to --seeds) only "
+           "cells whose interval still covers 0 and --relevant-difference (default: off)")
+    a("--relevant-difference", type=float, default=0.5,
+      help="the smallest accuracy difference that matters, in points, for --first-seeds "
+           "(default 0.5)")
     a("--depth", type=int, default=4)
     a("--base-filters", type=int, default=16, help="the rule's starting width before fitting")
     a("--block", default="plain")
@@ -45,12 +55,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _budget_list(text: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    for item in items:
+        parts = item.split(":")
+        if not items or len(parts) > 2 or not all(p.isdigit() for p in parts):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of int or PARAMS:MACS pairs, got {text!r}")
+    if not items:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of int, got {text!r}")
+    return items
+
+
 def _config(args: argparse.Namespace):
-    from tuning.compare import CompareConfig
+    from tuning.compare_config import CompareConfig
 
     extra = {"rules": tuple(args.rules)} if args.rules is not None else {}
+    kind = args.budget_kind or ("both" if any(":" in b for b in args.budgets) else "params")
     return CompareConfig(
-        dataset=args.dataset, budgets=tuple(args.budgets), budget_kind=args.budget_kind,
+        dataset=args.dataset, budgets=tuple(args.budgets), budget_kind=kind,
+        first_seeds=args.first_seeds, relevant_difference=args.relevant_difference / 100,
         seeds=args.seeds, depth=args.depth, base_filters=args.base_filters, block=args.block,
         downsample_every=args.downsample_every, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, train_limit=args.train_limit, workers=args.workers,
@@ -67,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuning.launcher import is_distributed_process, run_workers
 
     try:
-        from tuning.compare import CompareError, compare
+        from tuning.compare import compare
+        from tuning.compare_config import CompareError
 
         config = _config(args)
         if args.report_only:
@@ -76,11 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if config.workers > 1 and not is_distributed_process():
             # Validate the whole grid here (one line, exit 2) before starting any process.
-            from tuning.compare import CompareHyperModel, _check_resume, load_data
+            from tuning.compare_config import RunGrid, check_resume, load_data
 
             data = load_data(config)
-            CompareHyperModel(config, data.input_shape, data.num_classes)
-            _check_resume(config)
+            RunGrid.build(config, data.input_shape, data.num_classes)
+            check_resume(config)
             # The chief's --overwrite wipes the project; a worker's would race it.
             return run_workers("tuning.compare_cli", argv, config.workers)
         project = compare(config)

@@ -1,9 +1,9 @@
-"""The views of a finished comparison: compare.csv, compare.md (with paired intervals), the plots.
+"""The views of a finished comparison: compare.csv, compare.md (intervals), compare.png, profiles.png.
 
-The verdict compares each rule with doubling *at the same budget and seed* (a paired difference):
-seeds share the data order and budget, so pairing removes much of the run-to-run noise. The 95%
-interval is Student's t over seeds; when it covers 0 the verdict says the two are not
-distinguishable, whatever the means say.
+Every number comes from the runs (runs.jsonl rows) and the grid (which runs exist, their plans);
+nothing here knows the tuner. The intervals are tuning.compare_stats': per budget, each rule
+minus doubling from the pooled paired model with Holm control, beside each rule's own paired
+interval.
 """
 from __future__ import annotations
 
@@ -12,100 +12,129 @@ import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
-from cnnzoo.files import atomic_open
+from tabulate import tabulate
 
-if TYPE_CHECKING:  # the comparison imports this module, not the other way round
-    from .compare import CompareConfig, CompareHyperModel
+from cnnzoo.files import atomic_open, write_atomic
 
-__all__ = ["write_report", "summarize", "paired_differences", "t_quantile", "CSV_COLUMNS",
-           "REFERENCE_RULE"]
+from .compare_config import REFERENCE_RULE, CompareConfig, RunGrid
+from .compare_stats import (LEVEL, Interval, paired_interval, pooled_contrasts,
+                            simulate_allocation, t_quantile)
 
-REFERENCE_RULE = "doubling"
+__all__ = ["write_report", "summarize", "paired_differences", "pooled_differences", "t_quantile",
+           "CSV_COLUMNS", "REFERENCE_RULE"]
 
 CSV_COLUMNS = ("rule", "budget", "budget_kind", "seed", "filters", "profile", "scale", "params",
                "macs", "latency_ms", "test_accuracy", "test_loss", "val_accuracy", "train_seconds")
+Cell = tuple[str, str]  # (rule, budget key)
 
 
-def t_quantile(n: int) -> float:
-    """Two-sided 95% Student-t quantile for n - 1 degrees of freedom (nan below 2 samples)."""
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, n - 1)) if n >= 2 else math.nan
+def _cell(row: dict[str, Any]) -> Cell:
+    return (str(row["rule"]), str(row["budget"]))
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summarize(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Per (rule, budget): mean and std of test accuracy, mean params/MACs/latency, seeds."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+def summarize(runs: Sequence[dict[str, Any]]) -> dict[Cell, dict[str, Any]]:
+    """Per (rule, budget key): mean and std of test accuracy, mean params/MACs/latency, seeds."""
+    groups: dict[Cell, list[dict[str, Any]]] = defaultdict(list)
     for r in runs:
-        groups[(r["rule"], int(r["budget"]))].append(r)
+        groups[_cell(r)].append(r)
     out = {}
     for key, rows in groups.items():
-        acc_mean, acc_std = _mean_std([r["test_accuracy"] for r in rows])
-        out[key] = {"n": len(rows), "acc_mean": acc_mean, "acc_std": acc_std,
+        accs = [r["test_accuracy"] for r in rows]
+        out[key] = {"n": len(rows), "acc_mean": statistics.mean(accs),
+                    "acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
                     "params": statistics.mean(r["params"] for r in rows),
                     "macs": statistics.mean(r["macs"] for r in rows),
                     "latency_ms": statistics.median(r["latency_ms"] for r in rows),
-                    "filters": rows[0].get("filters")}
+                    "filters": min(rows, key=lambda r: int(r["seed"])).get("filters")}
     return out
 
 
-def paired_differences(runs: Sequence[dict[str, Any]], reference: str = REFERENCE_RULE
-                       ) -> dict[tuple[str, int], dict[str, float]]:
-    """Per (rule, budget), rule minus reference test accuracy over the seeds both ran:
-    mean, 95% interval (Student's t), n."""
-    by_key = {(r["rule"], int(r["budget"]), int(r["seed"])): r["test_accuracy"] for r in runs}
+def _accuracy(runs: Sequence[dict[str, Any]]) -> dict[tuple[str, str, int], float]:
+    return {(*_cell(r), int(r["seed"])): float(r["test_accuracy"]) for r in runs}
+
+
+def paired_differences(runs: Sequence[dict[str, Any]], reference: str = REFERENCE_RULE,
+                       level: float = LEVEL) -> dict[Cell, Interval]:
+    """Per (rule, budget): rule minus reference over the seeds both ran, Student's t interval
+    from that rule's own differences (`compare_stats.paired_interval`)."""
+    acc = _accuracy(runs)
+    diffs: dict[Cell, list[float]] = defaultdict(list)
+    for (rule, budget, seed), value in sorted(acc.items()):
+        ref = acc.get((reference, budget, seed))
+        if rule != reference and ref is not None:
+            diffs[(rule, budget)].append(value - ref)
+    return {cell: paired_interval(d, level) for cell, d in diffs.items()}
+
+
+def pooled_differences(runs: Sequence[dict[str, Any]], reference: str = REFERENCE_RULE,
+                       level: float = LEVEL) -> dict[Cell, Interval]:
+    """Per (rule, budget): rule minus reference from the pooled paired model of its budget
+    (`compare_stats.pooled_contrasts`: rule + seed, Holm over the budget's rules)."""
+    by_budget: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)
+    for (rule, budget, seed), value in _accuracy(runs).items():
+        by_budget[budget][(rule, seed)] = value
     out = {}
-    for (rule, budget, seed) in by_key:
-        if rule == reference or (rule, budget) in out:
-            continue
-        diffs = [by_key[(rule, budget, s)] - by_key[(reference, budget, s)]
-                 for (r2, b2, s) in by_key if r2 == rule and b2 == budget
-                 and (reference, budget, s) in by_key]
-        if not diffs:
-            continue
-        mean = statistics.mean(diffs)
-        half = (t_quantile(len(diffs)) * statistics.stdev(diffs) / math.sqrt(len(diffs))
-                if len(diffs) > 1 else math.nan)
-        out[(rule, budget)] = {"mean": mean, "low": mean - half, "high": mean + half,
-                               "n": len(diffs)}
+    for budget, acc in by_budget.items():
+        for rule, iv in pooled_contrasts(acc, reference, level).items():
+            out[(rule, budget)] = iv
     return out
 
 
-def _verdict(budget: int, kind: str, diffs: dict[tuple[str, int], dict[str, float]],
-             summary: dict[tuple[str, int], dict[str, Any]]) -> str:
-    here = {rule: d for (rule, b), d in diffs.items() if b == budget}
+def _pts(value: float) -> str:
+    return f"{100 * value:+.2f}"
+
+
+def _interval(iv: Interval | None, simultaneous: bool = False) -> str:
+    if iv is None:
+        return ""
+    if not iv.has_interval:
+        return f"{_pts(iv.mean)} (no interval yet)"
+    low, high = (iv.sim_low, iv.sim_high) if simultaneous else (iv.low, iv.high)
+    return f"{_pts(iv.mean)} [{_pts(low)}, {_pts(high)}]"
+
+
+def _holm_p(iv: Interval | None) -> str:
+    return "" if iv is None or math.isnan(iv.p_holm) else f"{iv.p_holm:.3g}"
+
+
+def _verdict(config: CompareConfig, budget_key: str, pooled: dict[Cell, Interval],
+             paired: dict[Cell, Interval], summary: dict[Cell, dict[str, Any]]) -> str:
+    label = config.budget(budget_key).label
+    here = {rule: iv for (rule, b), iv in pooled.items() if b == budget_key}
     if not here:
-        return f"At {budget:,} {kind}: no paired runs against {REFERENCE_RULE} yet."
-    single = sorted(r for r, d in here.items() if math.isnan(d["low"]))
-    here = {r: d for r, d in here.items() if r not in single}
-    better = sorted((r for r, d in here.items() if d["low"] > 0), key=lambda r: -here[r]["mean"])
-    worse = sorted((r for r, d in here.items() if d["high"] < 0), key=lambda r: here[r]["mean"])
+        return f"At {label}: no paired runs against {REFERENCE_RULE} yet."
+    alpha = 1 - LEVEL
+    none = sorted(r for r, iv in here.items() if math.isnan(iv.p_holm))
+    here = {r: iv for r, iv in here.items() if r not in none}
+    better = sorted((r for r, iv in here.items() if iv.p_holm <= alpha and iv.mean > 0),
+                    key=lambda r: -here[r].mean)
+    worse = sorted((r for r, iv in here.items() if iv.p_holm <= alpha and iv.mean < 0),
+                   key=lambda r: here[r].mean)
     same = sorted(r for r in here if r not in better and r not in worse)
     parts = []
     if better:
-        parts.append("better than doubling: " + ", ".join(
-            f"{r} ({100 * here[r]['mean']:+.2f} points)" for r in better))
+        parts.append("better than doubling (Holm): " + ", ".join(
+            f"{r} ({_interval(here[r], True)} points)" for r in better))
     if worse:
-        parts.append("worse than doubling: " + ", ".join(
-            f"{r} ({100 * here[r]['mean']:+.2f})" for r in worse))
+        parts.append("worse than doubling (Holm): " + ", ".join(
+            f"{r} ({_interval(here[r], True)})" for r in worse))
     if same:
-        parts.append("not distinguishable from doubling (the 95% interval covers 0): "
-                     + ", ".join(same))
-    if single:
-        parts.append("one paired seed only, no interval yet: " + ", ".join(single))
-    ref = summary.get((REFERENCE_RULE, budget))
+        parts.append("not distinguishable from doubling after Holm: " + ", ".join(same))
+    if none:
+        parts.append("no interval yet (too few runs): " + ", ".join(none))
+    ref = summary.get((REFERENCE_RULE, budget_key))
     ref_text = f" (doubling {ref['acc_mean']:.4f})" if ref else ""
-    return f"At {budget:,} {kind}{ref_text}: " + "; ".join(parts) + "."
+    return f"At {label}{ref_text}: " + "; ".join(parts) + "."
+
+
+def _budget_order(budget: Any) -> tuple[int, ...]:
+    return tuple(int(p) for p in str(budget).split(":"))
 
 
 def _csv(runs: Sequence[dict[str, Any]], path: Path) -> None:
-    rows = sorted(runs, key=lambda r: (int(r["budget"]), r["rule"], int(r["seed"])))
+    rows = sorted(runs, key=lambda r: (_budget_order(r["budget"]), r["rule"], int(r["seed"])))
     with atomic_open(path, newline="") as fh:
         w = csv.DictWriter(fh, CSV_COLUMNS, extrasaction="ignore")
         w.writeheader()
@@ -114,97 +143,138 @@ def _csv(runs: Sequence[dict[str, Any]], path: Path) -> None:
                         "profile": "-".join(map(str, r.get("profile") or []))})
 
 
-def _markdown(config: "CompareConfig", hypermodel: "CompareHyperModel", runs: Sequence[dict[str, Any]],
-              summary, diffs) -> str:
-    kind = config.budget_kind
-    r = config.recipe
-    lines = [f"# Equal-budget comparison on {config.dataset}", "",
-             f"{len(runs)} of {len(hypermodel.runs)} runs finished. Every rule's plan (depth "
-             f"{config.depth}, {config.block} blocks, base {config.base_filters}) is scaled by one "
-             f"factor to each {kind} budget (+-3%), trained with the same recipe (epochs "
-             f"{r.epochs or 'from data size'}, batch {r.batch_size or 'from data size'}, Adam peak "
-             f"lr {r.learning_rate} with warm-up + cosine decay"
-             + (f", first {config.train_limit:,} training images" if config.train_limit else "")
-             + f") over seeds 0..{config.seeds - 1}, and tested on the test split.", "",
-             f"| rule | budget ({kind}) | filters (seed 0) | params | MACs | latency ms | test "
-             f"accuracy (mean +- std) | vs doubling (paired, 95% CI) | n |",
-             "|---|---|---|---|---|---|---|---|---|"]
+def _table(config: CompareConfig, grid: RunGrid, summary, paired, pooled) -> str:
+    headers = ["rule", "budget", "filters (seed 0)", "params", "MACs", "latency ms",
+               "test accuracy (mean +- std)", "n",
+               "vs doubling, own paired 95% CI (pts)", "vs doubling, pooled 95% CI (pts)",
+               "pooled, simultaneous CI (pts)", "Holm p"]
+    rows = []
     for budget in config.budgets:
         for rule in config.rules:
-            s = summary.get((rule, budget))
+            cell = (rule, budget.key)
+            s = summary.get(cell)
             if s is None:
-                if (rule, budget) in hypermodel.unreachable:
-                    lines.append(f"| {rule} | {budget:,} | unreachable | | | | | | 0 |")
+                if cell in grid.unreachable:
+                    rows.append([rule, budget.label, "unreachable", "", "", "", "", 0, "", "", "",
+                                 ""])
                 continue
-            d = diffs.get((rule, budget))
-            vs = ("reference" if rule == REFERENCE_RULE else "" if d is None else
-                  f"{100 * d['mean']:+.2f} pts" + ("" if math.isnan(d["low"]) else
-                                                    f" [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"))
-            lines.append(f"| {rule} | {budget:,} | {'-'.join(map(str, s['filters'] or []))} | "
-                         f"{s['params']:,.0f} | {s['macs']:,.0f} | {s['latency_ms']:.2f} | "
-                         f"{s['acc_mean']:.4f} +- {s['acc_std']:.4f} | {vs} | {s['n']} |")
-    lines += ["", "## Verdict", ""]
-    lines += [f"- {_verdict(b, kind, diffs, summary)}" for b in config.budgets]
-    if hypermodel.unreachable:
-        lines += ["", "Unreachable rule x budget pairs (not run): " + ", ".join(
-            f"{rule} @ {b:,}" for rule, b in sorted(hypermodel.unreachable))]
-    counts = sorted({int(d["n"]) for d in diffs.values() if d["n"] > 1})
-    lines += ["", "Intervals are Student's t over the paired per-seed differences: mean +- "
-              + ", ".join(f"{t_quantile(n):.2f} standard errors with {n} seeds" for n in counts)
-              + ". With so few seeds only large or very consistent differences show, and an "
-              "interval from 2 seeds rests on a single spread estimate: read it as a hint.", ""]
-    return "\n".join(lines)
+            ref = rule == REFERENCE_RULE
+            rows.append([rule, budget.label, "-".join(map(str, s["filters"] or [])),
+                         f"{s['params']:,.0f}", f"{s['macs']:,.0f}", f"{s['latency_ms']:.2f}",
+                         f"{s['acc_mean']:.4f} +- {s['acc_std']:.4f}", s["n"],
+                         "reference" if ref else _interval(paired.get(cell)),
+                         "reference" if ref else _interval(pooled.get(cell)),
+                         "" if ref else _interval(pooled.get(cell), simultaneous=True),
+                         "" if ref else _holm_p(pooled.get(cell))])
+    return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
 
 
-def _plots(config: "CompareConfig", hypermodel: "CompareHyperModel", summary, project_dir: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for rule in config.rules:
-        pts = sorted((s["params"], s["acc_mean"], s["acc_std"]) for (r, _), s in summary.items()
-                     if r == rule)
-        if pts:
-            xs, ys, es = zip(*pts)
-            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=rule,
-                        linewidth=2.5 if rule == REFERENCE_RULE else 1.2)
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("test accuracy (mean +- std over seeds)")
-    ax.set_title(f"{config.dataset}: every rule at the same {config.budget_kind} budgets")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(project_dir / "compare.png", dpi=110)
-    plt.close(fig)
-
-    budgets = list(config.budgets)
-    fig, axes = plt.subplots(1, len(budgets), figsize=(3.6 * len(budgets), 3.6), squeeze=False)
-    for ax, budget in zip(axes[0], budgets):
+def _allocation_section(config: CompareConfig, runs, paired) -> list[str]:
+    alloc = config.allocation
+    if alloc is None:
+        return []
+    acc = _accuracy(runs)
+    rows = []
+    spreads = []
+    for budget in config.budgets:
         for rule in config.rules:
-            if (rule, budget) in hypermodel.unreachable:
+            if rule == REFERENCE_RULE:
                 continue
-            widths = hypermodel.plan(rule, budget)
-            ax.plot(range(len(widths)), list(widths), marker="o", label=rule,
-                    linewidth=2.5 if rule == REFERENCE_RULE else 1.2)
-        ax.set_title(f"{budget:,} {config.budget_kind}")
-        ax.set_xlabel("layer")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("kernels")
-    axes[0][-1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(project_dir / "profiles.png", dpi=110)
-    plt.close(fig)
+            diffs = [v - acc[(REFERENCE_RULE, budget.key, s)]
+                     for (r, b, s), v in sorted(acc.items())
+                     if r == rule and b == budget.key and (REFERENCE_RULE, b, s) in acc]
+            if not diffs:
+                continue
+            if len(diffs) > 1:
+                spreads.append(statistics.stdev(diffs))
+            decision = alloc.decide(diffs)
+            rows.append([rule, budget.label, len(diffs), {
+                "open": "open (more seeds pending)", "different": "decided: different",
+                "equivalent": f"decided: within +-{100 * alloc.relevant:.2f} points",
+                "cap": "cap reached, undecided"}[decision]])
+    lines = ["", "## Seed allocation", "",
+             f"Every cell ran seeds 0..{alloc.first - 1}; after that a cell got another seed "
+             f"(up to {alloc.cap}) only while its own paired interval at level "
+             f"{100 * alloc.look_level:.2f}% (95% Bonferroni-corrected over {alloc.looks} looks) "
+             f"covered both 0 and a difference of +-{100 * alloc.relevant:.2f} points. It stops "
+             "as soon as the interval excludes 0 or lies inside that margin. Cells that "
+             "stopped early keep their seeds in the pooled fit (an unbalanced design, handled as "
+             "above); because stopping depends on the data, read the intervals with the "
+             "simulated error rates below.", "",
+             tabulate(rows, ["rule", "budget", "paired seeds", "state"], tablefmt="github",
+                      disable_numparse=True)]
+    if spreads:
+        sd = statistics.median(spreads)
+        sim = simulate_allocation(alloc, 0.0, sd, draws=20000)
+        lines += ["", f"Effect on the error rate, simulated (20,000 cells with no true "
+                  f"difference, per-seed spread {100 * sd:.2f} points, this study's median): "
+                  f"the rule calls {100 * sim['called_different']:.1f}% of them different; the "
+                  f"per-rule 95% interval reported above excludes 0 for "
+                  f"{100 * sim['final_interval_excludes_0']:.1f}% (5% without the allocation), "
+                  f"using {sim['mean_seeds']:.2f} seeds on average instead of {alloc.cap}."]
+    return lines
 
 
-def write_report(config: "CompareConfig", hypermodel: "CompareHyperModel",
-                 runs: Sequence[dict[str, Any]], project_dir: Path) -> None:
+def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any]], summary,
+              paired, pooled) -> str:
+    r = config.recipe
+    kinds = {"params": "parameter", "macs": "MAC", "both": "parameter and MAC"}[config.budget_kind]
+    alloc = config.allocation
+    lines = [f"# Equal-budget comparison on {config.dataset}", "",
+             f"{len(runs)} of {'at most ' if alloc else ''}{len(grid.runs)} runs finished. "
+             f"Every rule's plan (depth {config.depth}, {config.block} blocks, base "
+             f"{config.base_filters}) is scaled by one factor to each {kinds} budget (+-3%"
+             + ("; with both, until the first of the two binds, never above either"
+                if config.budget_kind == "both" else "")
+             + f"), trained with the same recipe (epochs {r.epochs or 'from data size'}, batch "
+             f"{r.batch_size or 'from data size'}, Adam peak lr {r.learning_rate} with warm-up + "
+             "cosine decay"
+             + (f", first {config.train_limit:,} training images" if config.train_limit else "")
+             + f") over seeds 0..{config.seeds - 1}"
+             + (f" (seeds from {alloc.first} on only where still open)" if alloc else "")
+             + ", and tested on the test split. Differences "
+             "are in accuracy points; params and MACs are the exact counts of the trained "
+             "networks.", "", _table(config, grid, summary, paired, pooled),
+             "", "## Verdict", ""]
+    lines += [f"- {_verdict(config, b.key, pooled, paired, summary)}" for b in config.budgets]
+    if grid.unreachable:
+        lines += ["", "Unreachable rule x budget pairs (not run): " + ", ".join(
+            f"{rule} @ {config.budget(b).label}" for rule, b in sorted(grid.unreachable))]
+    dfs = sorted({int(iv.df) for iv in pooled.values() if iv.has_interval})
+    ns = sorted({iv.n for iv in paired.values() if iv.has_interval})
+    lines += ["", "## What the intervals are", "",
+              "- **own paired 95% CI**: Student's t over this rule's per-seed differences to "
+              "doubling (same budget, same seed). Assumes only independent, normal differences; "
+              "its spread comes from this rule alone, so with few seeds it is wide ("
+              + ", ".join(f"t = {t_quantile(n - 1):.2f} with {n} seeds" for n in ns) + ").",
+              "- **pooled 95% CI**: the least-squares fit of accuracy = rule effect + seed effect "
+              "+ noise over every rule at the budget (the seed as the block), residual variance "
+              "pooled over the rules, df = (rules - 1)(seeds - 1) when every run is there ("
+              + ", ".join(f"t = {t_quantile(df):.2f} at {df} df" for df in dfs) + "). Assumes "
+              "one noise variance for every rule and that a seed shifts every rule alike. A "
+              "missing run (a seed a rule has not finished) is left out of the fit, not "
+              "imputed: its rule's effect is estimated from the seeds it has, and df = runs - "
+              "rules - seeds + 1.",
+              "- **simultaneous CI and Holm p**: the comparisons against doubling at one budget "
+              "are one family. Holm's adjusted p <= 0.05 is the verdict above; the simultaneous "
+              "interval (Bonferroni, level 1 - 0.05/comparisons) excludes 0 only where Holm "
+              "rejects, and covers every true difference at once with 95% probability.",
+              "- Quantiles are scipy.stats'. These say what the data says about *these* "
+              "networks on *this* data, epochs and training-set size."]
+    lines += _allocation_section(config, runs, paired)
+    return "\n".join(lines) + "\n"
+
+
+def write_report(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any]],
+                 project_dir: Path) -> None:
     """compare.csv, compare.md, compare.png and profiles.png from the finished runs."""
+    from .plots import plot_compare, plot_profiles
+
     summary = summarize(runs) if runs else {}
-    diffs = paired_differences(runs) if runs else {}
+    paired = paired_differences(runs) if runs else {}
+    pooled = pooled_differences(runs) if runs else {}
     _csv(runs, project_dir / "compare.csv")
-    (project_dir / "compare.md").write_text(_markdown(config, hypermodel, runs, summary, diffs),
-                                            encoding="utf-8")
-    _plots(config, hypermodel, summary, project_dir)
+    write_atomic(project_dir / "compare.md",
+                 _markdown(config, grid, runs, summary, paired, pooled))
+    plot_compare(config, summary, project_dir / "compare.png")
+    plot_profiles(config, grid, project_dir / "profiles.png")

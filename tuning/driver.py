@@ -278,7 +278,15 @@ def _learn_slim(config: SearchConfig, hypermodel: ZooHyperModel, data: Any, x: A
     if saved is not None:
         return saved
     defaults = {hp.name: hp.default for hp in hypermodel.declared_space().space}
-    resource = "macs" if config.max_macs is not None and config.max_params is None else "params"
+    resource = "params"
+    if config.max_params is not None or config.max_macs is not None:
+        # The penalty weighs the resource whose budget binds the fitted network (with both).
+        resource = slim.binding_resource(
+            [hypermodel.filters[1]] * hypermodel.depth[1], max_params=config.max_params,
+            max_macs=config.max_macs, input_shape=hypermodel.input_shape,
+            num_classes=hypermodel.num_classes, block=defaults["block"],
+            kernel_size=defaults["kernel_size"], downsample=defaults["downsample"],
+            downsample_every=hypermodel.downsample_every)
     if progress is not None and config.verbose:
         print(f"slim: training the wide model ({hypermodel.depth[1]} layers x "
               f"{hypermodel.filters[1]} kernels, {resource}-weighted L1 on BatchNorm scales)",

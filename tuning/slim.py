@@ -49,7 +49,7 @@ from zoo.plans import architecture, check_positive_int  # noqa: E402
 
 from ._tf_leaks import custom_gradients_released  # noqa: E402
 
-__all__ = ["RESOURCES", "SlimResult", "GammaL1", "learn_profile", "fit_profile",
+__all__ = ["RESOURCES", "SlimResult", "GammaL1", "learn_profile", "fit_profile", "binding_resource",
            "channel_costs", "DEFAULT_STRENGTH", "DEFAULT_THRESHOLD"]
 
 RESOURCES = ("params", "macs")
@@ -451,3 +451,15 @@ def fit_profile(result_or_profile: SlimResult | Sequence[int], *, max_params: in
         raise ValueError("fit_profile needs a budget: max_params or max_macs")
     return zoo.plan("custom", filters=list(profile), max_params=max_params, max_macs=max_macs,
                     **arch)
+
+
+def binding_resource(profile: Sequence[int], *, max_params: int | None = None,
+                     max_macs: int | None = None, **arch: Any) -> str:
+    """"params" or "macs": the budget that binds when `profile` is fitted to the budgets given,
+    so slim's penalty weighs the resource that will limit the final network."""
+    if max_params is None or max_macs is None:
+        if max_params is None and max_macs is None:
+            raise ValueError("binding_resource needs a budget: max_params or max_macs")
+        return "params" if max_macs is None else "macs"
+    costs = fit_profile(profile, max_params=max_params, max_macs=max_macs, **arch).costs
+    return "params" if costs.params / max_params >= costs.macs / max_macs else "macs"

@@ -1,0 +1,246 @@
+"""The statistics of a comparison: every rule against doubling at one budget, and when to stop
+adding seeds. Pure numpy + scipy.stats (no Keras), so the estimators are tested by simulation.
+
+Two estimates of "rule minus doubling" at one budget, both paired by seed (a seed fixes the data
+order of every rule, so runs of one seed share part of their noise):
+
+- **per-rule paired interval** (`paired_interval`): Student's t over that rule's own per-seed
+  differences to doubling. Assumes only that the differences are independent and normal; its
+  variance comes from that rule alone, so with 2-3 seeds the interval is wide (t = 12.7 at 1 df).
+- **pooled paired model** (`pooled_contrasts`): accuracy = rule effect + seed effect + noise, fitted
+  by least squares over every rule at the budget (the seed is the block, as in a randomized
+  complete block design). Assumes the noise has one variance for every rule and that a seed
+  shifts every rule alike (no rule x seed interaction); in exchange the residual variance is
+  pooled over all rules, df = (rules - 1)(seeds - 1) when every cell is there. A missing cell (a
+  seed a rule did not finish) is simply absent from the fit: the effects stay estimable as long
+  as the rule shares a seed with the design (df = cells - rules - seeds + 1), never imputed.
+  The family of comparisons against doubling is controlled with Holm's step-down method
+  (adjusted p-values); the simultaneous interval shown beside it is Bonferroni's (level
+  1 - alpha/m), which excludes 0 only where Holm also rejects.
+
+`Allocation` is the seed allocation rule: after the first seeds, a cell (rule x budget) gets
+another seed only while its per-rule paired interval, at a level corrected for the number of
+looks, covers both 0 and a practically relevant difference; see its docstring.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Hashable, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+__all__ = ["Interval", "t_quantile", "paired_interval", "pooled_contrasts", "holm",
+           "Allocation", "simulate_allocation", "LEVEL"]
+
+LEVEL = 0.95
+
+
+def t_quantile(df: float, level: float = LEVEL) -> float:
+    """Two-sided Student-t quantile for `df` degrees of freedom (nan when df < 1)."""
+    return float(stats.t.ppf(0.5 + level / 2, df)) if df >= 1 else math.nan
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate of rule minus reference with its interval (accuracy as a fraction).
+
+    `p` is the two-sided p-value of "no difference". For pooled estimates `p_holm` is Holm's
+    adjusted p-value within the budget's family and `sim_low`/`sim_high` the Bonferroni
+    simultaneous interval; for per-rule intervals they are nan.
+    """
+
+    mean: float
+    low: float
+    high: float
+    se: float
+    df: float
+    n: int  # seeds (per-rule) or runs (pooled) the estimate rests on
+    p: float = math.nan
+    p_holm: float = math.nan
+    sim_low: float = math.nan
+    sim_high: float = math.nan
+
+    @property
+    def has_interval(self) -> bool:
+        return not math.isnan(self.low)
+
+    def covers(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+
+def paired_interval(diffs: Sequence[float], level: float = LEVEL) -> Interval:
+    """Student's t interval of the mean of paired differences (nan interval below 2 values)."""
+    d = np.asarray(diffs, dtype=float)
+    n = len(d)
+    if n == 0:
+        raise ValueError("paired_interval needs at least one difference")
+    mean = float(d.mean())
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, math.nan, 0, n)
+    se = float(d.std(ddof=1) / math.sqrt(n))
+    half = t_quantile(n - 1, level) * se
+    p = float(2 * stats.t.sf(abs(mean) / se, n - 1)) if se > 0 else (0.0 if mean else 1.0)
+    return Interval(mean, mean - half, mean + half, se, n - 1, n, p)
+
+
+def holm(pvalues: Mapping[Hashable, float]) -> dict[Hashable, float]:
+    """Holm's step-down adjusted p-values (reject where adjusted p <= alpha)."""
+    order = sorted(pvalues, key=lambda k: pvalues[k])
+    m = len(order)
+    adjusted: dict[Hashable, float] = {}
+    running = 0.0
+    for i, key in enumerate(order):
+        running = max(running, min(1.0, (m - i) * pvalues[key]))
+        adjusted[key] = running
+    return adjusted
+
+
+def pooled_contrasts(acc: Mapping[tuple[str, int], float], reference: str,
+                     level: float = LEVEL) -> dict[str, Interval]:
+    """Each rule minus `reference` from the additive model rule + seed over every (rule, seed)
+    cell in `acc` (one budget). Rules whose contrast is not estimable, or a fit without residual
+    degrees of freedom, get no interval (nan); Holm runs over the rules that have one."""
+    rules = sorted({r for r, _ in acc})
+    if reference not in rules:
+        return {}
+    seeds = sorted({s for _, s in acc})
+    others = [r for r in rules if r != reference]
+    cells = sorted(acc)
+    # Columns: intercept, one per non-reference rule, one per seed but the first.
+    x = np.zeros((len(cells), 1 + len(others) + len(seeds) - 1))
+    y = np.array([acc[c] for c in cells], dtype=float)
+    for i, (rule, seed) in enumerate(cells):
+        x[i, 0] = 1.0
+        if rule != reference:
+            x[i, 1 + others.index(rule)] = 1.0
+        if seed != seeds[0]:
+            x[i, len(others) + seeds.index(seed)] = 1.0
+    pinv = np.linalg.pinv(x)
+    beta = pinv @ y
+    rank = int(np.linalg.matrix_rank(x))
+    df = len(cells) - rank
+    resid = y - x @ beta
+    sigma2 = float(resid @ resid / df) if df > 0 else math.nan
+    cov_unit = pinv @ pinv.T  # (X'X)^+ : covariance of beta per unit of noise variance
+    out: dict[str, Interval] = {}
+    estimable: dict[str, tuple[float, float]] = {}
+    for j, rule in enumerate(others, start=1):
+        c = np.zeros(x.shape[1])
+        c[j] = 1.0
+        # c'beta is estimable iff c lies in the row space of X.
+        if not np.allclose(c @ pinv @ x, c, atol=1e-8):
+            continue
+        mean = float(beta[j])
+        n = sum(1 for r, _ in cells if r == rule)
+        if df <= 0:
+            out[rule] = Interval(mean, math.nan, math.nan, math.nan, df, n)
+            continue
+        se = math.sqrt(max(float(c @ cov_unit @ c), 0.0) * sigma2)
+        estimable[rule] = (mean, se)
+        out[rule] = Interval(mean, math.nan, math.nan, se, df, n)
+    m = len(estimable)
+    if not m:
+        return out
+    t = t_quantile(df, level)
+    t_sim = t_quantile(df, 1 - (1 - level) / m)
+    pvals = {r: (float(2 * stats.t.sf(abs(mu) / se, df)) if se > 0 else (0.0 if mu else 1.0))
+             for r, (mu, se) in estimable.items()}
+    adjusted = holm(pvals)
+    for rule, (mean, se) in estimable.items():
+        out[rule] = Interval(mean, mean - t * se, mean + t * se, se, df, out[rule].n,
+                             pvals[rule], adjusted[rule], mean - t_sim * se, mean + t_sim * se)
+    return out
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """The seed allocation rule: spend seeds where the answer is still open.
+
+    Every cell (rule x budget, doubling included) runs seeds 0..first-1. At each later look (n
+    paired seeds, first <= n < cap) a cell gets seed n only while its per-rule paired interval of
+    rule minus doubling, at level 1 - alpha/looks, covers 0 *and* a difference of +-`relevant`:
+    - the interval excludes 0: the cell is decided (different), it stops;
+    - the interval lies within (-relevant, +relevant): decided (no practically relevant
+      difference), it stops;
+    - otherwise it is open and runs one more seed, up to `cap`. Doubling at a budget runs a seed
+      when any open cell at that budget needs it (the pairs need their reference).
+    `looks` = cap - first + 1 intervals can be read per cell; Bonferroni over the looks keeps the
+    chance that a cell with no true difference is ever called different at or below alpha
+    whatever the stopping (`simulate_allocation` measures it; per-look 95% intervals would not).
+    """
+
+    first: int
+    cap: int
+    relevant: float = 0.005
+    alpha: float = 1 - LEVEL
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.first, int) or isinstance(self.first, bool) or self.first < 2:
+            raise ValueError(f"the first seeds must be an int >= 2 (an interval needs 2), got "
+                             f"{self.first!r}")
+        if not isinstance(self.cap, int) or isinstance(self.cap, bool) or self.cap < self.first:
+            raise ValueError(f"the seed cap must be an int >= the first seeds ({self.first}), "
+                             f"got {self.cap!r}")
+        if not (isinstance(self.relevant, (int, float)) and 0 < self.relevant < 1):
+            raise ValueError(f"the relevant difference must be a fraction in (0, 1), got "
+                             f"{self.relevant!r}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+
+    @property
+    def looks(self) -> int:
+        return self.cap - self.first + 1
+
+    @property
+    def look_level(self) -> float:
+        return 1 - self.alpha / self.looks
+
+    def decide(self, diffs: Sequence[float]) -> str:
+        """"open" (run another seed), "different", "equivalent" or "cap" for a cell's paired
+        differences so far (seeds 0..n-1)."""
+        n = len(diffs)
+        if n < self.first:
+            return "open"
+        iv = paired_interval(diffs, self.look_level)
+        if iv.has_interval and (iv.low > 0 or iv.high < 0):
+            return "different"
+        if iv.has_interval and -self.relevant < iv.low and iv.high < self.relevant:
+            return "equivalent"
+        return "cap" if n >= self.cap else "open"
+
+
+def simulate_allocation(allocation: Allocation, effect: float, sd: float, *, draws: int = 20000,
+                        seed: int = 0, look_level: float | None = None) -> dict[str, float]:
+    """Monte Carlo of the rule for one cell whose per-seed differences are N(effect, sd^2).
+
+    Returns the rate at which the cell is called different (a type I error rate when effect = 0,
+    power otherwise), the rate at which the final 95% per-rule interval excludes 0, and the mean
+    number of seeds used. `look_level` overrides the rule's per-look level (e.g. 0.95 to see the
+    inflation without the correction)."""
+    a = allocation
+    level = a.look_level if look_level is None else look_level
+    rng = np.random.default_rng(seed)
+    d = rng.normal(effect, sd, size=(draws, a.cap))
+    active = np.ones(draws, dtype=bool)
+    called = np.zeros(draws, dtype=bool)
+    used = np.full(draws, a.cap)
+    final_excludes = np.zeros(draws, dtype=bool)
+    for n in range(a.first, a.cap + 1):
+        x = d[:, :n]
+        mean, se = x.mean(axis=1), x.std(axis=1, ddof=1) / math.sqrt(n)
+        half = t_quantile(n - 1, level) * se
+        low, high = mean - half, mean + half
+        different = (low > 0) | (high < 0)
+        equivalent = (low > -a.relevant) & (high < a.relevant) & ~different
+        half95 = t_quantile(n - 1) * se
+        excl95 = (mean - half95 > 0) | (mean + half95 < 0)
+        stop = active & (different | equivalent | (n == a.cap))
+        called |= stop & different
+        final_excludes |= stop & excl95
+        used[stop] = n
+        active &= ~stop
+    return {"called_different": float(called.mean()),
+            "final_interval_excludes_0": float(final_excludes.mean()),
+            "mean_seeds": float(used.mean())}
