@@ -6,7 +6,7 @@ import pytest
 import tuning
 from tuning.cli import main
 
-SLIM = dict(dataset="digits", epochs=2, train_limit=400, batch_sizes=(32,), depth=(3, 3),
+SLIM = dict(dataset="digits", epochs=2, slim_epochs=2, train_limit=400, batch_sizes=(32,), depth=(3, 3),
             filters=(4, 32), verbose=0, progress=None, patience=0, seed=0)
 
 
@@ -47,7 +47,7 @@ def test_seed_from_slim_makes_the_learned_profile_the_first_trial_of_a_search(tm
 
 def test_slim_from_the_command_line(tmp_path, capsys):
     argv = ["--dataset", "digits", "--mode", "slim", "--depth", "3", "3", "--filters", "4", "16",
-            "--epochs", "2", "--train-limit", "300", "--max-params", "3000",
+            "--epochs", "2", "--slim-epochs", "2", "--train-limit", "300", "--max-params", "3000",
             "--directory", str(tmp_path)]
     assert main(argv) == 0
     out = capsys.readouterr().out
@@ -59,10 +59,10 @@ def test_slim_from_the_command_line(tmp_path, capsys):
 @pytest.mark.parametrize("text", ["", "not json", "[]", '{"profile": [4]}',
                                   '{"profile": "x", "wide": [8]}', "\x00\xff"])
 def test_a_damaged_slim_file_is_learned_again_not_fatal(tmp_path, text):
-    from tuning.driver import SLIM_FILE, _read_slim
+    from tuning.slim_profile import SLIM_FILE, read_slim
 
     (tmp_path / SLIM_FILE).write_text(text, encoding="utf-8", errors="surrogateescape")
-    assert _read_slim(tmp_path) is None
+    assert read_slim(tmp_path) is None
 
 
 @pytest.mark.parametrize("text", ["", "not json", "[1, 2]"])

@@ -10,11 +10,11 @@ from importlib import import_module
 from typing import Any
 
 _LAZY = {
-    "Budgets": "budgets", "Costs": "budgets", "measure_costs": "budgets",
-    "measure_latency_ms": "budgets",
+    "Budgets": "constraints", "MeasuredCosts": "constraints", "measure_costs": "constraints",
+    "measure_latency_ms": "constraints",
     "MODES": "hypermodel", "CostLogger": "hypermodel", "ZooHyperModel": "hypermodel",
     "SearchResult": "results", "pareto_front": "results",
-    "BudgetError": "config", "SearchError": "config", "SearchConfig": "config", "search": "driver",
+    "BudgetError": "config", "SearchBudgetError": "config", "SearchError": "config", "SearchConfig": "config", "search": "driver",
     "TUNERS": "tuners", "learn_profile": "slim", "fit_profile": "slim", "SlimResult": "slim",
     "compare": "compare", "CompareConfig": "compare", "CompareError": "compare",
 }

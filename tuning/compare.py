@@ -30,7 +30,7 @@ import zoo  # noqa: E402
 from zoo.budget import BudgetError  # noqa: E402
 
 from ._tf_leaks import custom_gradients_released  # noqa: E402
-from .budgets import measure_latency_ms  # noqa: E402
+from .constraints import measure_latency_ms  # noqa: E402
 from ._keras_tuner import owns_oracle  # noqa: E402
 from .compare_report import REFERENCE_RULE, write_report  # noqa: E402
 from .project_settings import check_settings, save_settings  # noqa: E402

@@ -14,9 +14,33 @@ import argparse
 import sys
 from typing import Sequence
 
-from tuning.cli import EXIT_USAGE, OneLineParser, csv_list
+from tuning.cli_args import (EXIT_USAGE, OneLineParser, add_deprecated, csv_list, flag_words,
+                          range_or_value)
 
 __all__ = ["main", "build_parser"]
+
+# CompareConfig field -> the flag that sets it (errors in the CLI's words).
+FLAGS = {"dataset": "--dataset", "rules": "--rules", "budgets": "--max-params/--max-macs",
+         "budget_kind": "--max-params/--max-macs", "seeds": "--seeds", "depth": "--depth",
+         "base_filters": "--base-filters", "block": "--blocks",
+         "downsample_every": "--downsample-every", "epochs": "--epochs",
+         "batch_size": "--batch-sizes", "learning_rate": "--learning-rates",
+         "train_limit": "--train-limit", "workers": "--workers", "directory": "--directory",
+         "project": "--project", "overwrite": "--overwrite"}
+
+
+def _one(flag: str, kind: type = str):  # type: ignore[no-untyped-def]
+    """A list flag of which zoo-compare takes one value (the same flag as zoo-tune's list)."""
+    parse = csv_list(kind)
+
+    def one(text: str) -> list:
+        values = parse(text)
+        if len(values) != 1:
+            raise argparse.ArgumentTypeError(f"zoo-compare trains every run with one value "
+                                             f"(zoo-tune searches several), got {text!r}")
+        return values
+    return one
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="zoo-compare", description="Train every rule at the same budgets over several "
@@ -25,43 +49,146 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dataset", default="digits", help="any zoo.datasets name with a test split (default digits)")
     a("--rules", type=csv_list(str), default=None,
       help="comma-separated rules (default: doubling and every other built-in growth rule)")
-    a("--budgets", type=csv_list(int), required=True, help="comma-separated budgets, e.g. 15000,40000")
-    a("--budget-kind", default="params", help="params (default) or macs")
-    a("--seeds", type=int, default=3, help="runs per rule x budget, seeds 0..N-1 (default 3)")
-    a("--depth", type=int, default=4)
-    a("--base-filters", type=int, default=16, help="the rule's starting width before fitting")
-    a("--block", default="plain")
-    a("--downsample-every", type=int, default=None)
-    a("--epochs", type=int, default=None, help="default: from the training-set size (zoo.Recipe)")
-    a("--batch-size", type=int, default=None, help="default: from the training-set size")
-    a("--learning-rate", type=float, default=3e-3, help="Adam's peak learning rate (default 0.003)")
+    a("--max-params", type=csv_list(int), default=None, metavar="N[,N...]",
+      help="parameter budgets, comma-separated, e.g. 15000,40000: each rule is fitted to each")
+    a("--max-macs", type=csv_list(int), default=None, metavar="N[,N...]",
+      help="multiply-accumulates per image budgets, comma-separated (instead of --max-params)")
+    a("--seeds", type=int, default=3, metavar="N",
+      help="how many seeds per rule x budget: seeds 0..N-1 (default 3)")
+    a("--depth", type=int, nargs="+", default=[4], metavar="N",
+      help="convolutional layers of every network (default 4)")
+    a("--base-filters", type=int, default=16, metavar="N",
+      help="the rule's first width before its plan is fitted to the budget (default 16)")
+    a("--blocks", type=_one("--blocks"), default=["plain"], metavar="BLOCK",
+      help="the block of every network: plain, residual or separable (default plain)")
+    a("--downsample-every", type=int, default=None, metavar="K",
+      help="halve the resolution after every K layers (default: spread over the depth)")
+    a("--epochs", type=int, default=None,
+      help="epochs per run (default: the shared recipe's, zoo.Recipe, from the training-set size)")
+    a("--batch-sizes", type=_one("--batch-sizes", int), default=None, metavar="N",
+      help="batch size of every run (default: the shared recipe's, from the training-set size)")
+    a("--learning-rates", type=_one("--learning-rates", float), default=[3e-3], metavar="LR",
+      help="Adam's peak learning rate of every run (default 0.003)")
     a("--train-limit", type=int, default=None, help="train on the first N training images")
     a("--workers", type=int, default=1, help="local keras-tuner workers (default 1: in-process)")
-    a("--directory", default="runs")
-    a("--project", default="compare")
+    a("--directory", default="runs", help="where projects live (default runs)")
+    a("--project", default="compare", help="project name, a folder in --directory (default compare)")
     a("--overwrite", action="store_true", help="start the project over")
     a("--report-only", action="store_true",
       help="train nothing: write the report of the runs finished so far")
+    # Old spellings (see the vocabulary in tuning/README.md): still accepted, with a warning.
+    add_deprecated(p, "--budgets", "--max-params (or --max-macs)", "budgets", type=csv_list(int))
+    add_deprecated(p, "--budget-kind", "--max-params or --max-macs", "budget_kind")
+    add_deprecated(p, "--block", "--blocks", "blocks", convert=lambda v: [v])
+    add_deprecated(p, "--batch-size", "--batch-sizes", "batch_sizes", type=int, convert=lambda v: [v])
+    add_deprecated(p, "--learning-rate", "--learning-rates", "learning_rates", type=float,
+                   convert=lambda v: [v])
     return p
 
 
-def _config(args: argparse.Namespace):
+def _budgets(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, list[int]]:
+    """(budget kind, budgets) from --max-params / --max-macs or the old --budgets/--budget-kind."""
+    old = getattr(args, "budgets", None)
+    old_kind = getattr(args, "budget_kind", None)
+    given = [(kind, v) for kind, v in (("params", args.max_params), ("macs", args.max_macs))
+             if v is not None]
+    if old is not None:
+        if given:
+            parser.error("--budgets is the old spelling of --max-params/--max-macs; give one")
+        given = [(old_kind or "params", old)]
+    elif old_kind is not None and not given:
+        parser.error("--budget-kind needs budgets: give --max-params or --max-macs")
+    if not given:
+        parser.error("give the budgets: --max-params N[,N...] or --max-macs N[,N...]")
+    if len(given) > 1:
+        parser.error("give --max-params or --max-macs, not both")
+    return given[0]
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        depth = range_or_value(args.depth, "--depth")
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    if depth[0] != depth[1]:
+        parser.error("zoo-compare trains every network at one depth: --depth N")
+    args.depth = depth[0]
+    args.budget_kind, args.budgets = _budgets(parser, args)
+    return args
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from tuning.compare import CompareConfig
 
     extra = {"rules": tuple(args.rules)} if args.rules is not None else {}
     return CompareConfig(
         dataset=args.dataset, budgets=tuple(args.budgets), budget_kind=args.budget_kind,
-        seeds=args.seeds, depth=args.depth, base_filters=args.base_filters, block=args.block,
-        downsample_every=args.downsample_every, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, train_limit=args.train_limit, workers=args.workers,
+        seeds=args.seeds, depth=args.depth, base_filters=args.base_filters, block=args.blocks[0],
+        downsample_every=args.downsample_every, epochs=args.epochs,
+        batch_size=args.batch_sizes[0] if args.batch_sizes else None,
+        learning_rate=args.learning_rates[0], train_limit=args.train_limit, workers=args.workers,
         directory=args.directory, project=args.project, overwrite=args.overwrite, **extra)
 
 
+def preflight(args: argparse.Namespace) -> None:
+    """The input mistakes found without TensorFlow: unknown rules or block, a dataset that does not
+    load, a budget no rule can be fitted to. ValueError in the CLI's words."""
+    import zoo
+    from zoo.budget import BudgetError
+    from zoo.costs import BLOCK_COSTS
+
+    for flag, value, low in (("--seeds", args.seeds, 1), ("--depth", args.depth, 1),
+                             ("--base-filters", args.base_filters, 1), ("--workers", args.workers, 1),
+                             ("--downsample-every", args.downsample_every, 1),
+                             ("--epochs", args.epochs, 1), ("--train-limit", args.train_limit, 10),
+                             ("--batch-sizes", (args.batch_sizes or [None])[0], 1)):
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be an int >= {low}, got {value}")
+    for budget in args.budgets:
+        if budget < 1:
+            raise ValueError(f"--max-{args.budget_kind} budgets must be positive, got {budget}")
+    valid = [r for r in zoo.list_models() if r != "custom"]
+    for rule in args.rules or ():
+        if rule not in valid:
+            raise ValueError(f"unknown rule {rule!r} in --rules; valid: {', '.join(valid)}")
+    if args.blocks[0] not in BLOCK_COSTS:
+        raise ValueError(f"unknown block {args.blocks[0]!r} in --blocks; valid: "
+                         f"{', '.join(sorted(BLOCK_COSTS))}")
+    try:
+        data = zoo.datasets.load(args.dataset)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
+        raise ValueError(f"--dataset {args.dataset!r}: {exc}") from None
+    rules = args.rules or valid
+    for budget in sorted(set(args.budgets)):
+        first: str | None = None
+        for rule in rules:
+            try:
+                zoo.plan(rule, depth=args.depth, base_filters=args.base_filters,
+                         block=args.blocks[0], downsample_every=args.downsample_every,
+                         input_shape=data.input_shape, num_classes=data.num_classes,
+                         **{f"max_{args.budget_kind}": budget})
+                break
+            except BudgetError as exc:
+                first = first or f"{rule}: {exc}"
+            except ValueError as exc:  # not a budget problem: the configuration's own words
+                raise ValueError(str(exc)) from None
+        else:
+            raise ValueError(f"budget {budget:,} (--max-{args.budget_kind}) is outside every "
+                             f"rule's reachable range ({first})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    from zoo import _env  # noqa: F401  (after parsing: --help and usage errors stay instant)
+    args = _parse(argv)
+    try:
+        # Before TensorFlow loads: input mistakes are one line at once.
+        preflight(args)
+    except ValueError as exc:
+        print(f"zoo-compare: error: {flag_words(str(exc), FLAGS)}", file=sys.stderr)
+        return EXIT_USAGE
+    from zoo import _env  # noqa: F401  (after the checks: now TensorFlow loads)
     from tuning.launcher import EXIT_INTERRUPTED, is_distributed_process, run_workers
 
     try:
@@ -87,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     except (CompareError, ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:
-        print(f"zoo-compare: error: {exc}", file=sys.stderr)
+        print(f"zoo-compare: error: {flag_words(str(exc), FLAGS)}", file=sys.stderr)
         return EXIT_USAGE
     if not is_distributed_process() or _is_chief():
         print(f"zoo-compare: results in {project}/compare.md")

@@ -1,8 +1,8 @@
 """keras-tuner's own tuners, built around tuning's oracles, each reporting one line per trial.
 
 The additions (`_ZooTunerMixin`, hooks keras-tuner offers for subclassing): a rejected trial's
-`Rejection` is saved in its folder (`run_trial`), one progress line per finished trial with an
-overall bar (`on_trial_end`), a frozen garbage collector and no per-failure traceback from
+`Rejection` is saved in its folder (`run_trial`), one progress line per finished trial behind
+tqdm's meter (`on_trial_end`), a frozen garbage collector and no per-failure traceback from
 keras-tuner during `search`, and a distinct seed per execution of a trial. The search algorithms,
 resume (`overwrite=False` reloads the oracle) and chief/worker mode are keras-tuner's.
 """
@@ -19,9 +19,10 @@ import warnings
 from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 import keras_tuner as kt
+from tqdm import tqdm
 
 from ._keras_tuner import is_worker, tracebacks_silenced
-from .budgets import Rejection
+from .constraints import Rejection
 from .hypermodel import OverBudget
 from .oracles import ORACLES
 
@@ -71,36 +72,29 @@ def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name:
     return " ".join(parts)
 
 
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-def _bar(done: int, total: int | None, elapsed: float, limit: float | None = None,
-         width: int = 12) -> str:
-    """`[#####-------] 5/12 trials, 1m02s` (+ time left); with a time budget the bar is the time
-    used of it; without either, just the count."""
-    clock = _clock(elapsed)
+def _bar(done: int, total: int | None, elapsed: float, limit: float | None = None) -> str:
+    """tqdm's meter as one line before a trial's line (`[5/12 trials |#####     | 01:02<01:26]`): with a time
+    budget the bar is the time used of it; without either, the count and the clock."""
     if limit:
-        filled = min(width, round(width * elapsed / limit))
-        return f"[{'#' * filled}{'-' * (width - filled)}] {done} trials, {clock} of {_clock(limit)}"
+        return tqdm.format_meter(min(elapsed, limit), limit, elapsed, ncols=60, ascii=" #",
+                                 bar_format=f"[{done} trials |{{bar}}| {{elapsed}} of {_clock(limit)}]")
     if not total:
-        return f"[{done} trials, {clock}]"
-    filled = min(width, round(width * done / total))
-    left = ""
-    if 0 < done < total:
-        rest = elapsed / done * (total - done)
-        left = f", ~{_clock(rest)} left"
-    return f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total} trials, {clock}{left}"
+        return tqdm.format_meter(done, None, elapsed, bar_format="[{n_fmt} trials, {elapsed}]")
+    return tqdm.format_meter(min(done, total), total, elapsed, ncols=60, ascii=" #",
+                             bar_format="[{n_fmt}/{total_fmt} trials |{bar}| {elapsed}<{remaining}]")
+
+
+def _clock(seconds: float) -> str:
+    return tqdm.format_interval(seconds)
 
 
 @contextlib.contextmanager
 def gc_frozen() -> Iterator[None]:
-    """Keep the objects alive now (TF, Keras, the data: ~400k) out of the collector's way.
+    """Keep the objects alive now (TF, Keras, the data) out of the collector's way.
 
     Each trial runs two full collections (`clear_session()`'s and keras-tuner's `_try_build`'s),
-    and each walked every object TensorFlow ever imported: ~0.07 s apiece, about a fifth of the
-    per-trial overhead of a small search. `gc.freeze()` (CPython's tool for long-lived heaps) moves
-    those objects to a permanent generation, so the collections walk only what the trials create.
+    and each would walk every object TensorFlow ever imported. `gc.freeze()` (CPython's tool for
+    long-lived heaps) moves those objects to a permanent generation, so the collections walk only what the trials create.
     Reference counting still frees frozen objects; `unfreeze` hands them back at the end.
     """
     gc.collect()  # what is garbage now must not become immortal
