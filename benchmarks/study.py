@@ -19,7 +19,7 @@ from _common import RESULTS_DIR, ROOT, machine_info, machine_line
 
 RULES = "doubling,constant,linear,geometric,regnet,decreasing,hourglass,diamond"
 # Sized for about an hour on 2 cores: 72 runs of 10,000 training images x 5 epochs each.
-ARGS = ["--dataset", "fashion_mnist", "--rules", RULES, "--budgets", "15000,40000,100000",
+ARGS = ["--dataset", "fashion_mnist", "--rules", RULES, "--max-params", "15000,40000,100000",
         "--seeds", "3", "--depth", "6", "--base-filters", "16", "--epochs", "5",
         "--train-limit", "10000", "--workers", "2", "--directory", str(ROOT / "runs"),
         "--project", "study"]

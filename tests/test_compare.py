@@ -13,7 +13,7 @@ from tuning.compare_report import paired_differences
 
 FAST = dict(dataset="digits", rules=("doubling", "constant"), budgets=(1500, 4000), seeds=2,
             epochs=1, train_limit=300)
-CLI_FAST = ["--dataset", "digits", "--rules", "doubling,constant", "--budgets", "1500,4000",
+CLI_FAST = ["--dataset", "digits", "--rules", "doubling,constant", "--max-params", "1500,4000",
             "--seeds", "2", "--epochs", "1", "--train-limit", "300"]
 
 
@@ -78,10 +78,10 @@ def test_bad_input_is_a_compare_error(tmp_path, kwargs, match):
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, subprocess_env):
     cases = [
-        (["--budgets", "10"], "outside every rule's reachable range"),
-        (["--rules", "doubling,nope", "--budgets", "2000"], "unknown rule 'nope'"),
-        (["--budgets", "2000", "--seeds", "0"], "seeds must be an int >= 1"),
-        (["--budgets", "abc"], "comma-separated list of int"),
+        (["--max-params", "10"], "outside every rule's reachable range"),
+        (["--rules", "doubling,nope", "--max-params", "2000"], "unknown rule 'nope'"),
+        (["--max-params", "2000", "--seeds", "0"], "seeds must be an int >= 1"),
+        (["--max-params", "abc"], "comma-separated list of int"),
     ]
     for args, match in cases:
         out = _cli([*args, "--directory", str(tmp_path)], subprocess_env)
@@ -94,7 +94,7 @@ def test_dataset_without_test_split_is_refused(tmp_path, subprocess_env):
     np.savez(tmp_path / "d.npz", x_train=rng.random((40, 8, 8)).astype("float32"),
              y_train=np.arange(40) % 2, x_test=np.zeros((0, 8, 8), "float32"),
              y_test=np.zeros((0,), "int64"))
-    out = _cli(["--dataset", f"npz:{tmp_path / 'd.npz'}", "--budgets", "2000",
+    out = _cli(["--dataset", f"npz:{tmp_path / 'd.npz'}", "--max-params", "2000",
                 "--directory", str(tmp_path)], subprocess_env)
     assert out.returncode == 2 and "no test split" in out.stderr, out.stderr
 
