@@ -94,12 +94,17 @@ def flag_words(message: str, flags: dict[str, str], negated: dict[str, str] | No
     and `name='x'` / `name=x` becomes `--flag x`.
 
     Plain words that are also keywords (depth, rules) are left alone unless written `name=...`,
-    in backticks or in snake_case: in prose they read as words, not flags.
+    in backticks, in snake_case or as the subject that opens the message ("export must be ..."):
+    in prose they read as words, not flags.
     """
     import re
 
     message = re.sub(r"`([a-z][a-z0-9_]*)`",
                      lambda m: flags.get(m.group(1), m.group(0)), message)
+    # "export must be an int ...": a keyword that opens the message or a clause is the subject
+    message = re.sub(r"(^|; )([a-z][a-z0-9]*) (must|only|is empty)\b",
+                     lambda m: (f"{m.group(1)}{flags[m.group(2)]} {m.group(3)}"
+                                if m.group(2) in flags else m.group(0)), message)
 
     def keyword(m: re.Match) -> str:
         name, value = m.group(1), m.group(2)
