@@ -210,3 +210,16 @@ def test_a_collapsed_network_warns_and_keeps_one_channel_per_layer(digits):
         result = slim.learn_profile(digits.x_train, digits.y_train, depth=DEPTH, max_filters=WIDE,
                                     strength=slim.DEFAULT_STRENGTH * 16, **FAST, **_arch(digits))
     assert result.profile == [1] * DEPTH
+
+
+@pytest.mark.slow
+def test_the_readme_slim_example_prunes_with_the_default_settings(digits):
+    """README: `zoo-tune --dataset digits --mode slim --depth 4 4 --filters 8 32 --epochs 3
+    --max-params 8000`. --epochs is the trial's; the wide training takes the recipe's epochs (the
+    default of --slim-epochs) and the default strength, and must leave a learned profile, not the
+    wide network's 32-32-32-32."""
+    from tuning.slim_profile import pruning_note
+
+    result = slim.learn_profile(digits.x_train, digits.y_train, depth=4, max_filters=32,
+                                validation_data=(digits.x_val, digits.y_val), seed=0, **_arch(digits))
+    assert pruning_note(result) is None, result.profile

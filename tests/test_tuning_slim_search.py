@@ -15,6 +15,7 @@ def test_slim_mode_trains_the_learned_profile_fitted_to_the_budget(tmp_path, blo
     result = tuning.search(mode="slim", directory=tmp_path, max_params=5000, blocks=(block,), **SLIM)
     (row,) = result.leaderboard()
     assert row["status"] == "COMPLETED" and row["origin"] == "slim"
+    assert row["rule"] == "slim"  # as the console says; its widths are not a per-layer draw
     assert abs(row["params"] - 5000) <= 150 and row["test_accuracy"] != ""
     slim = json.loads((result.project_dir / "slim.json").read_text())
     assert slim["wide"] == [32, 32, 32] and len(slim["profile"]) == 3
@@ -26,6 +27,9 @@ def test_slim_mode_trains_the_learned_profile_fitted_to_the_budget(tmp_path, blo
     fitted = [cells[3].strip() for cells in table
               if len(cells) == 5 and cells[0].strip().isdigit()]
     assert "-".join(fitted) == row["filters"]  # the report's fitted widths are the trial's
+    # one trial: one table of it, named slim, not the same row under four headings
+    assert "## The trained trial" in report and "## Leaderboard" not in report
+    assert "| per_layer" not in report and "| slim " in report
 
     # A resumed project reuses the learned profile: no second wide training, no second trial.
     mtime = (result.project_dir / "slim.json").stat().st_mtime_ns
@@ -52,6 +56,11 @@ def test_slim_from_the_command_line(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "slim: learned profile " in out and "1/1 trials" in out
+    learned = json.loads((tmp_path / "digits-slim-random" / "slim.json").read_text())
+    pruned_nothing = sum(learned["profile"]) >= 0.9 * sum(learned["wide"])
+    # two epochs on 300 images are few steps: when nothing was pruned, the console says so
+    assert ("slim: warning: slim pruned almost nothing" in out) == pruned_nothing, out
+    assert not pruned_nothing or ("--slim-strength" in out and "--slim-epochs" in out)
     assert main(argv[:-2] + ["--max-trials", "2", "--directory", str(tmp_path)]) == 2
     assert "mode 'slim' trains one trial" in capsys.readouterr().err
 
