@@ -1,12 +1,13 @@
 """`zoo-compare`: every rule at the same budgets, several seeds, one training recipe.
 
-    zoo-compare --dataset fashion_mnist --rules doubling,linear,diamond --budgets 15000,40000 \\
+    zoo-compare --dataset fashion_mnist --rules doubling,linear,diamond --max-params 15000,40000 \\
                 --seeds 3 --workers 2
 
 Writes runs.jsonl, compare.csv, compare.md, compare.png and profiles.png in
 <directory>/<project>/. Rerunning the same command trains only the runs that are missing;
 `--workers N` starts keras-tuner's chief and N workers on this machine. Bad input prints one line
-on stderr and exits with status 2; Ctrl-C stops every process and keeps finished runs.
+on stderr, naming the flag, and exits with status 2 (a typo'd rule, a missing data file or a budget
+no rule reaches: before TensorFlow loads); Ctrl-C stops every process and keeps finished runs.
 """
 from __future__ import annotations
 

@@ -52,14 +52,21 @@ def resolve_epochs(config: SearchConfig, n_train: int) -> SearchConfig:
     return dataclasses.replace(config, epochs=zoo.Recipe().resolve(n_train).epochs)
 
 
+def _items(value: Any) -> list[Any]:
+    """A config field that may be one value or several, as a list."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, (str, int, float)) else list(value)
+
+
 def _check_names(config: SearchConfig) -> None:
-    if config.mode == "rule" and config.rules is not None:
+    if config.mode == "rule" and isinstance(config.rules, (list, tuple)):
         valid = [r for r in zoo.list_models() if r not in NOT_SEARCHABLE]
         for rule in config.rules:
             if rule not in valid:
                 raise SearchError(f"unknown rule {rule!r} in `rules`; valid: {', '.join(valid)}")
     for field, valid in (("blocks", sorted(BLOCK_COSTS)), ("downsamples", list(DOWNSAMPLERS))):
-        for value in getattr(config, field) or ():
+        for value in _items(getattr(config, field)):
             if value not in valid:
                 raise SearchError(f"unknown value {value!r} in `{field}`; valid: {', '.join(valid)}")
 
@@ -76,13 +83,14 @@ def smallest_costs(config: SearchConfig, input_shape: Any, num_classes: int,
                if v is not None}
     if not budgets:
         return None
-    depth = config.depth[0] if isinstance(config.depth, tuple) else config.depth
-    fmin = 1 if config.fill_budget else (config.filters[0] if isinstance(config.filters, tuple)
-                                         else config.filters)
+    depth, fmin = _items(config.depth)[:1], _items(config.filters)[:1]
+    if not depth or not fmin:
+        return None  # the hypermodel names the problem
+    depth, fmin = depth[0], (1 if config.fill_budget else fmin[0])
     best: tuple[Costs, str] | None = None
-    for block in config.blocks:
-        for k in config.kernel_sizes:
-            for ds in config.downsamples:
+    for block in _items(config.blocks):
+        for k in _items(config.kernel_sizes):
+            for ds in _items(config.downsamples):
                 try:
                     plan = zoo.plan("custom", filters=[fmin] * depth, input_shape=input_shape,
                                     num_classes=num_classes, block=block, kernel_size=k,
