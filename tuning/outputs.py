@@ -41,7 +41,8 @@ def write_results(t: kt.Tuner, hypermodel: Any, data: Any, project_dir: Path,
     reference = (doubling_reference(done[0], hypermodel,
                                     t.oracle.get_trial(done[0]["trial"]).hyperparameters)
                  if done else None)
-    plots = {"pareto": plot_pareto(rows, front if len(done) > 1 else [], project_dir / "pareto.png",
+    # A "front" of one point is no front: no line, no legend entry.
+    plots = {"pareto": plot_pareto(rows, front if len(front) > 1 else [], project_dir / "pareto.png",
                                    metric),
              "filters": plot_filters(done[:5], reference.filters if reference else None,
                                      project_dir / "filters.png", metric,
