@@ -37,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("model", nargs="?", metavar="MODEL.keras",
                         help="a Keras model file saved with model.save('x.keras')")
-    parser.add_argument("--export-dir", dest="base_dir", default="saved_models",
+    parser.add_argument("--export-dir", dest="base_dir", default="saved_models", metavar="DIR",
                         help="TF Serving model root; the version goes to "
                              "EXPORT_DIR/MODEL_NAME/VERSION (default: saved_models)")
-    parser.add_argument("--model-name", dest="name",
+    parser.add_argument("--model-name", dest="name", metavar="NAME",
                         help="served model name, [A-Za-z0-9_.-] (required with MODEL)")
     parser.add_argument("--version", help="integer version (default: the next one)")
     parser.add_argument("--class-names", help="comma-separated class labels, one per output "

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--server", default=None, metavar="HOST:PORT",
                        help="gRPC address (default localhost:8500)")
     where.add_argument("--rest", default=None, metavar="URL", help="REST base URL, e.g. http://localhost:8501")
-    p.add_argument("--model-name", dest="model", default=None,
+    p.add_argument("--model-name", dest="model", default=None, metavar="NAME",
                    help="served model name (required)")
     ver = p.add_mutually_exclusive_group()
     ver.add_argument("--version", type=int, default=None, help="model version (default: latest)")

@@ -213,13 +213,18 @@ def test_a_collapsed_network_warns_and_keeps_one_channel_per_layer(digits):
 
 
 @pytest.mark.slow
-def test_the_readme_slim_example_prunes_with_the_default_settings(digits):
+def test_the_readme_slim_example_prunes_with_the_default_settings(tmp_path):
     """README: `zoo-tune --dataset digits --mode slim --depth 4 4 --filters 8 32 --epochs 3
-    --max-params 8000`. --epochs is the trial's; the wide training takes the recipe's epochs (the
-    default of --slim-epochs) and the default strength, and must leave a learned profile, not the
-    wide network's 32-32-32-32."""
-    from tuning.slim_profile import pruning_note
+    --max-params 8000` learned 32-32-32-32 (nothing pruned: 3 epochs are too few steps). --epochs
+    is the trial's; the wide training now takes the recipe's epochs (the default of --slim-epochs)
+    and must leave a learned profile."""
+    from tuning.config import SearchConfig
+    from tuning.driver import prepare
+    from tuning.slim_profile import learn_or_load, pruning_note
 
-    result = slim.learn_profile(digits.x_train, digits.y_train, depth=4, max_filters=32,
-                                validation_data=(digits.x_val, digits.y_val), seed=0, **_arch(digits))
+    config, data, hypermodel, _ = prepare(SearchConfig(
+        dataset="digits", mode="slim", depth=(4, 4), filters=(8, 32), epochs=3, max_params=8000,
+        directory=tmp_path, verbose=0))
+    result = learn_or_load(config, hypermodel, data, data.x_train, data.y_train, tmp_path, None)
+    assert result.wide == [32] * 4 and result.epochs > 3
     assert pruning_note(result) is None, result.profile

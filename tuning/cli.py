@@ -84,9 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seed", type=int, help="seed of the search: the oracle's draws, weights and shuffling "
       "(default 0)")
     a("--export", type=int, metavar="N", help="export the best N models (default 0)")
-    a("--export-dir", help="TF Serving model root the --export models go to, as "
+    a("--export-dir", metavar="DIR", help="TF Serving model root the --export models go to, as "
       "EXPORT_DIR/MODEL_NAME/VERSION (default saved_models)")
-    a("--model-name", dest="export_name", help="served model name of the exported versions "
+    a("--model-name", dest="export_name", metavar="NAME", help="served model name of the exported versions "
       "(default: the project name)")
     a("--tensorboard", metavar="DIR", help="write TensorBoard logs (with hparams) here")
     a("--distribution", help=f"multi-GPU trials: {', '.join(DISTRIBUTIONS)}")
