@@ -14,7 +14,6 @@ from zoo import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
 import copy
 import dataclasses
 import sys
-from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 import keras
