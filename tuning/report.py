@@ -60,8 +60,11 @@ def _table(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str]]) -> l
     from tabulate import tabulate
 
     body = [[_cell(key, r.get(key, "")) for _, key in cols] for r in rows]
+    # numbers right-aligned, as a reader compares them
+    align = ["right" if any(isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
+                            for r in rows) else "left" for _, key in cols]
     # disable_numparse: cells are formatted already ("1,234" must not be re-read as a number)
-    return tabulate(body, headers=[h for h, _ in cols], tablefmt="github",
+    return tabulate(body, headers=[h for h, _ in cols], tablefmt="github", colalign=align,
                     disable_numparse=True).splitlines()
 
 
