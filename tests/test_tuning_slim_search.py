@@ -56,6 +56,7 @@ def test_slim_from_the_command_line(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "slim: learned profile " in out and "1/1 trials" in out
+    assert " slim/plain filters=" in out and "per_layer" not in out  # the trial is named slim
     learned = json.loads((tmp_path / "digits-slim-random" / "slim.json").read_text())
     pruned_nothing = sum(learned["profile"]) >= 0.9 * sum(learned["wide"])
     # two epochs on 300 images are few steps: when nothing was pruned, the console says so

@@ -47,14 +47,17 @@ def trial_reason(trial: kt.engine.trial.Trial, project_dir: str | os.PathLike) -
 
 
 def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name: str,
-                  project_dir: str | os.PathLike, seconds: float | None) -> str:
+                  project_dir: str | os.PathLike, seconds: float | None,
+                  free_widths: str = "per_layer") -> str:
+    """One line per finished trial; `free_widths` names a trial without a rule (its widths are
+    per-layer values: "per_layer", or "slim" for slim's learned profile)."""
     status = trial_status(trial, project_dir)
     parts = [f"trial {trial.trial_id}", status]
     try:
         values = trial.hyperparameters.values
         plan = hypermodel.plan(trial.hyperparameters.copy())
         filters = "-".join(map(str, plan))
-        parts.append(f"{values.get('rule', 'per_layer')}/{values.get('block', '?')} filters={filters}")
+        parts.append(f"{values.get('rule', free_widths)}/{values.get('block', '?')} filters={filters}")
     except Exception as exc:  # a report line must never stop the search
         parts.append(f"(architecture unavailable: {exc})")
     m = trial.metrics
@@ -109,6 +112,7 @@ class _ZooTunerMixin:
     """See the module docstring."""
 
     progress_stream: TextIO | None = sys.stdout
+    free_widths = "per_layer"  # what the progress line calls a trial without a rule
     _zoo_execution = 0  # which execution of the running trial is next (run_trial resets it)
     _zoo_trained = 0  # trials this process saw end, for workers (their oracle has no trial table)
 
@@ -166,7 +170,7 @@ class _ZooTunerMixin:
         now = time.perf_counter()
         name = getattr(self.oracle.objective, "name", "score")
         line = progress_line(ended, self.hypermodel, name, self.project_dir,
-                             now - getattr(self, "_zoo_started", now))
+                             now - getattr(self, "_zoo_started", now), self.free_widths)
         limit = getattr(self.oracle, "max_seconds", None)
         if limit:  # the oracle's clock started when it was made (a slim training counts too)
             bar = _bar(done, total, time.monotonic() - self.oracle.started, limit)
