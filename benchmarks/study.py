@@ -48,7 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--studies", default=",".join(STUDIES), help="params,macs (default both)")
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--rules", default=RULES)
-    p.add_argument("--budgets", default=",".join(map(str, PARAMS_BUDGETS)),
+    p.add_argument("--max-params", dest="budgets", default=",".join(map(str, PARAMS_BUDGETS)),
                    help="parameter budgets; the MAC study uses doubling's MACs at each")
     p.add_argument("--depth", type=int, default=6)
     p.add_argument("--base-filters", type=int, default=16)
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
     project = f"study-{kind}"
     flags = ["--dataset", args.dataset, "--rules", args.rules,
-             "--budgets", ",".join(map(str, budgets)), "--budget-kind", kind,
+             f"--max-{kind}", ",".join(map(str, budgets)),
              "--seeds", str(args.seeds), "--depth", str(args.depth),
              "--base-filters", str(args.base_filters), "--epochs", str(args.epochs),
              "--train-limit", str(args.train_limit), "--workers", str(args.workers)]

@@ -183,7 +183,7 @@ def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_d
     # The export folder is the demo's own: start it afresh so a rerun serves versions 1 and 2 again.
     shutil.rmtree(export_dir, ignore_errors=True)
     argv = _tune_argv(args, winner) + ["--export", "2", "--export-dir", str(export_dir),
-                                       "--export-name", MODEL]
+                                       "--model-name", MODEL]
     print("$ " + shlex.join(["zoo-tune", *argv]), flush=True)
     _zoo_tune(argv, log=Path(args.dir) / "export.log")
     from serving.metadata import read_metadata
@@ -363,7 +363,7 @@ def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], 
         for name in ("pareto", "filters"):
             print(f"{'':{len(project)}}  {name} plot {project_dir / (name + '.png')}")
     print(f"served model: {Path(w['path']).parent}  (models.config beside it)")
-    print(f"try: zoo-query --server 127.0.0.1:{ports[0]} --model {MODEL} --label stable status   "
+    print(f"try: zoo-query --server 127.0.0.1:{ports[0]} --model-name {MODEL} --label stable status   "
           f"(while the server runs: --keep-serving)")
 
 

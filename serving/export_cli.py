@@ -1,12 +1,13 @@
 """`zoo-export`: export a saved Keras model file as a TF Serving version folder.
 
-    zoo-export MODEL.keras --base-dir saved_models --name NAME [--version N]
+    zoo-export MODEL.keras --export-dir saved_models --model-name NAME [--version N]
                [--class-names a,b,c] [--overwrite] [--signatures predict,classify,bytes]
                [--metadata FILE.json] [--base-path-style absolute|relative] [--no-config] [--force]
 
 Bad input prints one `zoo-export: error: ...` line and exits with status 2 (argparse's convention),
 without a traceback. A model file that shows no sign of training (see
-`serving.exporter.untrained_reason`) is refused unless `--force` is given.
+`serving.exporter.untrained_reason`) is refused unless `--force` is given. (The best models of a
+zoo-tune search are exported by `zoo-tune --export N`.)
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
+
+from cnnzoo.cli import add_deprecated
 
 
 PROG = "zoo-export"
@@ -30,15 +33,15 @@ class CliError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Export Keras models as versioned SavedModels for TF Serving.")
-    # Where the model(s) come from. Exactly one source; `--run DIR` (best N of a zoo-tune run)
-    # is to be added to this group.
+    # Where the model comes from: one source (a group, so another kind can join it).
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("model", nargs="?", metavar="MODEL.keras",
                         help="a Keras model file saved with model.save('x.keras')")
-    parser.add_argument("--base-dir", default="saved_models",
-                        help="TF Serving model root; the version goes to BASE_DIR/NAME/VERSION "
-                             "(default: saved_models)")
-    parser.add_argument("--name", help="served model name, [A-Za-z0-9_.-] (required with MODEL)")
+    parser.add_argument("--export-dir", dest="base_dir", default="saved_models", metavar="DIR",
+                        help="TF Serving model root; the version goes to "
+                             "EXPORT_DIR/MODEL_NAME/VERSION (default: saved_models)")
+    parser.add_argument("--model-name", dest="name", metavar="NAME",
+                        help="served model name, [A-Za-z0-9_.-] (required with MODEL)")
     parser.add_argument("--version", help="integer version (default: the next one)")
     parser.add_argument("--class-names", help="comma-separated class labels, one per output "
                                               "(default: 0..K-1)")
@@ -56,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true",
                         help="export even a model that shows no sign of training (no optimizer in "
                              "the file, or an optimizer that never took a step)")
+    # Old spellings (the vocabulary is in tuning/README.md): still accepted, with a warning.
+    add_deprecated(parser, "--base-dir", "--export-dir", "base_dir")
+    add_deprecated(parser, "--name", "--model-name", "name")
     return parser
 
 
@@ -109,7 +115,7 @@ def export_model_file(args: argparse.Namespace) -> Any:
     from serving.exporter import export
 
     if not args.name:
-        raise CliError("--name is required when exporting a model file")
+        raise CliError("--model-name is required when exporting a model file")
     from serving.exporter import untrained_reason
 
     model = load_keras_model(args.model)

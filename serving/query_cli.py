@@ -1,11 +1,11 @@
 """`zoo-query`: ask a TF Serving model server (embedded or real) about images.
 
-    zoo-query [--server HOST:PORT | --rest URL] --model NAME [--version N | --label L]
+    zoo-query [--server HOST:PORT | --rest URL] --model-name NAME [--version N | --label L]
               [--top-k 3] [--json] IMAGE...            PNG/JPEG files, resized to the model's input
-    zoo-query ... --model NAME --npz FILE [--npz-key KEY] [--details]   images stored in a .npz
-    zoo-query ... --model NAME --bytes IMAGE...       encoded files to the bytes signature
-    zoo-query status   --model NAME [--server ... | --rest ...] [--json]
-    zoo-query metadata --model NAME [...] [--json]
+    zoo-query ... --model-name NAME --npz FILE [--npz-key KEY] [--details]   images stored in a .npz
+    zoo-query ... --model-name NAME --bytes IMAGE...       encoded files to the bytes signature
+    zoo-query status   --model-name NAME [--server ... | --rest ...] [--json]
+    zoo-query metadata --model-name NAME [...] [--json]
 
 The input size comes from the model's metadata (the predict signature's 4-D input shape), so the
 same command works for any served image classifier. Class names come from the model's Classify
@@ -30,6 +30,8 @@ import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+from cnnzoo.cli import add_deprecated
 
 COMMANDS = ("status", "metadata")
 LABEL_KEYS = ("y_test", "y", "labels")
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--server", default=None, metavar="HOST:PORT",
                        help="gRPC address (default localhost:8500)")
     where.add_argument("--rest", default=None, metavar="URL", help="REST base URL, e.g. http://localhost:8501")
-    p.add_argument("--model", required=True, help="served model name")
+    p.add_argument("--model-name", dest="model", default=None, metavar="NAME",
+                   help="served model name (required)")
     ver = p.add_mutually_exclusive_group()
     ver.add_argument("--version", type=int, default=None, help="model version (default: latest)")
     ver.add_argument("--label", default=None, help="version label, e.g. stable")
@@ -76,12 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "serving_bytes) and let the server decode and resize them")
     p.add_argument("--invert", action="store_true", help="use 1 - pixel (dark digits on white paper)")
     p.add_argument("items", nargs="*", metavar="IMAGE", help="PNG/JPEG files, or a command")
+    # Old spelling (the vocabulary is in tuning/README.md): still accepted, with a warning.
+    add_deprecated(p, "--model", "--model-name", "model")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if not args.model:
+            raise UsageError("--model-name is required (see zoo-query --help)")
         return _run(args)
     except UsageError as exc:
         print(f"zoo-query: error: {_one_line(exc)}", file=sys.stderr)

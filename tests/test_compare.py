@@ -13,9 +13,9 @@ import pytest
 from tuning.compare import CompareError, Run, compare, read_runs
 from tuning.compare_report import paired_differences, pooled_differences
 
-FAST = dict(dataset="digits", rules=("doubling", "constant"), budgets=(1500, 4000), seeds=2,
+FAST = dict(dataset="digits", rules=("doubling", "constant"), budgets=(2000, 4200), seeds=2,
             epochs=1, train_limit=300)
-CLI_FAST = ["--dataset", "digits", "--rules", "doubling,constant", "--budgets", "1500,4000",
+CLI_FAST = ["--dataset", "digits", "--rules", "doubling,constant", "--max-params", "2000,4200",
             "--seeds", "2", "--epochs", "1", "--train-limit", "300"]
 
 
@@ -146,23 +146,23 @@ def test_allocation_hands_out_later_seeds_only_to_open_cells():
     assert oracle.wanted(Run("a", "100", 1), runs, running, ended, acc) is True  # first seeds
 
 
-def test_cli_budget_pairs_mean_both(tmp_path):
-    from tuning.compare_cli import _config, build_parser
+def test_cli_max_params_with_max_macs_pair_up(tmp_path):
+    from tuning.compare_cli import _config, _parse
 
-    args = build_parser().parse_args(["--budgets", "4000:30000,8000:60000", "--first-seeds", "2",
-                                      "--seeds", "4", "--relevant-difference", "0.25"])
+    args = _parse(["--max-params", "4000,8000", "--max-macs", "30000,60000", "--first-seeds", "2",
+                   "--seeds", "4", "--relevant-difference", "0.25"])
     config = _config(args)
     assert config.budget_kind == "both" and [b.key for b in config.budgets] == [
         "4000:30000", "8000:60000"]
     assert config.allocation.first == 2 and config.allocation.relevant == pytest.approx(0.0025)
-    config = _config(build_parser().parse_args(["--budgets", "4000,8000"]))
+    config = _config(_parse(["--max-params", "4000,8000"]))
     assert config.budget_kind == "params" and config.allocation is None
 
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(rules=("doubling", "nope")), "unknown rule 'nope'; valid:"),
     (dict(rules=("doubling", "custom")), "unknown rule 'custom'"),
-    (dict(budgets=(10,)), "budget 10 .*outside every rule's reachable range"),
+    (dict(budgets=(10,)), "budget 10 params is reachable by no rule"),
     (dict(budgets=()), "at least one budget"),
     (dict(budgets=(0,)), "each budget must be an int >= 1"),
     (dict(budgets=("1500:30000",)), "pairs need budget kind 'both'"),
@@ -188,12 +188,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     from tuning.compare_cli import main
 
     cases = [
-        (["--budgets", "10"], "outside every rule's reachable range"),
-        (["--rules", "doubling,nope", "--budgets", "2000"], "unknown rule 'nope'"),
-        (["--budgets", "2000", "--seeds", "0"], "seeds must be an int >= 1"),
-        (["--budgets", "abc"], "comma-separated list of int"),
-        (["--budgets", "1500:x"], "PARAMS:MACS pairs"),
-        (["--budgets", "2000", "--first-seeds", "2", "--relevant-difference", "200"],
+        (["--max-params", "10"], "reachable by no rule"),
+        (["--rules", "doubling,nope", "--max-params", "2000"], "unknown rule 'nope'"),
+        (["--max-params", "2000", "--seeds", "0"], "seeds must be an int >= 1"),
+        (["--max-params", "abc"], "comma-separated list of int"),
+        (["--max-params", "1500", "--max-macs", "1,2"], "pair up"),
+        (["--max-params", "2000", "--first-seeds", "2", "--relevant-difference", "200"],
          "--relevant-difference is in points"),
     ]
     for args, match in cases:
@@ -211,7 +211,7 @@ def test_dataset_without_test_split_is_refused(tmp_path, subprocess_env):
     np.savez(tmp_path / "d.npz", x_train=rng.random((40, 8, 8)).astype("float32"),
              y_train=np.arange(40) % 2, x_test=np.zeros((0, 8, 8), "float32"),
              y_test=np.zeros((0,), "int64"))
-    out = _cli(["--dataset", f"npz:{tmp_path / 'd.npz'}", "--budgets", "2000",
+    out = _cli(["--dataset", f"npz:{tmp_path / 'd.npz'}", "--max-params", "2000",
                 "--directory", str(tmp_path)], subprocess_env)
     assert out.returncode == 2 and "no test split" in out.stderr, out.stderr
 

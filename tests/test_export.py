@@ -455,7 +455,7 @@ def test_cli_exports_a_keras_file(trained, tmp_path, capsys):
     # names the rule, and cannot override what the model itself shows.
     meta.write_text(json.dumps({"metrics": {"accuracy": 0.75}, "rule": "doubling", "filters": [8, 16],
                                 "block": "residual"}))
-    code = export_cli.main([str(model_file), "--base-dir", str(tmp_path / "out"), "--name", "cli",
+    code = export_cli.main([str(model_file), "--export-dir", str(tmp_path / "out"), "--model-name", "cli",
                             "--version", "3", "--class-names", ",".join(CLASS_NAMES),
                             "--metadata", str(meta), "--signatures", "predict,classify"])
     assert code == 0
@@ -469,27 +469,27 @@ def test_cli_exports_a_keras_file(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["missing.keras", "--name", "x"], "does not exist"),
-    (["{model}", "--name", "a/b"], "invalid model name"),
-    (["{model}", "--name", "x", "--version", "-3"], "invalid version"),
-    (["{model}", "--name", "x", "--class-names", "a,b"], "class_names has 2 names"),
-    (["{model}", "--name", "x", "--signatures", "predict,nope"], "unknown signatures"),
-    (["{model}"], "--name is required"),
-    (["{model}", "--name", "x", "--metadata", "{model}"], "not valid JSON"),
+    (["missing.keras", "--model-name", "x"], "does not exist"),
+    (["{model}", "--model-name", "a/b"], "invalid model name"),
+    (["{model}", "--model-name", "x", "--version", "-3"], "invalid version"),
+    (["{model}", "--model-name", "x", "--class-names", "a,b"], "class_names has 2 names"),
+    (["{model}", "--model-name", "x", "--signatures", "predict,nope"], "unknown signatures"),
+    (["{model}"], "--model-name is required"),
+    (["{model}", "--model-name", "x", "--metadata", "{model}"], "not valid JSON"),
 ])
 def test_cli_bad_input_exits_2(argv, message, trained, tmp_path, capsys):
     model_file = tmp_path / "m.keras"
     if "{model}" in argv:
         trained.save(model_file)
     argv = [a.replace("{model}", str(model_file)) for a in argv]
-    assert export_cli.main([*argv, "--base-dir", str(tmp_path / "out")]) == 2
+    assert export_cli.main([*argv, "--export-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("zoo-export: error:") and message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_console_script_usage_errors(subprocess_env, tmp_path):
-    proc = subprocess.run([str(VENV_BIN / "zoo-export"), str(tmp_path / "nope.keras"), "--name", "x"],
+    proc = subprocess.run([str(VENV_BIN / "zoo-export"), str(tmp_path / "nope.keras"), "--model-name", "x"],
                           env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "zoo-export: error: model file" in proc.stderr
@@ -538,7 +538,7 @@ def test_cli_refuses_a_model_that_was_never_trained_without_force(tmp_path, caps
     fresh = zoo.build("doubling", input_shape=(8, 8, 1), num_classes=10, depth=2, base_filters=4)
     zoo.compile_classifier(fresh)
     fresh.save(tmp_path / "fresh.keras")
-    argv = [str(tmp_path / "fresh.keras"), "--base-dir", str(tmp_path / "out"), "--name", "fresh",
+    argv = [str(tmp_path / "fresh.keras"), "--export-dir", str(tmp_path / "out"), "--model-name", "fresh",
             "--signatures", "predict"]
     assert export_cli.main(argv) == 2
     err = capsys.readouterr().err

@@ -56,7 +56,7 @@ def files(tmp_path_factory, digits):
 
 @pytest.mark.parametrize("api", ["grpc", "rest"])
 def test_images_are_resized_and_top_k_printed(server, files, capsys, api):
-    assert main([*server[api], "--model", "digits", "--top-k", "2", files["png"], files["jpg"]]) == 0
+    assert main([*server[api], "--model-name", "digits", "--top-k", "2", files["png"], files["jpg"]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(":")[0] for line in lines] == [files["png"], files["jpg"]]
     for line, label in zip(lines, files["labels"]):
@@ -67,17 +67,17 @@ def test_images_are_resized_and_top_k_printed(server, files, capsys, api):
 
 @pytest.mark.parametrize("api", ["grpc", "rest"])
 def test_bytes_lets_the_server_decode_and_resize(server, files, capsys, api):
-    assert main([*server[api], "--model", "digits", "--bytes", "--top-k", "1", files["png"], files["jpg"]]) == 0
+    assert main([*server[api], "--model-name", "digits", "--bytes", "--top-k", "1", files["png"], files["jpg"]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(": ")[1].split(" (")[0] for line in lines] == [str(y) for y in files["labels"]]
 
 
 def test_json_and_npz_accuracy(server, files, capsys):
-    assert main([*server["rest"], "--model", "digits", "--version", "1", "--json", "--npz", files["npz"]]) == 0
+    assert main([*server["rest"], "--model-name", "digits", "--version", "1", "--json", "--npz", files["npz"]]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["model"] == "digits" and doc["images"] == 270 and doc["accuracy"] > 0.9
     assert "results" not in doc  # per-image results are asked for with --details
-    assert main([*server["rest"], "--model", "digits", "--json", "--details", "--npz", files["npz"]]) == 0
+    assert main([*server["rest"], "--model-name", "digits", "--json", "--details", "--npz", files["npz"]]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert len(doc["results"]) == 270 and doc["accuracy"] > 0.9
     first = doc["results"][0]
@@ -95,35 +95,35 @@ def _accuracy_line(out: str) -> float:
 @pytest.mark.parametrize("api", ["grpc", "rest"])
 def test_uint8_and_float_npz_give_the_same_accuracy(server, files, capsys, api):
     """0..255 uint8 images are scaled as training data is, not sent as 0..255 floats."""
-    assert main([*server[api], "--model", "digits", "--npz", files["npz"]]) == 0
+    assert main([*server[api], "--model-name", "digits", "--npz", files["npz"]]) == 0
     as_float = _accuracy_line(capsys.readouterr().out)
-    assert main([*server[api], "--model", "digits", "--npz", files["uint8"]]) == 0
+    assert main([*server[api], "--model-name", "digits", "--npz", files["uint8"]]) == 0
     as_uint8 = _accuracy_line(capsys.readouterr().out)
     assert as_float > 0.9 and as_uint8 == as_float
 
 
 def test_npz_prints_the_summary_first_and_details_on_request(server, files, capsys):
-    assert main([*server["grpc"], "--model", "digits", "--npz", files["uint8"]]) == 0
+    assert main([*server["grpc"], "--model-name", "digits", "--npz", files["uint8"]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("accuracy: ") and "--details" in lines[1]
-    assert main([*server["grpc"], "--model", "digits", "--details", "--top-k", "1", "--npz", files["uint8"]]) == 0
+    assert main([*server["grpc"], "--model-name", "digits", "--details", "--top-k", "1", "--npz", files["uint8"]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("accuracy: ") and len(lines) == 1 + 270
     assert lines[1].startswith("uint8.npz[0]: ")
-    assert main([*server["grpc"], "--model", "digits", "--npz", files["unlabelled"]]) == 0
+    assert main([*server["grpc"], "--model-name", "digits", "--npz", files["unlabelled"]]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("5 images from ") and "no labels" in lines[0] and len(lines) == 2
 
 
 @pytest.mark.parametrize("api", ["grpc", "rest"])
 def test_status_and_metadata(server, capsys, api):
-    assert main([*server[api], "--model", "digits", "status"]) == 0
+    assert main([*server[api], "--model-name", "digits", "status"]) == 0
     assert capsys.readouterr().out.strip() == "digits version 1: AVAILABLE"
-    assert main([*server[api], "--model", "digits", "metadata"]) == 0
+    assert main([*server[api], "--model-name", "digits", "metadata"]) == 0
     text = capsys.readouterr().out
     assert "signature serving_default (tensorflow/serving/predict)" in text
     assert "input  images: DT_FLOAT [-1, 8, 8, 1]" in text
-    assert main([*server[api], "--model", "digits", "--json", "status"]) == 0
+    assert main([*server[api], "--model-name", "digits", "--json", "status"]) == 0
     assert json.loads(capsys.readouterr().out)["versions"][0]["state"] == "AVAILABLE"
 
 
@@ -131,29 +131,29 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
     down = f"127.0.0.1:{free_ports(1)[0]}"
     g = server["grpc"]
     return {
-        "missing file": ([*g, "--model", "digits", "/no/such.png"], 2, "no such file"),
-        "not an image": ([*g, "--model", "digits", files["bad"]], 2, "not a readable PNG/JPEG"),
-        "server down": (["--server", down, "--model", "digits", files["png"]], 1, f"cannot reach a model server at {down}"),
-        "rest down": (["--rest", f"http://{down}", "--model", "digits", "status"], 1, "cannot reach"),
-        "unknown model": ([*g, "--model", "nope", files["png"]], 1, "NOT_FOUND"),
-        "unknown version": ([*server["rest"], "--model", "digits", "--version", "7", "status"], 1, "version 7"),
-        "unknown label": ([*g, "--model", "digits", "--label", "beta", files["png"]], 1, "label: beta"),
+        "missing file": ([*g, "--model-name", "digits", "/no/such.png"], 2, "no such file"),
+        "not an image": ([*g, "--model-name", "digits", files["bad"]], 2, "not a readable PNG/JPEG"),
+        "server down": (["--server", down, "--model-name", "digits", files["png"]], 1, f"cannot reach a model server at {down}"),
+        "rest down": (["--rest", f"http://{down}", "--model-name", "digits", "status"], 1, "cannot reach"),
+        "unknown model": ([*g, "--model-name", "nope", files["png"]], 1, "NOT_FOUND"),
+        "unknown version": ([*server["rest"], "--model-name", "digits", "--version", "7", "status"], 1, "version 7"),
+        "unknown label": ([*g, "--model-name", "digits", "--label", "beta", files["png"]], 1, "label: beta"),
         "no --model": ([*g, "status"], 2, "--model"),
-        "no images": ([*g, "--model", "digits"], 2, "give IMAGE files"),
-        "images and npz": ([*g, "--model", "digits", "--npz", files["npz"], files["png"]], 2, "not both"),
-        "npz key": ([*g, "--model", "digits", "--npz", files["npz"], "--npz-key", "zz"], 2, "--npz-key 'zz'"),
-        "npz shape": ([*g, "--model", "digits", "--npz", files["wrong"]], 2, "[N,8,8,1]"),
-        "npz not npz": ([*g, "--model", "digits", "--npz", files["bad"]], 2, "not a .npz"),
-        "npz 0..255 floats": ([*g, "--model", "digits", "--npz", files["float255"]], 2, "divide by 255"),
-        "details without npz": ([*g, "--model", "digits", "--details", files["png"]], 2, "--details"),
-        "top-k": ([*g, "--model", "digits", "--top-k", "0", files["png"]], 2, "--top-k"),
-        "bad label syntax": ([*g, "--model", "digits", "--label", "a-b", "status"], 2, "label"),
-        "server is a url": (["--server", "http://x:1", "--model", "digits", "status"], 2, "use --rest"),
-        "rest not a url": (["--rest", "x:1", "--model", "digits", "status"], 2, "--rest takes a URL"),
-        "both endpoints": ([*g, *server["rest"], "--model", "digits", "status"], 2, "not allowed"),
-        "bytes with npz": ([*g, "--model", "digits", "--bytes", "--npz", files["npz"]], 2, "--bytes"),
-        "bytes bad image": ([*g, "--model", "digits", "--bytes", files["bad"]], 1, "INVALID_ARGUMENT"),
-        "unknown signature": ([*g, "--model", "digits", "--signature", "zz", files["png"]], 2, "no signature 'zz'"),
+        "no images": ([*g, "--model-name", "digits"], 2, "give IMAGE files"),
+        "images and npz": ([*g, "--model-name", "digits", "--npz", files["npz"], files["png"]], 2, "not both"),
+        "npz key": ([*g, "--model-name", "digits", "--npz", files["npz"], "--npz-key", "zz"], 2, "--npz-key 'zz'"),
+        "npz shape": ([*g, "--model-name", "digits", "--npz", files["wrong"]], 2, "[N,8,8,1]"),
+        "npz not npz": ([*g, "--model-name", "digits", "--npz", files["bad"]], 2, "not a .npz"),
+        "npz 0..255 floats": ([*g, "--model-name", "digits", "--npz", files["float255"]], 2, "divide by 255"),
+        "details without npz": ([*g, "--model-name", "digits", "--details", files["png"]], 2, "--details"),
+        "top-k": ([*g, "--model-name", "digits", "--top-k", "0", files["png"]], 2, "--top-k"),
+        "bad label syntax": ([*g, "--model-name", "digits", "--label", "a-b", "status"], 2, "label"),
+        "server is a url": (["--server", "http://x:1", "--model-name", "digits", "status"], 2, "use --rest"),
+        "rest not a url": (["--rest", "x:1", "--model-name", "digits", "status"], 2, "--rest takes a URL"),
+        "both endpoints": ([*g, *server["rest"], "--model-name", "digits", "status"], 2, "not allowed"),
+        "bytes with npz": ([*g, "--model-name", "digits", "--bytes", "--npz", files["npz"]], 2, "--bytes"),
+        "bytes bad image": ([*g, "--model-name", "digits", "--bytes", files["bad"]], 1, "INVALID_ARGUMENT"),
+        "unknown signature": ([*g, "--model-name", "digits", "--signature", "zz", files["png"]], 2, "no signature 'zz'"),
     }
 
 
@@ -178,7 +178,7 @@ def test_console_script_errors_have_no_traceback(files, subprocess_env):
     """The installed entry point, in a fresh process: a dead server is one line and exit 1."""
     assert ZOO_QUERY.exists(), f"{ZOO_QUERY} missing: pip install -e ."
     down = f"127.0.0.1:{free_ports(1)[0]}"
-    result = subprocess.run([str(ZOO_QUERY), "--server", down, "--model", "digits", files["png"]],
+    result = subprocess.run([str(ZOO_QUERY), "--server", down, "--model-name", "digits", files["png"]],
                             capture_output=True, text=True, env=subprocess_env, timeout=120)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr

@@ -16,33 +16,33 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
 @pytest.mark.parametrize("argv, message", [
     (["--tuner", "annealing"], "unknown tuner 'annealing'; valid: random, bayesian, hyperband, grid"),
     (["--mode", "greedy"], "unknown mode 'greedy'; valid: rule, per_layer"),
-    (["--rules", "doubling,fibonacci"], "unknown rules value 'fibonacci'; valid: combinatorial"),
+    (["--rules", "doubling,fibonacci"], "unknown rule 'fibonacci' in --rules; valid: combinatorial"),
     (["--rules", ","], "rules is empty; name at least one of: combinatorial"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'; valid: "),
     (["--depth", "4", "2"], "depth: min 4 > max 2"),
     (["--filters", "64", "8"], "filters: min 64 > max 8"),
-    (["--max-trials", "0"], "max_trials must be an int >= 1, got 0"),
-    (["--export", "-1"], "export must be an int >= 0"),
-    (["--seed", "-1"], "seed must be None or an int >= 0, got -1"),
-    (["--rerank-top", "-2"], "rerank_top must be an int >= 0, got -2"),
-    (["--filter-sampling", "cubic"], "unknown filter_sampling 'cubic'; valid: log, linear"),
-    (["--filter-step", "1"], "filter_step must be an int >= 2 for log sampling"),
-    (["--rerank-top", "1", "--rerank-executions", "0"], "rerank_executions must be an int >= 1, got 0"),
+    (["--max-trials", "0"], "--max-trials must be an int >= 1, got 0"),
+    (["--export", "-1"], "--export must be an int >= 0"),
+    (["--seed", "-1"], "--seed must be None or an int >= 0, got -1"),
+    (["--rerank-top", "-2"], "--rerank-top must be an int >= 0, got -2"),
+    (["--filter-sampling", "cubic"], "unknown --filter-sampling 'cubic'; valid: log, linear"),
+    (["--filter-step", "1"], "--filter-step must be an int >= 2 for log sampling"),
+    (["--rerank-top", "1", "--rerank-executions", "0"], "--rerank-executions must be an int >= 1, got 0"),
     (["--max-params", "30"], r"no model in the search space meets the budget: the smallest "
                              r"\(depth 2, 1 filters per layer, block plain"),  # filled: widths >= 1
     (["--max-params", "100", "--no-fill-budget"],
      r"no model in the search space meets the budget: the smallest \(depth 2, 8 filters per layer"),
-    (["--max-macs", "10"], "MACs [0-9,]+ > max_macs 10"),
+    (["--max-macs", "10"], "MACs [0-9,]+ > --max-macs 10"),
     (["--distribution", "tpu"], "unknown distribution 'tpu'; valid: mirrored"),
     (["--project", "../up"], "project must be a folder name"),
-    (["--blocks", "dense"], "unknown blocks value 'dense'"),
-    (["--workers", "0"], "workers must be an int >= 1, got 0"),
-    (["--max-minutes", "-5"], "max_minutes must be None or a positive number, got -5.0"),
-    (["--seed-from", "doubling"], "seed_from only applies to mode='per_layer'"),
-    (["--mode", "per_layer", "--seed-from", "fibonacci"], "unknown seed_from 'fibonacci'"),
+    (["--blocks", "dense"], "unknown value 'dense' in --blocks"),
+    (["--workers", "0"], "--workers must be an int >= 1, got 0"),
+    (["--max-minutes", "-5"], "--max-minutes must be None or a positive number, got -5.0"),
+    (["--seed-from", "doubling"], "--seed-from only applies to --mode per_layer"),
+    (["--mode", "per_layer", "--seed-from", "fibonacci"], "unknown --seed-from 'fibonacci'"),
     (["--mode", "slim", "--tuner", "bayesian"], "mode 'slim' trains its learned profile"),
-    (["--mode", "slim", "--slim-strength", "0"], "slim_strength must be None or a positive number"),
-    (["--workers", "2", "--max-trials", "0"], "max_trials must be an int >= 1, got 0"),
+    (["--mode", "slim", "--slim-strength", "0"], "--slim-strength must be None or a positive number"),
+    (["--workers", "2", "--max-trials", "0"], "--max-trials must be an int >= 1, got 0"),
     (["--workers", "2", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),  # before any process
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
@@ -55,7 +55,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--max-trials", "many"], "argument --max-trials: invalid int value: 'many'"),
-    (["--depth", "2"], "argument --depth: expected 2 arguments"),
+    (["--depth", "2", "3", "4"], "--depth takes N or MIN MAX, got 3 values"),
     (["--verbose", "5"], "argument --verbose: invalid choice: 5"),
 ])
 def test_argparse_errors_are_one_line_too(argv, message, capsys):

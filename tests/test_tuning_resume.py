@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-# "[####--------] 2/5 trials, 0m09s, ~0m14s left trial 1 COMPLETED per_layer/plain ..."
+# "[2/5 trials |##        | 00:09<00:14] trial 1 COMPLETED per_layer/plain ..."
 TRIAL_LINE = re.compile(r"^\[.*?\].*? trial (\S+) (?:COMPLETED|REJECTED|FAILED|INVALID) ")
 
 

@@ -60,9 +60,12 @@ def test_search_leaves_every_file(run, request):
     for r in rows:
         assert len(r["filters"].split("-")) == int(r["depth"])  # no stale per-layer widths
     report = result.report_path.read_text()
-    for section in ("## Budgets", "## Winner", "doubling plan", "## Best model per rule",
-                    "## Pareto front", "## Rejected and failed trials"):
+    for section in ("## Budgets", "## Winner", "doubling plan", "Pareto front",
+                    "## Rejected and failed trials"):
         assert section in report
+    # a table of the best model per rule only where there are rules to compare
+    rules = {r["rule"] for r in rows if r["status"] == "COMPLETED"}
+    assert ("## Best model per rule" in report) == (len(rules) > 1), rules
 
 
 def test_rule_run_rejects_over_budget_without_training(rule_run):
@@ -221,7 +224,8 @@ def test_rerank_orders_the_top_trials_by_the_mean_of_fresh_seeded_runs(tmp_path)
     csv_rows = _csv_rows(result.project_dir / "leaderboard.csv")
     assert [c["rerank_runs"] for c in csv_rows[:2]] == ["3", "3"]
     report = (result.project_dir / "report.md").read_text()
-    assert "mean over 3 runs" in report and "| re-ranking | top 2 trained 2 more times" in report
+    flat = " ".join(report.split())  # table cells are padded to the column's width
+    assert "mean over 3 runs" in report and "| re-ranking | top 2 trained 2 more times" in flat
     assert run["progress"].getvalue().count("[re-rank ") == 4
 
     # A rerun of the finished search reuses the recorded runs: nothing trains again.
@@ -277,7 +281,7 @@ def test_a_linear_filter_grid_draws_only_its_steps(tmp_path):
                            filter_sampling="linear", filter_step=4, **dict(TINY, filters=(4, 20)))
     widths = {int(f) for r in result.leaderboard() for f in r["filters"].split("-")}
     assert widths and widths <= {4, 8, 12, 16, 20}
-    assert "| filters | 4..20 (linear, step 4) |" in result.report_path.read_text()
+    assert "| filters | 4..20 (linear, step 4) |" in " ".join(result.report_path.read_text().split())
 
 
 @pytest.mark.parametrize("text", ["", "not json", "[]", '{"seed": 3}', '{"seed": 3, "runs": [1]}',

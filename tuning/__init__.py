@@ -9,10 +9,10 @@ from __future__ import annotations
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "budgets": ["Budgets", "Costs", "measure_costs", "measure_latency_ms"],
+    "constraints": ["Budgets", "MeasuredCosts", "measure_costs", "measure_latency_ms"],
     "hypermodel": ["MODES", "CostLogger", "ZooHyperModel"],
     "results": ["SearchResult", "pareto_front"],
-    "config": ["BudgetError", "SearchError", "SearchConfig"],
+    "config": ["BudgetError", "SearchBudgetError", "SearchError", "SearchConfig"],
     "driver": ["search"],
     "tuners": ["TUNERS"],
     "slim": ["learn_profile", "fit_profile", "SlimResult"],

@@ -2,12 +2,15 @@
 
 keras-tuner 1.4 exports no public factory for objectives, no public MultiObjective, no public way to
 ask "am I the chief or a worker?" and no switch for the traceback it prints per failed trial. The
-oracles also use private hooks that every built-in oracle has: the value hash and the draw that
-refuses repeated values (`_compute_values_hash`, `_random_values`, `_duplicate`), and the queue a
-reload retries (`_retry_queue`); they write the oracle's files atomically through `_save_trial`,
-`_get_trial_dir` and `_get_oracle_fname`. `tests/test_keras_tuner_private.py`
-checks each of these against the installed keras-tuner, so an upgrade that moves one fails there,
-by name, instead of somewhere in a search.
+oracles (tuning/oracles.py) also use private hooks that every built-in oracle has: the value hash
+and the draw that refuses repeated values (`_compute_values_hash`, `_random_values`, `_duplicate`,
+and `_max_collisions`, the number of draws before a search ends as exhausted), the queue a reload
+retries (`_retry_queue`), the project folder (`_project_dir`), and the oracle's own files, which
+they write atomically (`_save_trial`, `_get_trial_dir`, `_get_oracle_fname`). The tuners
+(tuning/tuners.py) override `Tuner._build_and_fit_model`, called once per execution of a trial, to
+give each execution its own seed. `tests/test_keras_tuner_private.py` checks each of these
+against the installed keras-tuner, so an upgrade that moves one fails there, by name, instead of
+somewhere in a search (a renamed `_max_collisions` would quietly end searches early).
 """
 from __future__ import annotations
 
@@ -21,11 +24,19 @@ from keras_tuner.src.engine.objective import MultiObjective, create_objective
 from keras_tuner.src.engine.tuner import maybe_distribute
 
 __all__ = ["MultiObjective", "create_objective", "maybe_distribute", "is_worker", "owns_oracle",
-           "tracebacks_silenced", "ORACLE_HOOKS"]
+           "tracebacks_silenced", "ORACLE_METHODS", "ORACLE_ATTRIBUTES", "ORACLE_HOOKS",
+           "TUNER_METHODS", "check_installed"]
 
-# Private Oracle methods tuning.oracles overrides or calls; the test checks they still exist.
-ORACLE_HOOKS = ("_compute_values_hash", "_random_values", "_duplicate", "_save_trial",
-                "_get_trial_dir", "_get_oracle_fname", "_tried_so_far", "_retry_queue")
+# Private Oracle methods tuning.oracles overrides or calls.
+ORACLE_METHODS = ("_compute_values_hash", "_random_values", "_duplicate", "_save_trial",
+                  "_get_trial_dir", "_get_oracle_fname")
+# Private Oracle attributes tuning.oracles reads or sets: name -> the type keras-tuner gives it.
+# (`_project_dir` is a property: the project's path once a tuner adopts the oracle.)
+ORACLE_ATTRIBUTES: dict[str, type] = {"_retry_queue": list, "_max_collisions": int,
+                                      "_project_dir": str}
+ORACLE_HOOKS = ORACLE_METHODS + tuple(ORACLE_ATTRIBUTES)
+# Private Tuner methods tuning.tuners overrides.
+TUNER_METHODS = ("_build_and_fit_model",)
 
 
 def owns_oracle() -> bool:
@@ -51,14 +62,18 @@ def tracebacks_silenced() -> Iterator[None]:
 
 def check_installed() -> list[str]:
     """What the installed keras-tuner no longer provides of the above (empty when all is there)."""
-    missing = [f"Oracle.{name}" for name in ORACLE_HOOKS
-               if name not in ("_tried_so_far", "_retry_queue")
-               and not callable(getattr(kt.Oracle, name, None))]
+    missing = [f"Oracle.{name}" for name in ORACLE_METHODS
+               if not callable(getattr(kt.Oracle, name, None))]
     oracle = kt.oracles.RandomSearchOracle(objective=kt.Objective("x", "max"), max_trials=1)
-    if not isinstance(getattr(oracle, "_tried_so_far", None), set):
-        missing.append("Oracle._tried_so_far (a set of value hashes)")
-    if not isinstance(getattr(oracle, "_retry_queue", None), list):
-        missing.append("Oracle._retry_queue (trial ids a reload retries)")
+    for name, kind in ORACLE_ATTRIBUTES.items():
+        if name == "_project_dir":  # a property, a path once a tuner adopts the oracle
+            if not isinstance(getattr(kt.Oracle, name, None), property):
+                missing.append(f"Oracle.{name} (a property)")
+            continue
+        if name not in vars(oracle) or not isinstance(getattr(oracle, name), kind):
+            missing.append(f"Oracle.{name} (a {kind.__name__})")
+    missing += [f"Tuner.{name}" for name in TUNER_METHODS
+                if not callable(getattr(kt.Tuner, name, None))]
     if not hasattr(_config, "DEBUG"):
         missing.append("keras_tuner.src.config.DEBUG")
     for name in ("has_chief_oracle", "is_chief_oracle"):

@@ -17,9 +17,11 @@ import os
 import sys
 from typing import Sequence
 
-from cnnzoo.cli import EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, csv_list
+from cnnzoo.cli import (EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, add_deprecated, csv_list, flag_words,
+                        range_or_value)
 
 __all__ = ["main", "build_parser"]
+
 
 def build_parser() -> argparse.ArgumentParser:
     from tuning.choices import DISTRIBUTIONS, SEARCH_MODES, TUNER_NAMES
@@ -47,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
       "budget for this run; the running trial finishes)")
     a("--max-rejections", type=int, help="over-budget trials allowed on top of --max-trials "
       "(default 4x --max-trials; 0: they count towards it)")
-    a("--epochs", type=int, help="epochs per trial; Hyperband's max_epochs (default 5)")
-    a("--executions-per-trial", type=int)
+    a("--epochs", type=int, help="epochs per trial; Hyperband's max_epochs (default: the shared "
+      "recipe's, zoo.Recipe, from the training-set size)")
+    a("--executions-per-trial", type=int, metavar="N", help="train each trial N times, each with "
+      "its own seed, and score it by the mean (default 1)")
     a("--rerank-top", type=int, metavar="K", help="after the search, train the best K trials again "
       "and rank them by the mean of all their runs (default 0: off)")
     a("--rerank-executions", type=int, metavar="N", help="extra runs per re-ranked trial, each "
@@ -56,17 +60,21 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-params", type=int, help="parameter budget: trials are scaled to fill it")
     a("--max-macs", type=int, help="multiply-accumulates per image budget: trials are scaled to fill it")
     a("--max-latency-ms", type=float, help="reject models slower than this (ms per image, measured here)")
-    a("--depth", type=int, nargs=2, metavar=("MIN", "MAX"), help="layers (default 2 4)")
-    a("--filters", type=int, nargs=2, metavar=("MIN", "MAX"),
-      help="kernel count range of every layer (default 8 64); slim's wide network uses MAX")
+    a("--depth", type=int, nargs="+", metavar="N", help="convolutional layers: N, or a range "
+      "MIN MAX to search (default 2 4)")
+    a("--filters", type=int, nargs="+", metavar="N", help="kernels of every layer: N, or a range "
+      "MIN MAX to search (default 8 64); slim's wide network uses MAX")
     a("--filter-sampling", help="log (MIN, MIN*STEP, ...) or linear (MIN, MIN+STEP, ...)")
     a("--filter-step", type=int, help="the factor (log, default 2) or increment (linear, default 8) "
       "between kernel counts")
-    a("--blocks", type=csv_list(), help="comma-separated: plain, residual, separable")
-    a("--kernel-sizes", type=csv_list(int))
+    a("--blocks", type=csv_list(), help="comma-separated blocks to search: plain, residual, "
+      "separable (default plain)")
+    a("--kernel-sizes", type=csv_list(int), help="comma-separated kernel sizes to search (default 3)")
     a("--downsamples", type=csv_list(), help="comma-separated: max, avg, strided, none")
-    a("--dropouts", type=csv_list(float))
-    a("--learning-rates", type=csv_list(float))
+    a("--dropouts", type=csv_list(float), help="comma-separated dropout rates before the "
+      "classifier to search (default 0)")
+    a("--learning-rates", type=csv_list(float), help="comma-separated peak learning rates of the "
+      "shared recipe to search (default 0.003)")
     a("--batch-sizes", type=csv_list(int), help="comma-separated batch sizes to search "
       "(default: the shared recipe's, from the training-set size)")
     a("--objective", type=csv_list(), help="metric(s) to optimise (default val_accuracy); several "
@@ -74,10 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     a("--directory", help="where projects live (default runs)")
     a("--project", help="project name (default DATASET-MODE-TUNER)")
     a("--overwrite", action="store_true", help="start over instead of resuming")
-    a("--seed", type=int)
+    a("--seed", type=int, help="seed of the search: the oracle's draws, weights and shuffling "
+      "(default 0)")
     a("--export", type=int, metavar="N", help="export the best N models (default 0)")
-    a("--export-dir", help="default saved_models")
-    a("--export-name", help="served model name (default: the project name)")
+    a("--export-dir", metavar="DIR", help="TF Serving model root the --export models go to, as "
+      "EXPORT_DIR/MODEL_NAME/VERSION (default saved_models)")
+    a("--model-name", dest="export_name", metavar="NAME", help="served model name of the exported versions "
+      "(default: the project name)")
     a("--tensorboard", metavar="DIR", help="write TensorBoard logs (with hparams) here")
     a("--distribution", help=f"multi-GPU trials: {', '.join(DISTRIBUTIONS)}")
     a("--train-limit", type=int, help="use only the first N training examples")
@@ -86,30 +97,60 @@ def build_parser() -> argparse.ArgumentParser:
       help="stop after this many rejected/failed trials in a row (default 10)")
     a("--slim-strength", type=float, help="slim: the L1 penalty of the wide network at the start, "
       "in loss units (higher prunes more)")
-    a("--slim-epochs", type=int, help="slim: epochs of the wide training (default --epochs)")
+    a("--slim-epochs", type=int, help="slim: epochs of the wide training (default: the shared "
+      "recipe's for the training set, not --epochs: pruning needs enough steps)")
     a("--workers", type=int, help="train on N local keras-tuner workers (a chief and N processes, "
       "each with cores/N TensorFlow threads; default 1: in-process)")
     a("--verbose", type=int, choices=(0, 1, 2), help="0: the summary only; 1 (default): a line "
       "per trial; 2: also Keras' per-epoch bars and keras-tuner's tables")
+    # Old spellings (see the vocabulary in tuning/README.md): still accepted, with a warning.
+    add_deprecated(p, "--export-name", "--model-name", "export_name")
+    add_deprecated(p, "--block", "--blocks", "blocks", type=csv_list())
     return p
+
+
+def flags_of(field_names: Sequence[str]) -> dict[str, str]:
+    """SearchConfig field -> the zoo-tune flag that sets it (for errors in the CLI's words)."""
+    flags = {name: "--" + name.replace("_", "-") for name in field_names}
+    flags.update(export_name="--model-name", fill_budget="--no-fill-budget")
+    return flags
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = vars(parser.parse_args(argv))
-    from cnnzoo.env import setup_tensorflow
-
-    setup_tensorflow()  # after parsing: --help and usage errors stay instant
-    import tuning
-    from tuning.config import SearchConfig, SearchError
-    from tuning.launcher import is_distributed_process, run_workers
-
+    for name in ("depth", "filters"):
+        if name in args:
+            try:
+                args[name] = range_or_value(args[name], f"--{name}")
+            except argparse.ArgumentTypeError as exc:
+                parser.error(str(exc))
     if "objective" in args:
         args["objective"] = args["objective"][0] if len(args["objective"]) == 1 else args["objective"]
+    # Everything up to the end of preflight needs no TensorFlow: a typo'd rule, a missing file
+    # or an unreachable budget is reported at once.
+    from tuning.config import SearchConfig, SearchError
+
+    def fail(exc: Exception) -> int:
+        message = flag_words(str(exc), flags_of(SearchConfig.field_names()))
+        print(f"zoo-tune: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+    try:
+        from tuning.preflight import preflight
+
+        config, _ = preflight(SearchConfig(**args), keep_data=True)
+    except SearchError as exc:
+        return fail(exc)
+    from cnnzoo.env import setup_tensorflow
+
+    setup_tensorflow()  # the search itself: now TensorFlow loads
+    import tuning
+    from tuning.launcher import is_distributed_process, run_workers
+
     role = os.environ.get("KERASTUNER_TUNER_ID")
     try:
-        config = SearchConfig(**args)
         if config.workers > 1 and not is_distributed_process():
             from tuning.driver import prepare
 
@@ -121,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   flush=True)
         result = tuning.search(config)
     except SearchError as exc:
-        print(f"zoo-tune: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(exc)
     except KeyboardInterrupt:
         print("zoo-tune: interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED

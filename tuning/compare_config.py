@@ -282,8 +282,7 @@ class RunGrid:
         lost = [b for b in config.budgets if b.key not in reachable]
         if lost:
             example = next(msg for (_, b), msg in grid.unreachable.items() if b == lost[0].key)
-            raise CompareError(f"budget {lost[0].label} is outside every rule's reachable "
-                               f"range: {example}")
+            raise CompareError(f"budget {lost[0].label} is reachable by no rule ({example})")
         return grid
 
     def network(self, budget: str) -> dict[str, Any]:

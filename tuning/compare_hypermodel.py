@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet TensorFlow before Keras imports it
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402

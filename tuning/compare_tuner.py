@@ -7,7 +7,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from zoo import _env  # noqa: F401  (quiet TensorFlow before it is imported)
+from cnnzoo.env import setup_tensorflow
+
+setup_tensorflow()  # quiet TensorFlow before Keras imports it
 
 import keras  # noqa: E402
 import keras_tuner as kt  # noqa: E402
@@ -15,7 +17,7 @@ import keras_tuner as kt  # noqa: E402
 import zoo  # noqa: E402
 
 from ._tf_leaks import custom_gradients_released  # noqa: E402
-from .budgets import measure_latency_ms  # noqa: E402
+from .constraints import measure_latency_ms  # noqa: E402
 from .compare_hypermodel import CompareHyperModel  # noqa: E402
 from .compare_oracle import RunListOracle  # noqa: E402
 from .compare_runs import RunProgress, append_run, read_runs  # noqa: E402

@@ -14,9 +14,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from zoo.budget import BudgetError
+
 from .choices import DISTRIBUTIONS, SEARCH_MODES, TUNER_NAMES
 
-__all__ = ["SearchConfig", "SearchError", "BudgetError", "SEED_SOURCES"]
+__all__ = ["SearchConfig", "SearchError", "SearchBudgetError", "BudgetError", "SEED_SOURCES"]
 
 DEFAULT_MAX_TRIALS = 10
 SEED_SOURCES = ("slim",)  # besides rule names: where a per-layer search's first trial comes from
@@ -34,8 +36,12 @@ class SearchError(ValueError):
     """A search that cannot start or cannot go on; the message says what to change."""
 
 
-class BudgetError(SearchError):
-    """No model of the search space meets the budget."""
+class SearchBudgetError(SearchError, BudgetError):
+    """No model of the search space meets the budget.
+
+    A `zoo.budget.BudgetError` (the project's one "this budget cannot be met" error: `except
+    zoo.budget.BudgetError`, or `tuning.BudgetError`, the same class, catches zoo's fitting errors
+    and this one) and a SearchError (what `tuning.search` raises for input it refuses)."""
 
 
 def _int(value: Any, name: str, low: int, *, optional: bool = False) -> None:
@@ -79,7 +85,7 @@ class SearchConfig:
     rules: tuple[str, ...] | None = None
     max_trials: int | None = None
     max_minutes: float | None = None
-    epochs: int = 5
+    epochs: int | None = None  # None: the shared recipe's (zoo.Recipe), from the training-set size
     executions_per_trial: int = 1
     max_params: int | None = None
     max_macs: int | None = None
@@ -135,7 +141,7 @@ class SearchConfig:
                               f"{', '.join(r for r in zoo.list_models() if r != 'custom')}")
         if self.max_trials is None:
             set_("max_trials", 1 if self.mode == "slim" else DEFAULT_MAX_TRIALS)
-        for name, low in (("max_trials", 1), ("epochs", 1), ("executions_per_trial", 1),
+        for name, low in (("max_trials", 1), ("executions_per_trial", 1),
                           ("export", 0), ("max_consecutive_failures", 1), ("verbose", 0),
                           ("rerank_top", 0), ("rerank_executions", 1), ("patience", 0),
                           ("workers", 1)):
@@ -145,7 +151,7 @@ class SearchConfig:
                               f"per-epoch bars too), got {self.verbose!r}")
         if self.max_rejections is None:
             set_("max_rejections", 4 * self.max_trials)
-        for name, low in (("max_rejections", 0), ("train_limit", 1), ("seed", 0),
+        for name, low in (("max_rejections", 0), ("train_limit", 1), ("seed", 0), ("epochs", 1),
                           ("slim_epochs", 1)):
             _int(getattr(self, name), name, low, optional=True)
         for name in ("max_params", "max_macs"):
@@ -199,7 +205,7 @@ class SearchConfig:
             if not isinstance(value, (str, os.PathLike)) or not str(value) or "\0" in str(value):
                 raise SearchError(f"{name} must be a path, got {value!r}")
         if self.export and self.export_name is not None:
-            from serving.names import validate_model_name
+            from .export_winners import validate_model_name
 
             try:
                 validate_model_name(self.export_name)

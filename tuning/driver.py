@@ -15,36 +15,30 @@ setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import copy
 import dataclasses
-import json
 import sys
-import tempfile
-import warnings
-from pathlib import Path
 from typing import Any, Sequence, TextIO
 
 import keras
 import keras_tuner as kt
 
 import zoo
-from cnnzoo.files import write_atomic
 
 from ._keras_tuner import create_objective, is_worker, owns_oracle
-from .budgets import Budgets, Costs, measure_costs
-from .config import BudgetError, SearchConfig, SearchError
+from .config import SearchBudgetError, SearchConfig, SearchError
+from .constraints import Budgets, MeasuredCosts, measure_costs
 from .hypermodel import ZooHyperModel
-from .plots import plot_filters, plot_pareto
+from .outputs import write_results
+from .preflight import preflight
 from .project_settings import check_settings, save_settings
-from .report import doubling_reference, write_report
 from .rerank import rerank
-from .results import (COST_METRICS, SearchResult, leaderboard_rows, metric_direction, pareto_front,
-                      primary_metric, rank_rows, write_leaderboard)
+from .results import COST_METRICS, SearchResult, leaderboard_rows, metric_direction, primary_metric, rank_rows
+from .slim_profile import SLIM_FILE, learn_or_load, read_slim
 from .tuners import gc_frozen, make_tuner
 
-__all__ = ["search", "SearchConfig", "SearchError", "BudgetError", "make_objective",
-           "check_budget_feasible", "SETTINGS_FILE", "SLIM_FILE"]
+__all__ = ["search", "SearchConfig", "SearchError", "SearchBudgetError", "make_objective",
+           "check_budget_feasible", "prepare", "SETTINGS_FILE", "SLIM_FILE"]
 
 SETTINGS_FILE = "zoo_settings.json"
-SLIM_FILE = "slim.json"
 
 
 def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
@@ -64,8 +58,8 @@ def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
     return objs[0] if len(objs) == 1 else objs
 
 
-def check_budget_feasible(hypermodel: ZooHyperModel) -> Costs | None:
-    """Raise BudgetError when even the smallest model of the space is over budget.
+def check_budget_feasible(hypermodel: ZooHyperModel) -> MeasuredCosts | None:
+    """Raise SearchBudgetError when even the smallest model of the space is over budget.
 
     Every layer has at least `filters[0]` kernels (1 when trials are scaled to fill the budget)
     and there are at least `depth[0]` layers, so that network (for each block/kernel
@@ -77,7 +71,7 @@ def check_budget_feasible(hypermodel: ZooHyperModel) -> Costs | None:
         return None
     filling = hypermodel.fill_budget and budgets.size_budgets
     fmin, dmin = (1 if filling else hypermodel.filters[0]), hypermodel.depth[0]
-    best: tuple[Costs, str] | None = None
+    best: tuple[MeasuredCosts, str] | None = None
     for block in hypermodel.blocks:
         for k in hypermodel.kernel_sizes:
             for ds in hypermodel.downsamples:
@@ -94,20 +88,9 @@ def check_budget_feasible(hypermodel: ZooHyperModel) -> Costs | None:
     keras.backend.clear_session()
     assert best is not None
     costs, what = best
-    raise BudgetError(f"no model in the search space meets the budget: the smallest ({what}) has "
+    raise SearchBudgetError(f"no model in the search space meets the budget: the smallest ({what}) has "
                       f"{'; '.join(budgets.violations(costs))}; raise the budget or lower "
                       f"depth/filters minimums")
-
-
-def _check_directory(directory: Any, name: str) -> Path:
-    path = Path(directory)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as exc:
-        raise SearchError(f"{name} {str(path)!r} is not writable: {exc.strerror or exc}") from None
-    return path
 
 
 def _distribution(name: str | None) -> Any:
@@ -118,18 +101,13 @@ def _distribution(name: str | None) -> Any:
     return tf.distribute.MirroredStrategy()
 
 
-def prepare(config: SearchConfig) -> tuple[Any, ZooHyperModel, Any]:
-    """The data, the hypermodel and the objective of `config`; every input error is a
-    SearchError, raised before anything trains (also what `zoo-tune --workers` checks first)."""
+def prepare(config: SearchConfig) -> tuple[SearchConfig, Any, ZooHyperModel, Any]:
+    """(config with its epochs fixed, the data, the hypermodel, the objective) of `config`; every
+    input error is a SearchError, raised before anything trains (also what `zoo-tune --workers`
+    checks first). The TensorFlow-free checks come first (tuning.preflight)."""
+    config, data = preflight(config)
     try:
         obj = make_objective(config.objective)
-        if isinstance(config.dataset, zoo.datasets.Dataset):
-            data = config.dataset
-        elif isinstance(config.dataset, str):
-            data = zoo.datasets.load(config.dataset)
-        else:
-            raise SearchError(f"dataset must be a zoo.datasets name ({', '.join(zoo.datasets.list_datasets())}) "
-                              f"or a zoo.datasets.Dataset, got {type(config.dataset).__name__}")
         budgets = Budgets(max_params=config.max_params, max_macs=config.max_macs,
                           max_latency_ms=config.max_latency_ms)
         hypermodel = ZooHyperModel(
@@ -144,16 +122,14 @@ def prepare(config: SearchConfig) -> tuple[Any, ZooHyperModel, Any]:
             monitor=primary_metric(create_objective(obj)))
     except SearchError:
         raise
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:  # bad data: one line
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:  # bad input: one line
         raise SearchError(str(exc)) from None
     if owns_oracle():
         check_settings(config.project_dir / SETTINGS_FILE, config.settings(), overwrite=config.overwrite,
                        error=SearchError)
-    _check_directory(config.directory, "directory")
-    if config.export:
-        _check_directory(config.export_dir, "export_dir")
-    check_budget_feasible(hypermodel)
-    return data, hypermodel, obj
+    if budgets.needs_latency:  # params and MACs were counted by preflight; latency is measured
+        check_budget_feasible(hypermodel)
+    return config, data, hypermodel, obj
 
 
 def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | str = "stdout",
@@ -187,7 +163,7 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | s
         raise SearchError(f"{exc}; valid: {', '.join(SearchConfig.field_names())}") from None
     if not all(isinstance(c, keras.callbacks.Callback) for c in callbacks):
         raise SearchError(f"callbacks must be keras.callbacks.Callback instances, got {list(callbacks)!r}")
-    data, hypermodel, obj = prepare(config)
+    config, data, hypermodel, obj = prepare(config)
     project = config.project_name
     project_dir = config.project_dir
     chief_or_local = owns_oracle()
@@ -203,6 +179,8 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | s
                    max_rejections=config.max_rejections,
                    cover="rule" if config.space_mode == "rule" else None,
                    max_seconds=None if config.max_minutes is None else 60.0 * config.max_minutes)
+    if config.mode == "slim":
+        t.free_widths = "slim"  # its one trial is slim's profile, as the leaderboard says
     x, y = ((data.x_train, data.y_train) if config.train_limit is None
             else (data.x_train[:config.train_limit], data.y_train[:config.train_limit]))
     slim = None
@@ -210,7 +188,7 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | s
         save_settings(project_dir / SETTINGS_FILE, config.settings())
         # Seeds are the oracle's: set before it hands out the first trial.
         if config.seed_source == "slim":
-            slim = _learn_slim(config, hypermodel, data, x, y, project_dir, progress)
+            slim = learn_or_load(config, hypermodel, data, x, y, project_dir, progress)
             t.oracle.seed_values = [hypermodel.layer_values(slim.profile)]
         elif config.seed_source:
             t.oracle.seed_values = [hypermodel.rule_values(config.seed_source)]
@@ -232,7 +210,7 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | s
         last = t.oracle.trials[t.oracle.end_order[-1]] if t.oracle.end_order else None
         rejection = t.oracle.rejection(last.trial_id) if last is not None else None
         if rejection is not None:
-            raise BudgetError(
+            raise SearchBudgetError(
                 f"no model meets the budget: {n} trials in a row were rejected (last: "
                 f"{'; '.join(rejection.violations)}); raise --max-params/--max-macs/"
                 f"--max-latency-ms or narrow --depth/--filters") from None
@@ -245,7 +223,7 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | s
         # The chief owns the oracle and writes the results once every trial is done.
         return SearchResult(t, hypermodel, project_dir, metric, [], hypermodel.budgets)
     if slim is None and (project_dir / SLIM_FILE).exists():
-        slim = _read_slim(project_dir)
+        slim = read_slim(project_dir)
     origins = _origins(t, config)
     settings = _report_settings(config, hypermodel, len(x))
     direction = metric_direction(objective_obj, metric)
@@ -266,57 +244,7 @@ def search(config: SearchConfig | None = None, /, *, progress: TextIO | None | s
                               progress=progress if config.verbose else None)
             rows = rank_rows(rows, direction, reranked=reranked,
                              search_runs=config.executions_per_trial)
-        return _write_results(t, hypermodel, data, project_dir, config, rows, settings, slim)
-
-
-def _learn_slim(config: SearchConfig, hypermodel: ZooHyperModel, data: Any, x: Any, y: Any,
-                project_dir: Path, progress: TextIO | None) -> Any:
-    """The slim profile: learned once per project (kept in slim.json, so a resume reuses it)."""
-    from . import slim
-
-    saved = _read_slim(project_dir)
-    if saved is not None:
-        return saved
-    defaults = {hp.name: hp.default for hp in hypermodel.declared_space().space}
-    resource = "params"
-    if config.max_params is not None or config.max_macs is not None:
-        # The penalty weighs the resource whose budget binds the fitted network (with both).
-        resource = slim.binding_resource(
-            [hypermodel.filters[1]] * hypermodel.depth[1], max_params=config.max_params,
-            max_macs=config.max_macs, input_shape=hypermodel.input_shape,
-            num_classes=hypermodel.num_classes, block=defaults["block"],
-            kernel_size=defaults["kernel_size"], downsample=defaults["downsample"],
-            downsample_every=hypermodel.downsample_every)
-    if progress is not None and config.verbose:
-        print(f"slim: training the wide model ({hypermodel.depth[1]} layers x "
-              f"{hypermodel.filters[1]} kernels, {resource}-weighted L1 on BatchNorm scales)",
-              file=progress, flush=True)
-    kwargs: dict[str, Any] = {}
-    if config.slim_strength is not None:
-        kwargs["strength"] = config.slim_strength
-    result = slim.learn_profile(
-        x, y, input_shape=hypermodel.input_shape, num_classes=hypermodel.num_classes,
-        depth=hypermodel.depth[1], max_filters=hypermodel.filters[1], block=defaults["block"],
-        kernel_size=defaults["kernel_size"], downsample=defaults["downsample"],
-        downsample_every=hypermodel.downsample_every, resource=resource,
-        epochs=config.slim_epochs or config.epochs, learning_rate=defaults["learning_rate"],
-        validation_data=(data.x_val, data.y_val), seed=config.seed,
-        verbose=0 if config.verbose < 2 else 2, **kwargs)
-    keras.backend.clear_session()
-    write_atomic(project_dir / SLIM_FILE, json.dumps(result.to_dict(), indent=1) + "\n")
-    if progress is not None and config.verbose:
-        print(f"slim: learned profile {'-'.join(map(str, result.profile))} in {result.seconds:.0f}s",
-              file=progress, flush=True)
-    return result
-
-
-def _read_slim(project_dir: Path) -> Any:
-    from . import slim
-
-    try:
-        return slim.SlimResult.from_dict(json.loads((project_dir / SLIM_FILE).read_text(encoding="utf-8")))
-    except (OSError, ValueError):  # missing or damaged: learn it again
-        return None
+        return write_results(t, hypermodel, data, project_dir, config, rows, settings, slim)
 
 
 def _origins(tuner: kt.Tuner, config: SearchConfig) -> dict[str, str]:
@@ -336,106 +264,3 @@ def _report_settings(config: SearchConfig, hypermodel: ZooHyperModel, n_train: i
             "seed trial": config.seed_source or "none", "max_trials": config.max_trials,
             "epochs": config.epochs, "executions_per_trial": config.executions_per_trial,
             "objective": str(config.objective), "seed": config.seed, "train examples": n_train}
-
-
-def _write_results(t: kt.Tuner, hypermodel: ZooHyperModel, data: Any, project_dir: Path,
-                   config: SearchConfig, rows: list[dict[str, Any]], settings: dict[str, Any],
-                   slim: Any) -> SearchResult:
-    """Test accuracy of the best, leaderboard.csv, plots, exports and report.md (chief or local)."""
-    metric = primary_metric(t.oracle.objective)
-    best_rows = [r for r in rows if r["status"] == "COMPLETED"][:max(1, config.export)]
-    models: list[tuple[Any, keras.Model]] = []
-    for row in best_rows:
-        # Leaderboard order (not oracle.get_best_trials, whose order of ties changes on reload).
-        trial = t.oracle.get_trial(row["trial"])
-        with warnings.catch_warnings():
-            # keras-tuner reloads weights into a fresh, unbuilt optimizer: harmless here.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = t.load_model(trial)
-        row["test_accuracy"] = round(float(model.evaluate(data.x_test, data.y_test, verbose=0)[1]), 4)
-        models.append((trial, model))
-    leaderboard_path = write_leaderboard(rows, project_dir / "leaderboard.csv", metric)
-    front = pareto_front(rows, cost="params", direction=metric_direction(t.oracle.objective, metric))
-    done = [r for r in rows if r["status"] == "COMPLETED"]
-    reference = doubling_reference(done[0], hypermodel, t.oracle.get_trial(done[0]["trial"]).hyperparameters) if done else None
-    plots = {"pareto": plot_pareto(rows, front, project_dir / "pareto.png", metric),
-             "filters": plot_filters(done[:5], reference.filters if reference else None,
-                                     project_dir / "filters.png", metric)}
-    exported = _export(models[:config.export], data, t, config.export_dir,
-                       config.export_name or config.project_name, metric,
-                       config.project_name) if config.export and models else []
-    untried = [r for r in hypermodel.rules if not any(row["rule"] == r for row in done)]
-    report = write_report(project_dir / "report.md", rows=rows, front=front, metric=metric,
-                          settings=settings, budgets=hypermodel.budgets.to_dict(),
-                          reference=reference, exported=exported, untried_rules=untried,
-                          slim=slim, slim_reference=_slim_reference(slim, hypermodel))
-    keras.backend.clear_session()
-    return SearchResult(t, hypermodel, project_dir, metric, rows, hypermodel.budgets,
-                        report_path=report, leaderboard_path=leaderboard_path, plots=plots,
-                        exported=exported)
-
-
-def _slim_reference(learned: Any, hypermodel: ZooHyperModel) -> dict[str, list[int]] | None:
-    """The learned profile as the trial builds it and doubling at the same depth, both for the
-    slim network's own architecture and fitted to the budget (as learned, without one)."""
-    if learned is None:
-        return None
-    from . import slim
-
-    budgets = hypermodel.budgets.size_budgets
-    try:
-        fitted = slim.fit_profile(learned, **budgets) if budgets else list(learned.profile)
-        doubling = zoo.plan("doubling", depth=len(learned.profile), **learned.arch,
-                            **(budgets or {"base_filters": learned.profile[0]}))
-    except ValueError:
-        return None
-    return {"slim": list(fitted), "doubling": list(doubling)}
-
-
-def _export(ranked: list[tuple[Any, keras.Model]], data: Any, tuner: kt.Tuner, export_dir: Any,
-            name: str, metric: str, project: str) -> list[Any]:
-    """Export the best models as versions of `name`, best last (so `latest` serves it), label it stable."""
-    from serving import export as export_model
-    from serving.exporter import ExportedVersion
-    from serving.model_server_config import set_version_label
-    from serving.versions import version_dirs
-
-    where = str(Path(tuner.project_dir).resolve())
-    previous = _previous_exports(version_dirs(Path(export_dir) / name), where)
-    if all(trial.trial_id in previous for trial, _ in ranked):
-        # A rerun of a finished search: the same models are already exported; do not add copies.
-        out = [ExportedVersion(previous[t.trial_id][1], name, previous[t.trial_id][0])
-               for t, _ in ranked]
-        set_version_label(export_dir, name, "stable", out[0].version)
-        return out
-    out = []
-    for rank, (trial, model) in reversed(list(enumerate(ranked, 1))):
-        loss, acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
-        meta = {"hyperparameters": {k: v for k, v in trial.hyperparameters.values.items()
-                                    if not k.startswith("tuner/")},
-                "metrics": {metric: float(trial.metrics.get_best_value(metric)),
-                            "test_loss": float(loss), "test_accuracy": float(acc)},
-                "search": {"project": project, "directory": where, "trial": trial.trial_id,
-                           "rank": rank}}
-        # keras-tuner reloads the trial's trained weights into a fresh build: trained, though its
-        # new optimizer has taken no step.
-        out.append(export_model(model, export_dir, name=name, class_names=list(data.class_names),
-                                metadata=meta, trained=True))
-    out.reverse()  # best first
-    set_version_label(export_dir, name, "stable", out[0].version)
-    return out
-
-
-def _previous_exports(versions: dict[int, Path], project_dir: str) -> dict[str, tuple[int, Path]]:
-    """trial id -> (version, path) of versions this project exported before (newest wins)."""
-    from serving.metadata import read_metadata  # serving owns the on-disk format
-
-    found: dict[str, tuple[int, Path]] = {}
-    for version, path in sorted(versions.items()):
-        try:
-            search_meta = read_metadata(path)["metadata"]["search"]
-        except (ValueError, KeyError, TypeError):
-            continue
-        if search_meta.get("directory") == project_dir:
-            found[str(search_meta.get("trial"))] = (version, path.resolve())
-    return found

@@ -37,7 +37,7 @@ from ._tf_leaks import custom_gradients_released
 from .choices import MODES
 from zoo.budget import TOLERANCE, BudgetError
 
-from .budgets import Budgets, Costs, Rejection, measure_costs
+from .constraints import Budgets, MeasuredCosts, Rejection, measure_costs
 
 __all__ = ["ZooHyperModel", "MODES", "CostLogger", "OverBudget"]
 
@@ -115,7 +115,7 @@ class CostLogger(keras.callbacks.Callback):
     multi-objective such as `[Objective("val_accuracy","max"), Objective("params","min")]` works.
     """
 
-    def __init__(self, costs: Costs) -> None:
+    def __init__(self, costs: MeasuredCosts) -> None:
         super().__init__()
         self.costs = costs
 
@@ -363,7 +363,7 @@ class ZooHyperModel(kt.HyperModel):
         # would abort the whole search instead of rejecting one trial.
         return self.build_unchecked(hp)
 
-    def check_budgets(self, model: keras.Model) -> Costs:
+    def check_budgets(self, model: keras.Model) -> MeasuredCosts:
         """The model's costs, or OverBudget if it breaks a budget."""
         costs = measure_costs(model)
         problems = self.budgets.violations(costs, slack=TOLERANCE if self.fill_budget else 0.0)
@@ -392,5 +392,5 @@ class ZooHyperModel(kt.HyperModel):
         # scope) rather than recompiling here, outside it.
         model.optimizer.learning_rate = recipe.learning_rate_schedule(
             n_train, epochs=kwargs.get("epochs", 1) - kwargs.get("initial_epoch", 0))
-        with custom_gradients_released():  # else each trial's graphs stay alive (~10 MiB a trial)
+        with custom_gradients_released():  # else every trial's graphs stay alive
             return model.fit(*args, callbacks=callbacks, **kwargs)

@@ -28,7 +28,7 @@ import keras_tuner as kt
 
 from cnnzoo.files import write_atomic
 
-from .budgets import Rejection
+from .constraints import Rejection
 
 __all__ = ["ZooOracleMixin", "RandomSearchOracle", "BayesianOptimizationOracle", "HyperbandOracle",
            "GridSearchOracle", "ORACLES"]

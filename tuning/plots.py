@@ -40,6 +40,13 @@ def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
                    label="rejected (over budget)")
     if done and max(r["params"] for r in done) > 10 * min(r["params"] for r in done):
         ax.set_xscale("log")
+    elif done:
+        # Budget-filled trials sit within a few percent of each other (one alone has no spread):
+        # show at least +-10% around them, so matplotlib does not zoom into rounding noise.
+        lo, hi = min(r["params"] for r in done), max(r["params"] for r in done)
+        mid = (lo + hi) / 2
+        if hi - lo < 0.2 * mid:
+            ax.set_xlim(mid * 0.9, mid * 1.1)
     ax.set_xlabel("parameters")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} vs parameters ({len(done)} trained trials)")
@@ -53,8 +60,9 @@ def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
 
 
 def plot_filters(best: Sequence[dict[str, Any]], reference: Sequence[int] | None, path: Path,
-                 metric: str) -> Path:
-    """Per-layer kernel counts of `best` rows (their `filters` "a-b-c"), plus a doubling reference."""
+                 metric: str, reference_label: str | None = None) -> Path:
+    """Per-layer kernel counts of `best` rows (their `filters` "a-b-c"), plus a doubling reference
+    labelled `reference_label` (how it was made)."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for r in best:
         if not r["filters"]:
@@ -64,7 +72,7 @@ def plot_filters(best: Sequence[dict[str, Any]], reference: Sequence[int] | None
         ax.plot(range(len(f)), f, marker="o", label=label)
     if reference:
         ax.plot(range(len(reference)), list(reference), "k:", marker=".",
-                label="doubling, same depth and first width")
+                label=reference_label or "doubling, same depth and first width")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel("kernels (filters)")

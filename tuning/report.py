@@ -45,34 +45,46 @@ def doubling_reference(best: dict[str, Any], hypermodel: Any, hp: Any) -> Refere
     return Reference(list(plan), costs.params, how)
 
 
+def _cell(key: str, v: Any) -> str:
+    if isinstance(v, float) and key == "latency_ms":
+        return f"{v:.2f}"
+    if isinstance(v, float):
+        return f"{v:.4f}" if abs(v) < 100 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return str(v)
+
+
 def _table(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str]]) -> list[str]:
-    out = ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = []
-        for _, key in cols:
-            v = r.get(key, "")
-            if isinstance(v, float) and key == "latency_ms":
-                v = f"{v:.2f}"
-            elif isinstance(v, float):
-                v = f"{v:.4f}" if abs(v) < 100 else f"{v:,.0f}"
-            elif isinstance(v, int):
-                v = f"{v:,}"
-            cells.append(str(v).replace("|", "/"))
-        out.append("| " + " | ".join(cells) + " |")
-    return out
+    """A GitHub Markdown table of `rows` (dicts) with `cols` = (header, key) pairs."""
+    from tabulate import tabulate
+
+    body = [[_cell(key, r.get(key, "")) for _, key in cols] for r in rows]
+    # numbers right-aligned, as a reader compares them
+    align = ["right" if any(isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
+                            for r in rows) else "left" for _, key in cols]
+    # disable_numparse: cells are formatted already ("1,234" must not be re-read as a number)
+    return tabulate(body, headers=[h for h, _ in cols], tablefmt="github", colalign=align,
+                    disable_numparse=True).splitlines()
 
 
 def _slim_section(slim: Any, fitted: dict[str, list[int]] | None) -> list[str]:
     """The learned profile beside doubling's: how many kernels each layer asked for."""
+    from .slim_profile import pruning_note
+
     L = ["## Learned widths (slim)", "",
          f"One training of the wide network ({'-'.join(map(str, slim.wide))}) with a "
          f"{slim.resource}-weighted L1 penalty on BatchNorm scales (strength {slim.strength:g}, "
-         f"{slim.epochs} epochs, {slim.seconds:.0f} s) left these channels alive.", "",
-         "| layer | wide | live | fitted to the budget | doubling (same budget) |", "|---|---|---|---|---|"]
+         f"{slim.epochs} epochs, {slim.seconds:.0f} s) left these channels alive.", ""]
+    note = pruning_note(slim)
+    if note:
+        L += [f"**Warning:** {note}.", ""]
     learned = (fitted or {}).get("slim") or [""] * len(slim.profile)
     doubling = (fitted or {}).get("doubling") or [""] * len(slim.profile)
-    for i, (w, p, f, d) in enumerate(zip(slim.wide, slim.profile, learned, doubling)):
-        L.append(f"| {i} | {w} | {p} | {f} | {d} |")
+    rows = [{"layer": i, "wide": w, "live": p, "fitted": f, "doubling": d}
+            for i, (w, p, f, d) in enumerate(zip(slim.wide, slim.profile, learned, doubling))]
+    L += _table(rows, [("layer", "layer"), ("wide", "wide"), ("live", "live"),
+                       ("fitted to the budget", "fitted"), ("doubling (same budget)", "doubling")])
     return L + [""]
 
 
@@ -85,8 +97,8 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
     rejected = [r for r in rows if r["status"] == "REJECTED"]
     failed = [r for r in rows if r["status"] not in ("COMPLETED", "REJECTED")]
     L = [f"# zoo-tune report: {settings.get('project', '')}", ""]
-    L += ["| setting | value |", "|---|---|"]
-    L += [f"| {k} | {v} |" for k, v in settings.items()]
+    L += _table([{"setting": k, "value": v} for k, v in settings.items()],
+                [("setting", "setting"), ("value", "value")])
     L += ["", f"Trials: {len(rows)} ({len(done)} trained, {len(rejected)} rejected over budget, "
               f"{len(failed)} failed or unfinished).", ""]
 
@@ -119,20 +131,33 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
         if reference:
             f = [int(x) for x in str(best["filters"]).split("-")]
             L += [f"### Winner's per-layer filters vs the doubling plan (same depth, {reference.how})",
-                  "", "| layer | winner | doubling |", "|---|---|---|"]
-            L += [f"| {i} | {a} | {b} |" for i, (a, b) in enumerate(zip(f, reference.filters))]
+                  ""]
+            L += _table([{"layer": i, "winner": a, "doubling": b}
+                         for i, (a, b) in enumerate(zip(f, reference.filters))],
+                        [("layer", "layer"), ("winner", "winner"), ("doubling", "doubling")])
             if reference.params:
                 L += ["", f"Winner: {best['params']:,} params; that doubling model: "
                           f"{reference.params:,} params ({best['params'] / reference.params:.2f}x)."]
             L += [""]
-        per_rule: dict[str, dict[str, Any]] = {}
-        for r in done:
-            per_rule.setdefault(r["rule"], r)
-        L += ["## Best model per rule", ""] + _table(list(per_rule.values()), cols) + [""]
-        L += [f"## Pareto front ({metric} vs parameters)", "",
-              "Trained trials that no other trial beats on both accuracy and parameter count.", ""]
-        L += _table(front, cols) + [""]
-        L += ["## Leaderboard (top 10)", ""] + _table(done[:10], cols) + [""]
+        if len(done) == 1:
+            # One trained trial: one table (a per-rule table, a front and a leaderboard of the
+            # same row would only repeat it).
+            L += ["## The trained trial", ""] + _table(done, cols) + [""]
+        else:
+            per_rule: dict[str, dict[str, Any]] = {}
+            for r in done:
+                per_rule.setdefault(r["rule"], r)
+            if len(per_rule) > 1:
+                L += ["## Best model per rule", ""] + _table(list(per_rule.values()), cols) + [""]
+            if len(front) > 1:
+                L += [f"## Pareto front ({metric} vs parameters)", "",
+                      "Trained trials that no other trial beats on both accuracy and parameter "
+                      "count.", ""]
+                L += _table(front, cols) + [""]
+            else:
+                L += [f"Pareto front ({metric} vs parameters): the winner alone; no other trial "
+                      "is smaller or more accurate.", ""] if front else []
+            L += ["## Leaderboard (top 10)", ""] + _table(done[:10], cols) + [""]
     else:
         L += ["## Winner", "", "No trial finished training.", ""]
     L += ["## Rejected and failed trials", ""]

@@ -17,7 +17,7 @@ from cnnzoo.files import atomic_open
 import keras
 import keras_tuner as kt
 from ._keras_tuner import MultiObjective
-from .budgets import Rejection
+from .constraints import Rejection
 from .rerank import rerank_mean
 from .tuners import trial_reason, trial_status
 
@@ -68,10 +68,13 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, origins: dict[str, str
         values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
         status = trial_status(trial, tuner.project_dir)
         row: dict[str, Any] = {c: "" for c in LEADERBOARD_COLUMNS}
-        row.update(trial=trial.trial_id, status=status, origin=(origins or {}).get(trial.trial_id, ""),
+        origin = (origins or {}).get(trial.trial_id, "")
+        row.update(trial=trial.trial_id, status=status, origin=origin,
                    reason=trial_reason(trial, tuner.project_dir) if status != "COMPLETED" else "",
                    hyperparameters=json.dumps(values, sort_keys=True, default=str),
-                   rule=values.get("rule", "per_layer"), block=values.get("block", ""),
+                   # slim's trial has per-layer values, but its widths are slim's, not a draw's
+                   rule=values.get("rule", "slim" if origin == "slim" else "per_layer"),
+                   block=values.get("block", ""),
                    depth=values.get("depth", ""))
         try:
             plan = hypermodel.plan(hp.copy())

@@ -1,8 +1,8 @@
 """keras-tuner's own tuners, built around tuning's oracles, each reporting one line per trial.
 
 The additions (`_ZooTunerMixin`, hooks keras-tuner offers for subclassing): a rejected trial's
-`Rejection` is saved in its folder (`run_trial`), one progress line per finished trial with an
-overall bar (`on_trial_end`), a frozen garbage collector and no per-failure traceback from
+`Rejection` is saved in its folder (`run_trial`), one progress line per finished trial behind
+tqdm's meter (`on_trial_end`), a frozen garbage collector and no per-failure traceback from
 keras-tuner during `search`, and a distinct seed per execution of a trial. The search algorithms,
 resume (`overwrite=False` reloads the oracle) and chief/worker mode are keras-tuner's.
 """
@@ -21,9 +21,10 @@ import warnings
 from typing import Any, Iterator, Mapping, Sequence, TextIO
 
 import keras_tuner as kt
+from tqdm import tqdm
 
 from ._keras_tuner import is_worker, tracebacks_silenced
-from .budgets import Rejection
+from .constraints import Rejection
 from .hypermodel import OverBudget
 from .oracles import ORACLES
 
@@ -48,14 +49,17 @@ def trial_reason(trial: kt.engine.trial.Trial, project_dir: str | os.PathLike) -
 
 
 def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name: str,
-                  project_dir: str | os.PathLike, seconds: float | None) -> str:
+                  project_dir: str | os.PathLike, seconds: float | None,
+                  free_widths: str = "per_layer") -> str:
+    """One line per finished trial; `free_widths` names a trial without a rule (its widths are
+    per-layer values: "per_layer", or "slim" for slim's learned profile)."""
     status = trial_status(trial, project_dir)
     parts = [f"trial {trial.trial_id}", status]
     try:
         values = trial.hyperparameters.values
         plan = hypermodel.plan(trial.hyperparameters.copy())
         filters = "-".join(map(str, plan))
-        parts.append(f"{values.get('rule', 'per_layer')}/{values.get('block', '?')} filters={filters}")
+        parts.append(f"{values.get('rule', free_widths)}/{values.get('block', '?')} filters={filters}")
     except Exception as exc:  # a report line must never stop the search
         parts.append(f"(architecture unavailable: {exc})")
     m = trial.metrics
@@ -73,36 +77,29 @@ def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name:
     return " ".join(parts)
 
 
-def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-def _bar(done: int, total: int | None, elapsed: float, limit: float | None = None,
-         width: int = 12) -> str:
-    """`[#####-------] 5/12 trials, 1m02s` (+ time left); with a time budget the bar is the time
-    used of it; without either, just the count."""
-    clock = _clock(elapsed)
+def _bar(done: int, total: int | None, elapsed: float, limit: float | None = None) -> str:
+    """tqdm's meter as one line before a trial's line (`[5/12 trials |#####     | 01:02<01:26]`): with a time
+    budget the bar is the time used of it; without either, the count and the clock."""
     if limit:
-        filled = min(width, round(width * elapsed / limit))
-        return f"[{'#' * filled}{'-' * (width - filled)}] {done} trials, {clock} of {_clock(limit)}"
+        return tqdm.format_meter(min(elapsed, limit), limit, elapsed, ncols=60, ascii=" #",
+                                 bar_format=f"[{done} trials |{{bar}}| {{elapsed}} of {_clock(limit)}]")
     if not total:
-        return f"[{done} trials, {clock}]"
-    filled = min(width, round(width * done / total))
-    left = ""
-    if 0 < done < total:
-        rest = elapsed / done * (total - done)
-        left = f", ~{_clock(rest)} left"
-    return f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total} trials, {clock}{left}"
+        return tqdm.format_meter(done, None, elapsed, bar_format="[{n_fmt} trials, {elapsed}]")
+    return tqdm.format_meter(min(done, total), total, elapsed, ncols=60, ascii=" #",
+                             bar_format="[{n_fmt}/{total_fmt} trials |{bar}| {elapsed}<{remaining}]")
+
+
+def _clock(seconds: float) -> str:
+    return tqdm.format_interval(seconds)
 
 
 @contextlib.contextmanager
 def gc_frozen() -> Iterator[None]:
-    """Keep the objects alive now (TF, Keras, the data: ~400k) out of the collector's way.
+    """Keep the objects alive now (TF, Keras, the data) out of the collector's way.
 
     Each trial runs two full collections (`clear_session()`'s and keras-tuner's `_try_build`'s),
-    and each walked every object TensorFlow ever imported: ~0.07 s apiece, about a fifth of the
-    per-trial overhead of a small search. `gc.freeze()` (CPython's tool for long-lived heaps) moves
-    those objects to a permanent generation, so the collections walk only what the trials create.
+    and each would walk every object TensorFlow ever imported. `gc.freeze()` (CPython's tool for
+    long-lived heaps) moves those objects to a permanent generation, so the collections walk only what the trials create.
     Reference counting still frees frozen objects; `unfreeze` hands them back at the end.
     """
     gc.collect()  # what is garbage now must not become immortal
@@ -117,6 +114,7 @@ class _ZooTunerMixin:
     """See the module docstring."""
 
     progress_stream: TextIO | None = sys.stdout
+    free_widths = "per_layer"  # what the progress line calls a trial without a rule
     _zoo_execution = 0  # which execution of the running trial is next (run_trial resets it)
     _zoo_trained = 0  # trials this process saw end, for workers (their oracle has no trial table)
 
@@ -174,7 +172,7 @@ class _ZooTunerMixin:
         now = time.perf_counter()
         name = getattr(self.oracle.objective, "name", "score")
         line = progress_line(ended, self.hypermodel, name, self.project_dir,
-                             now - getattr(self, "_zoo_started", now))
+                             now - getattr(self, "_zoo_started", now), self.free_widths)
         limit = getattr(self.oracle, "max_seconds", None)
         if limit:  # the oracle's clock started when it was made (a slim training counts too)
             bar = _bar(done, total, time.monotonic() - self.oracle.started, limit)

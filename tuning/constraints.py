@@ -1,4 +1,6 @@
-"""Budgets (max parameters, max MACs, max measured latency) and the costs a model is checked against.
+"""A search's constraints: budgets (max parameters, max MACs, max measured latency), the measured
+costs a model is checked against, and the record of a rejected trial. (Fitting widths *to* a budget
+is `zoo.budget`'s job; this module only checks and measures.)
 
 Parameters and MACs come from `zoo.describe` (exact, no training needed). Latency is measured on
 this machine: the median of a few timed single-image calls of the model traced into a graph, as
@@ -26,7 +28,7 @@ from cnnzoo.env import setup_tensorflow
 
 setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
-__all__ = ["Budgets", "Costs", "Rejection", "measure_costs", "measure_latency_ms"]
+__all__ = ["Budgets", "MeasuredCosts", "Rejection", "measure_costs", "measure_latency_ms"]
 
 # In a rejected trial's folder; in chief/worker mode the folder is shared (keras-tuner requires it
 # for checkpoints), so the chief reads what a worker recorded.
@@ -82,7 +84,7 @@ class Budgets:
     def needs_latency(self) -> bool:
         return self.max_latency_ms is not None
 
-    def violations(self, costs: "Costs", slack: float = 0.0) -> list[str]:
+    def violations(self, costs: "MeasuredCosts", slack: float = 0.0) -> list[str]:
         """Human-readable reasons `costs` breaks this budget (empty when it fits).
 
         `slack` lets params and MACs exceed their budget by that fraction: a model fitted to the
@@ -103,8 +105,10 @@ class Budgets:
 
 
 @dataclass(frozen=True)
-class Costs:
-    """What a model costs: parameters, multiply-accumulates per image, measured latency (ms)."""
+class MeasuredCosts:
+    """What a built model costs: parameters and multiply-accumulates per image (as `zoo.describe`
+    counts them) and, when measured here, its latency in ms (`zoo.costs.Costs` is the counted
+    params/MACs of a plan, before anything is built)."""
 
     params: int
     macs: int
@@ -121,7 +125,7 @@ class Costs:
 class Rejection:
     """A trial that was never trained: what its model cost and which budgets that broke."""
 
-    costs: Costs
+    costs: MeasuredCosts
     violations: tuple[str, ...]
 
     @property
@@ -143,7 +147,7 @@ class Rejection:
         try:
             with open(cls._path(project_dir, trial_id), encoding="utf-8") as fh:
                 d = json.load(fh)
-            return cls(Costs(**d["costs"]), tuple(str(v) for v in d["violations"]))
+            return cls(MeasuredCosts(**d["costs"]), tuple(str(v) for v in d["violations"]))
         except (OSError, ValueError, TypeError, KeyError):
             return None
 
@@ -151,10 +155,9 @@ class Rejection:
 def measure_latency_ms(model: Any, runs: int = LATENCY_RUNS) -> float:
     """Median wall time (ms) of a single-image inference of `model` on this machine.
 
-    The model runs traced into a graph (`tf.function`), as it runs once exported and served. An
-    eager Keras call measures per-layer Python dispatch instead: 24 ms against 0.95 ms of graph
-    time for a 3-layer digits CNN, so eager latency ranked models by layer count, not by cost.
-    Tracing costs about what the 8 eager calls it replaces did.
+    The model runs traced into a graph (`tf.function`), as it runs once exported and served: an
+    eager Keras call would time per-layer Python dispatch and rank models by layer count rather
+    than by cost.
     """
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs must be a positive int, got {runs!r}")
@@ -173,10 +176,10 @@ def measure_latency_ms(model: Any, runs: int = LATENCY_RUNS) -> float:
     return statistics.median(times)
 
 
-def measure_costs(model: Any, *, latency: bool = True) -> Costs:
+def measure_costs(model: Any, *, latency: bool = True) -> MeasuredCosts:
     """Params and MACs from `zoo.describe`, plus measured latency unless `latency=False`."""
     import zoo
 
     desc = zoo.describe(model)
-    return Costs(params=int(desc.total_params), macs=int(desc.total_macs),
+    return MeasuredCosts(params=int(desc.total_params), macs=int(desc.total_macs),
                  latency_ms=measure_latency_ms(model) if latency else None)
