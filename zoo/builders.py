@@ -9,6 +9,7 @@ from . import _env  # noqa: F401  (quiet TensorFlow before Keras imports it)
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
+from .model import ZooModel  # noqa: E402
 from .blocks import apply_downsample, get_block, kernel_initializer  # noqa: E402
 from .plans import DEFAULT_BASE_FILTERS, Plan, architecture, plan  # noqa: E402
 
@@ -39,24 +40,6 @@ class ModelInfo:
         d["input_shape"] = list(self.input_shape)
         d["downsample_at"] = list(self.downsample_at)
         return d
-
-
-@keras.saving.register_keras_serializable(package="zoo")
-class ZooModel(keras.Model):
-    """A functional Keras model that carries its zoo configuration (rule, plan, schedule).
-
-    `zoo_config` travels through `get_config`, so a `.keras` file loaded back (with `zoo`
-    imported, as timm's models need timm) still knows its rule and per-layer widths.
-    """
-
-    def __init__(self, *args: Any, zoo_config: dict[str, Any] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.zoo_config = dict(zoo_config) if zoo_config else None
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["zoo_config"] = self.zoo_config
-        return config
 
 
 def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
