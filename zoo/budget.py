@@ -133,7 +133,8 @@ def _range_message(smallest: Costs, largest: Costs, max_params: int | None,
     asked = " and ".join(f"{k}={v:,}" for k, v in (("max_params", max_params),
                                                     ("max_macs", max_macs)) if v is not None)
     return (f"{asked} cannot be reached by scaling this plan ({arch.block} blocks, input "
-            f"{'x'.join(map(str, arch.input_shape))}, {arch.num_classes} classes): it ranges from "
+            f"{'x'.join(map(str, arch.input_shape))}, "
+            f"{f'{arch.num_classes} classes' if arch.include_top else 'no classifier head'}): it ranges from "
             f"{_fmt(smallest)} (narrowest) to {_fmt(largest)} (widest layer {MAX_FIT_WIDTH} or "
             "max_filters)")
 
