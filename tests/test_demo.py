@@ -23,7 +23,6 @@ TINY = ["--trials", "3", "--per-layer-trials", "2", "--epochs", "2", "--train-li
         "--latency-requests", "10", "--port", "0", "--rest-port", "0"]
 
 
-
 def _closed(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
