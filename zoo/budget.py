@@ -171,16 +171,32 @@ class _Fitter:
         return raised
 
     def _closest_in_shape(self, widths: list[int], usage) -> list[int] | None:
-        """Of every order-keeping choice of each group's width in `widths` or one step more (few
+        """Of the order-keeping choices of each group's width in `widths` or one step more (few
         groups: at most 2^_EXHAUSTIVE_GROUPS), the one truest to the profile's shape (smallest
         spread of width / profile across groups) among those within the budget and tolerance,
-        else among those over it within tolerance; None when neither exists."""
-        choices = [(widths[g[0]], widths[g[0]] + self.step) for g in self.groups]
+        else among those over it within tolerance. Only when neither exists, one step less is
+        tried too. Every candidate is a rounding of one scaled profile (each group within one
+        step of a common scale), so the rule's shape bends by rounding only. None if none fits."""
+        low = max(self.min_filters, self.round_to or 1)
+        for steps in ((0, 1), (-1, 0, 1)):
+            choices = [tuple(w for w in (widths[g[0]] + k * self.step for k in steps) if w >= low)
+                       for g in self.groups]
+            chosen = self._best_of(widths, choices, usage)
+            if chosen is not None:
+                return chosen
+        return None
+
+    def _best_of(self, widths: list[int], choices: list[tuple[int, ...]],
+                 usage) -> list[int] | None:
         values = [self.profile[g[0]] for g in self.groups]
         under: tuple[float, float, list[int]] | None = None
         over: tuple[float, float, list[int]] | None = None
         for combo in itertools.product(*choices):
             if any(a > b for a, b in zip(combo, combo[1:])) or combo[-1] > self.high:
+                continue
+            # one scale s with |width - s * profile| <= step for every group
+            if (max((w - self.step) / v for w, v in zip(combo, values))
+                    > min((w + self.step) / v for w, v in zip(combo, values))):
                 continue
             candidate = list(widths)
             for g, width in zip(self.groups, combo):
