@@ -154,3 +154,16 @@ def test_plan_is_a_list_with_its_schedule():
     assert plan == [16, 16, 32, 32, 64, 64] and isinstance(plan, list)
     assert plan.downsample_at == (1, 3) and plan.rule == "doubling"
     assert zoo.plan("constant", depth=5, downsample_at=[0, 2]).downsample_at == (0, 2)
+
+
+def test_an_explicit_list_is_not_lost_to_a_coarse_step():
+    # a search's draw 32-32 at 4,000 params on digits: no equal pair fits within 3%, so its two
+    # layers are rounded one by one; the rule `constant` with the same widths keeps them equal
+    kw = dict(input_shape=(8, 8, 1), max_params=4_000)
+    drawn = zoo.plan("custom", filters=[32, 32], **kw)
+    assert abs(drawn.costs.params - 4_000) <= 120 and abs(drawn[0] - drawn[1]) == 1
+    with pytest.raises(BudgetError, match="falls between two networks"):
+        zoo.plan("constant", depth=2, base_filters=32, **kw)
+    # when an order-keeping rounding fits, the list keeps its order too
+    kept = zoo.plan("custom", filters=[16, 16, 32, 32], **dict(kw, max_params=8_000))
+    assert keeps_order(kept.profile, kept)

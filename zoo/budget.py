@@ -46,16 +46,18 @@ def quantize(x: float, round_to: int | None, low: int, high: int) -> int:
 
 def fit_widths(profile: Sequence[float], arch: Architecture, *, max_params: int | None = None,
                max_macs: int | None = None, round_to: int | None = None, min_filters: int = 1,
-               max_filters: int | None = None,
-               tolerance: float = TOLERANCE) -> tuple[list[int], float, Costs]:
+               max_filters: int | None = None, tolerance: float = TOLERANCE,
+               strict_order: bool = True) -> tuple[list[int], float, Costs]:
     """(widths, factor, costs): `profile` scaled by one factor to use the budget within `tolerance`.
 
     With both budgets the tighter one decides and the other is only an upper bound. Prefers the
     widest network within the budget (rounding up the layers of one profile width together where a
     whole step is too coarse); takes one such step over it (still within tolerance) only when every
     network under it falls short. The widths keep the profile's order: layers of equal profile
-    width stay equal and a wider one never ends narrower. Raises BudgetError with the reachable
-    range, or the nearest budgets that can be reached, otherwise.
+    width stay equal and a wider one never ends narrower. With `strict_order=False` (explicit
+    lists: a search's draw, a learned profile), a profile no order-keeping rounding can fit has
+    its layers rounded one by one instead, so a draw is not lost to a coarse step. Raises
+    BudgetError with the reachable range, or the nearest budgets that can be reached, otherwise.
     """
     max_params = _check_budget("max_params", max_params)
     max_macs = _check_budget("max_macs", max_macs)
@@ -64,11 +66,16 @@ def fit_widths(profile: Sequence[float], arch: Architecture, *, max_params: int 
     if not profile or any(not isinstance(p, (int, float)) or isinstance(p, bool) or not p > 0
                           for p in profile):
         raise ValueError(f"a width profile must be positive numbers, got {list(profile)!r}")
-    fit = _Fitter(list(profile), arch, round_to, min_filters,
-                  max_filters if max_filters is not None else MAX_FIT_WIDTH, tolerance)
+    high = max_filters if max_filters is not None else MAX_FIT_WIDTH
+    fit = _Fitter(list(profile), arch, round_to, min_filters, high, tolerance)
     result = fit(max_params, max_macs)
     if isinstance(result, tuple):
         return result
+    if not strict_order and result.smallest is None:
+        loose = _Fitter(list(profile), arch, round_to, min_filters, high, tolerance, ordered=False)
+        again = loose(max_params, max_macs)
+        if isinstance(again, tuple):
+            return again
     if result.smallest is not None:  # outside the range of the narrowest to the widest network
         raise BudgetError(_range_message(result.smallest, result.largest, max_params, max_macs,
                                          arch))
@@ -100,13 +107,16 @@ class _Fitter:
     budgets around it."""
 
     def __init__(self, profile: list[float], arch: Architecture, round_to: int | None,
-                 min_filters: int, high: int, tolerance: float) -> None:
+                 min_filters: int, high: int, tolerance: float, ordered: bool = True) -> None:
         self.profile, self.arch, self.round_to = profile, arch, round_to
         self.min_filters, self.high, self.tolerance = min_filters, high, tolerance
         self.step = round_to or 1
-        # Layers of one profile width move together, and a group may not pass a wider one.
+        # Layers of one profile width move together, and a group may not pass a wider one
+        # (ordered); otherwise every layer is its own group, free of the others.
+        self.ordered = ordered
         values = sorted(set(profile))
-        self.groups = [[i for i, p in enumerate(profile) if p == v] for v in values]
+        self.groups = ([[i for i, p in enumerate(profile) if p == v] for v in values] if ordered
+                       else sorted(([i] for i in range(len(profile))), key=lambda g: profile[g[0]]))
         self.peak = values[-1]
 
     def widths(self, scale: float) -> list[int]:
@@ -163,7 +173,8 @@ class _Fitter:
         """`widths` with group g one step wider, or None when that passes a wider group's width
         (or the widest allowed)."""
         width = widths[self.groups[g][0]] + self.step
-        if width > self.high or any(widths[h[0]] < width for h in self.groups[g + 1:]):
+        if width > self.high or (self.ordered and
+                                 any(widths[h[0]] < width for h in self.groups[g + 1:])):
             return None
         raised = list(widths)
         for i in self.groups[g]:
@@ -192,7 +203,8 @@ class _Fitter:
         under: tuple[float, float, list[int]] | None = None
         over: tuple[float, float, list[int]] | None = None
         for combo in itertools.product(*choices):
-            if any(a > b for a, b in zip(combo, combo[1:])) or combo[-1] > self.high:
+            if max(combo) > self.high or (self.ordered and
+                                          any(a > b for a, b in zip(combo, combo[1:]))):
                 continue
             # one scale s with |width - s * profile| <= step for every group
             if (max((w - self.step) / v for w, v in zip(combo, values))
