@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = "doubling,constant,linear,geometric,regnet,hourglass,diamond"
 # Per dataset: (train images, epochs, test images queried), 0 = all. Fashion-MNIST's images cost
 # ~12x digits' to train, so a subset and fewer epochs keep the demo's time about the same.
-PRESETS = {"digits": (0, 6, 0), "fashion_mnist": (4000, 3, 2000), "mnist": (4000, 3, 2000)}
+PRESETS = {"digits": (0, 6, 0), "fashion_mnist": (3000, 2, 2000), "mnist": (3000, 2, 2000)}
 
 
 def _env(name: str, default: Any) -> Any:
