@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
+# DATASET=fashion_mnist: the same job on a local copy of Fashion-MNIST (see README.md, Data).
 demo: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/demo.py $(if $(DATASET),--dataset $(DATASET))
 
 test: $(STAMP)
 	$(PY) -m pytest

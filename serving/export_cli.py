@@ -108,7 +108,15 @@ def load_keras_model(path: str) -> Any:
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001  (Keras raises many types for a bad file)
-        raise CliError(f"cannot load model file {path!r}: {exc}") from None
+        raise CliError(f"cannot load model file {path!r}: {_first_sentences(exc)}") from None
+
+
+def _first_sentences(exc: Exception) -> str:
+    """Keras' load errors nest the inner error after the whole model config (kilobytes): keep the
+    innermost message without the config, on one line."""
+    text = str(exc).split("Exception encountered:")[-1].split(" Full object config:")[0]
+    text = " ".join(text.split())
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def export_model_file(args: argparse.Namespace) -> Any:

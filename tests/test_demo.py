@@ -22,8 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--trials", "3", "--per-layer-trials", "2", "--epochs", "2", "--train-limit", "300",
         "--latency-requests", "10", "--port", "0", "--rest-port", "0"]
 
-pytestmark = pytest.mark.slow
-
 
 def _closed(port: int) -> bool:
     try:
@@ -47,6 +45,7 @@ def first_run(tmp_path_factory, subprocess_env):
     return demo_dir, result
 
 
+@pytest.mark.slow
 def test_first_run_searches_exports_serves_and_stops(first_run):
     demo_dir, result = first_run
     out = result.stdout
@@ -87,6 +86,7 @@ def _like_a_terminal_job() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_sigint_stops_the_server(first_run, subprocess_env):
     demo_dir, first = first_run
     assert first.returncode == 0
@@ -129,3 +129,31 @@ def test_rerun_resumes_and_sigint_stops_the_server(first_run, subprocess_env):
         out += lines.get()
     assert "interrupted" in out and "server stopped" in out
     assert _closed(grpc_port) and _closed(rest_port)
+
+
+def test_dataset_presets_and_a_missing_local_copy(tmp_path, monkeypatch, capsys):
+    """`make demo DATASET=...` (fast, in-process): presets fill what is not given, and a standard
+    set without a local copy is one clear line before anything runs (the demo never downloads)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import demo
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    import zoo.dataset_files as files
+
+    digits = demo.resolve(demo.build_parser().parse_args([]))
+    assert (digits.dataset, digits.model, digits.epochs, digits.train_limit) == ("digits", "digits", 6, 0)
+    assert digits.dir.endswith("runs/demo")
+    fashion = demo.resolve(demo.build_parser().parse_args(["--dataset", "fashion_mnist", "--epochs", "2"]))
+    assert fashion.epochs == 2 and 0 < fashion.train_limit and 0 < fashion.test_limit
+    assert fashion.dir.endswith("runs/demo-fashion_mnist") and fashion.model == "fashion_mnist"
+    argv = demo._tune_argv(fashion, "rules")
+    assert argv[argv.index("--dataset") + 1] == "fashion_mnist"
+    assert argv[argv.index("--train-limit") + 1] == str(fashion.train_limit)
+    monkeypatch.setenv("ZOO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.setattr(files, "SYSTEM_DATA_DIR", tmp_path)
+    assert demo.main(["--dataset", "fashion_mnist", "--dir", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no local copy of 'fashion_mnist'" in err and "Data" in err
+    assert not (tmp_path / "d").exists()

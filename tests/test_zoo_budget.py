@@ -1,4 +1,8 @@
-"""Budget fitting: every rule x block fills its budget within +-3%, counted exactly as describe."""
+"""Budget fitting: every rule x block fills its budget within +-3%, counted exactly as describe, and
+keeps the rule's order (equal layers equal, a wider layer never narrower); a budget between two
+networks names the nearest budgets that can be reached."""
+import re
+
 import pytest
 
 import zoo
@@ -7,6 +11,13 @@ from zoo.costs import Architecture, count_costs
 
 RULES = [r for r in zoo.list_models() if r != "custom" and not r.startswith("test_")]
 SHAPE = (12, 12, 1)
+
+
+def keeps_order(profile, widths) -> bool:
+    """Equal profile widths stay equal and a wider one never ends narrower (every pair)."""
+    pairs = [(p, a, q, b) for p, a in zip(profile, widths) for q, b in zip(profile, widths)]
+    return (all(a == b for p, a, q, b in pairs if p == q)
+            and all(a <= b for p, a, q, b in pairs if p < q))
 
 
 @pytest.mark.parametrize("downsample", ["max", "avg", "strided", "none"])
@@ -30,18 +41,75 @@ def test_every_rule_and_block_fits_param_and_mac_budgets(rule, block):
     base = dict(input_shape=SHAPE, num_classes=5, depth=4, base_filters=8, block=block)
     unfitted = zoo.plan(rule, **base)
     assert unfitted.scale == 1.0 and unfitted.profile == list(unfitted)
-    for budget in (4_000, 40_000):
+    for budget in (15_000, 40_000):
         fitted = zoo.plan(rule, max_params=budget, **base)
         model = zoo.build(rule, max_params=budget, **base)
         params = zoo.describe(model).total_params
         assert abs(params - budget) <= 0.03 * budget, (fitted, params)
         assert zoo.model_info(model)["filters"] == list(fitted)
         assert fitted.profile == list(unfitted) and fitted.costs.params == params
-    macs_budget = 2_000_000
+        assert keeps_order(fitted.profile, fitted), fitted
+    macs_budget = 2_500_000
     fitted = zoo.plan(rule, max_macs=macs_budget, **base)
     macs = zoo.describe(zoo.build("custom", filters=list(fitted), input_shape=SHAPE, num_classes=5,
                                   block=block)).total_macs
     assert abs(macs - macs_budget) <= 0.03 * macs_budget
+
+
+@pytest.mark.parametrize("block", sorted(zoo.BLOCKS))
+@pytest.mark.parametrize("rule", RULES)
+def test_fitted_plans_keep_the_rules_order_at_every_budget(rule, block):
+    # plans only (no Keras): 28x28 and 32x32 networks at the study's budgets, params and MACs
+    for shape, depth, budgets in (((28, 28, 1), 6, dict(max_params=(15_000, 40_000, 101_000,
+                                                                    289_000))),
+                                  ((32, 32, 3), 8, dict(max_params=(50_000, 200_000),
+                                                        max_macs=(5_000_000, 20_000_000)))):
+        for kind, values in budgets.items():
+            for budget in values:
+                fitted = zoo.plan(rule, input_shape=shape, depth=depth, block=block,
+                                  **{kind: budget})
+                used = fitted.costs.params if kind == "max_params" else fitted.costs.macs
+                assert abs(used - budget) <= 0.03 * budget, (fitted, used)
+                assert keeps_order(fitted.profile, fitted), (fitted.profile, list(fitted))
+
+
+@pytest.mark.parametrize("rule", ["doubling", "linear", "geometric", "diamond"])
+def test_fitting_in_multiples_of_8_keeps_the_order(rule):
+    fitted = zoo.plan(rule, input_shape=(32, 32, 3), depth=8, round_to=8, max_params=500_000)
+    assert all(w % 8 == 0 for w in fitted) and keeps_order(fitted.profile, fitted), fitted
+    assert abs(fitted.costs.params - 500_000) <= 15_000
+
+
+def test_keeps_order_helper_can_fail():
+    assert keeps_order([16, 16, 32, 32], [5, 5, 9, 9]) and keeps_order([4, 2], [3, 3])
+    assert not keeps_order([16, 16, 32, 32], [13, 12, 24, 24])
+    assert not keeps_order([16, 32], [9, 8])
+
+
+def test_doubling_on_digits_stays_doubling():
+    # the plans the issue reported as 13-12-24-23-47-47 and 7-7-15-14-29-28
+    for budget in (40_000, 15_000):
+        fitted = zoo.plan("doubling", input_shape=(8, 8, 1), depth=6, max_params=budget)
+        assert fitted[0] == fitted[1] < fitted[2] == fitted[3] < fitted[4] == fitted[5], fitted
+        assert abs(fitted.costs.params - budget) <= 0.03 * budget
+
+
+def test_budget_between_two_networks_names_the_nearest_reachable_budgets():
+    kw = dict(input_shape=(8, 8, 1), depth=4, base_filters=16)
+    with pytest.raises(BudgetError) as info:
+        zoo.plan("doubling", max_params=100, **kw)
+    message = str(info.value)
+    assert "max_params=100 falls between two networks" in message
+    assert "outside" not in message and "ranges from" not in message
+    low, high = map(int, re.search(r"nearest budgets that can be reached are max_params=(\d+) "
+                                   r"and max_params=(\d+)", message).groups())
+    assert low < 100 < high
+    for budget in (low, high):
+        fitted = zoo.plan("doubling", max_params=budget, **kw)
+        assert abs(fitted.costs.params - budget) <= 0.03 * budget
+    for budget in range(low + 1, high):  # nothing between them fits
+        with pytest.raises(BudgetError):
+            zoo.plan("doubling", max_params=budget, **kw)
 
 
 def test_fitting_keeps_the_shape():
@@ -53,7 +121,7 @@ def test_fitting_keeps_the_shape():
 
 
 def test_both_budgets_the_tighter_decides():
-    plan = zoo.plan("constant", depth=4, base_filters=16, max_params=10**9, max_macs=3_000_000)
+    plan = zoo.plan("doubling", depth=4, base_filters=16, max_params=10**9, max_macs=3_000_000)
     assert plan.costs.params < 10**9 and abs(plan.costs.macs - 3_000_000) <= 90_000
 
 
@@ -86,3 +154,16 @@ def test_plan_is_a_list_with_its_schedule():
     assert plan == [16, 16, 32, 32, 64, 64] and isinstance(plan, list)
     assert plan.downsample_at == (1, 3) and plan.rule == "doubling"
     assert zoo.plan("constant", depth=5, downsample_at=[0, 2]).downsample_at == (0, 2)
+
+
+def test_an_explicit_list_is_not_lost_to_a_coarse_step():
+    # a search's draw 32-32 at 4,000 params on digits: no equal pair fits within 3%, so its two
+    # layers are rounded one by one; the rule `constant` with the same widths keeps them equal
+    kw = dict(input_shape=(8, 8, 1), max_params=4_000)
+    drawn = zoo.plan("custom", filters=[32, 32], **kw)
+    assert abs(drawn.costs.params - 4_000) <= 120 and abs(drawn[0] - drawn[1]) == 1
+    with pytest.raises(BudgetError, match="falls between two networks"):
+        zoo.plan("constant", depth=2, base_filters=32, **kw)
+    # when an order-keeping rounding fits, the list keeps its order too
+    kept = zoo.plan("custom", filters=[16, 16, 32, 32], **dict(kw, max_params=8_000))
+    assert keeps_order(kept.profile, kept)

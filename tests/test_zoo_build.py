@@ -94,12 +94,59 @@ def test_user_rule_builds():
     (dict(base_filters=0), ValueError, "base_filters must be a positive int"),
     (dict(kernel_size=0), ValueError, "kernel_size"),
     (dict(dropout=1.5), ValueError, "dropout"),
-    (dict(wm=2.0), TypeError, "rule 'doubling' got unexpected keyword argument\\(s\\) wm; its parameters are: factor"),
+    (dict(wm=2.0), TypeError, "build\\(\\) got unexpected keyword argument\\(s\\) wm; build's keywords "
+                              "are: input_shape, num_classes, .*; rule 'doubling' takes: factor"),
+    (dict(include_topp=False), TypeError, "include_topp \\(did you mean include_top\\?\\)"),
+    (dict(weights="imagenet"), ValueError, "weights='imagenet': zoo networks have no pretrained "
+                                           "weights, so only weights=None is accepted"),
+    (dict(pooling="sum"), ValueError, "pooling must be None, 'avg' or 'max'"),
+    (dict(pooling="max"), ValueError, "pooling='max' needs include_top=False"),
+    (dict(include_top=False, classes=5), ValueError, "num_classes/classes sizes the classifier head"),
+    (dict(include_top=False, dropout=0.2), ValueError, "dropout is applied in the classifier head"),
+    (dict(classes=3, num_classes=4), ValueError, "classes is keras.applications' name for num_classes"),
+    (dict(include_top="no"), ValueError, "include_top must be True or False"),
 ])
 def test_build_bad_input(kwargs, exc, match):
     name = kwargs.pop("name", "doubling")
     with pytest.raises(exc, match=match):
         zoo.build(name, **kwargs)
+
+
+@pytest.mark.parametrize("pooling, out", [(None, (None, 4, 4, 32)), ("avg", (None, 32)),
+                                          ("max", (None, 32))])
+def test_keras_applications_keywords_headless(pooling, out, tmp_path):
+    import keras
+    kw = dict(input_shape=(8, 8, 1), depth=4, base_filters=16, include_top=False, weights=None)
+    model = zoo.build("doubling", pooling=pooling, **kw)
+    assert tuple(model.output.shape) == out
+    assert not any(layer.name == "probabilities" for layer in model.layers)
+    if pooling:
+        kind = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D}
+        assert isinstance(model.layers[-1], kind[pooling])
+    info = zoo.model_info(model)
+    assert (info["include_top"], info["pooling"], info["num_classes"]) == (False, pooling, None)
+    # a budget counts the features alone, exactly as describe does
+    fitted = zoo.build("doubling", pooling=pooling, max_params=6_000, **kw)
+    params = zoo.describe(fitted).total_params
+    assert abs(params - 6_000) <= 180
+    assert params == zoo.plan("doubling", max_params=6_000, input_shape=(8, 8, 1), depth=4,
+                              base_filters=16, include_top=False).costs.params
+    fitted.save(tmp_path / "m.keras")
+    assert zoo.model_info(keras.models.load_model(tmp_path / "m.keras")) == zoo.model_info(fitted)
+
+
+def test_classes_is_num_classes_and_avg_pooling_is_the_head():
+    model = zoo.build("constant", input_shape=(8, 8, 1), depth=2, classes=5, pooling="avg",
+                      weights=None)
+    assert tuple(model.output.shape) == (None, 5)
+    info = zoo.model_info(model)
+    assert (info["num_classes"], info["include_top"], info["pooling"]) == (5, True, "avg")
+
+
+def test_unknown_keyword_of_plan_names_plans_keywords():
+    with pytest.raises(TypeError, match="plan\\(\\) got unexpected keyword argument\\(s\\) max_param "
+                                        "\\(did you mean max_params\\?\\); plan's keywords are: depth"):
+        zoo.plan("doubling", max_param=5000)
 
 
 def test_describe_bad_input():
@@ -125,12 +172,12 @@ def test_model_info_survives_keras_file_round_trip(tmp_path, block, downsample):
 
 def test_budget_fitted_model_reloads_with_its_profile_and_scale(tmp_path):
     import keras
-    model = zoo.build("doubling", input_shape=(8, 8, 1), depth=4, base_filters=16, max_params=3000)
+    model = zoo.build("doubling", input_shape=(8, 8, 1), depth=4, base_filters=16, max_params=3500)
     model.save(tmp_path / "m.keras")
     info = zoo.model_info(keras.models.load_model(tmp_path / "m.keras"))
     assert info["profile"] == [16, 16, 32, 32] and info["scale"] < 1
     assert info["filters"] == zoo.plan("doubling", input_shape=(8, 8, 1), depth=4, base_filters=16,
-                                       max_params=3000)
+                                       max_params=3500)
 
 
 def test_seeded_build_is_reproducible_and_leaves_the_global_seed_alone():
@@ -158,3 +205,11 @@ def test_doubling_learns_digits_in_a_few_epochs_at_batch_32(digits):
     history = model.fit(digits.x_train, digits.y_train, validation_data=(digits.x_val, digits.y_val),
                         epochs=3, batch_size=32, verbose=0)
     assert history.history["val_accuracy"][-1] > 0.85
+
+
+def test_dir_lists_only_public_names():
+    names = dir(zoo)
+    assert not {"Any", "annotations", "import_module"} & set(names)
+    assert set(zoo.__all__) <= set(names) and {"budget", "datasets"} <= set(names)
+    assert all(not n.startswith("_") or n == "__version__" for n in names), names
+    assert all(getattr(zoo, n) is not None for n in names)

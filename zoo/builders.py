@@ -11,8 +11,10 @@ setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
+from .model import ZooModel  # noqa: E402
 from .blocks import apply_downsample, get_block, kernel_initializer  # noqa: E402
 from .plans import DEFAULT_BASE_FILTERS, Plan, architecture, plan  # noqa: E402
+from .registry import get_rule, keyword_names  # noqa: E402
 
 __all__ = ["build", "model_info", "ModelInfo", "ZooModel", "compile_classifier"]
 
@@ -27,7 +29,7 @@ class ModelInfo:
     depth: int
     base_filters: int
     input_shape: tuple[int, int, int]
-    num_classes: int
+    num_classes: int | None  # None without a classifier head
     downsample: str
     downsample_at: tuple[int, ...]
     kernel_size: int
@@ -35,6 +37,8 @@ class ModelInfo:
     rule_kwargs: dict[str, Any] = field(default_factory=dict)
     profile: list[int] = field(default_factory=list)  # the widths before budget fitting
     scale: float = 1.0  # the budget-fitting factor (1.0 when no budget was given)
+    include_top: bool = True  # False: the network ends at its features (see pooling)
+    pooling: str | None = "avg"  # the global pooling at the end: "avg", "max" or None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -43,27 +47,10 @@ class ModelInfo:
         return d
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class ZooModel(keras.Model):
-    """A functional Keras model that carries its zoo configuration (rule, plan, schedule).
-
-    `zoo_config` travels through `get_config`, so a `.keras` file loaded back (with `zoo`
-    imported, as timm's models need timm) still knows its rule and per-layer widths.
-    """
-
-    def __init__(self, *args: Any, zoo_config: dict[str, Any] | None = None, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.zoo_config = dict(zoo_config) if zoo_config else None
-
-    def get_config(self) -> dict[str, Any]:
-        config = super().get_config()
-        config["zoo_config"] = self.zoo_config
-        return config
-
-
-def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: int = 10,
-          depth: int | None = None, base_filters: int | None = None, block: str = "plain",
-          downsample: str = "max", downsample_every: int | None = None,
+def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: int | None = None,
+          include_top: bool = True, pooling: str | None = None, classes: int | None = None,
+          weights: None = None, depth: int | None = None, base_filters: int | None = None,
+          block: str = "plain", downsample: str = "max", downsample_every: int | None = None,
           downsample_at: Sequence[int] | None = None, kernel_size: int = 3, dropout: float = 0.0,
           round_to: int | None = None, min_filters: int | None = None,
           max_filters: int | None = None, max_params: int | None = None,
@@ -73,34 +60,72 @@ def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: i
 
     Layer i is a `block` with `plan(name, ...)[i]` kernels; the feature map is halved after the
     layers in the downsample schedule (every `downsample_every` layers, default 2, or explicitly
-    `downsample_at`), then a global-average-pooling head ends in a softmax named `probabilities`.
-    The input is named `images` (float32, values in [0, 1]). `max_params`/`max_macs` scale the
-    rule's widths by one factor to use that budget within +-3% (see `zoo.plan`). `seed` seeds every
-    initializer (Keras' global seed is left alone). Extra keyword arguments go to the rule, like
-    timm's `create_model`. Returned uncompiled, as keras.applications does: compile it for your
-    loss and optimizer (`zoo.compile_classifier` gives the usual choice).
+    `downsample_at`), then a global-average-pooling head ends in a softmax named `probabilities`
+    with `num_classes` (default 10) outputs. The input is named `images` (float32, values in
+    [0, 1]). `max_params`/`max_macs` scale the rule's widths by one factor to use that budget
+    within +-3% (see `zoo.plan`). `seed` seeds every initializer (Keras' global seed is left
+    alone). Extra keyword arguments go to the rule, like timm's `create_model`. Returned
+    uncompiled, as keras.applications does: compile it for your loss and optimizer
+    (`zoo.compile_classifier` gives the usual choice).
+
+    keras.applications' keywords mean what they mean there: `include_top=False` drops the head
+    (budgets then count the features alone) and `pooling` ("avg", "max" or None for the 4D feature
+    map) ends the features; `classes` is another name for `num_classes`; `weights` can only be
+    None, since zoo networks have no pretrained weights.
     """
     get_block(block)
+    get_rule(name).check_kwargs(rule_kwargs, caller="build", caller_keywords=_BUILD_KEYWORDS)
+    if weights is not None:
+        raise ValueError(f"weights={weights!r}: zoo networks have no pretrained weights, so only "
+                         "weights=None is accepted; to start from saved weights, build the model "
+                         "and call model.load_weights(path)")
+    if not isinstance(include_top, bool):
+        raise ValueError(f"include_top must be True or False, got {include_top!r}")
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f"pooling must be None, 'avg' or 'max' (as in keras.applications), "
+                         f"got {pooling!r}")
+    if classes is not None and num_classes is not None and classes != num_classes:
+        raise ValueError(f"classes is keras.applications' name for num_classes: pass one of them "
+                         f"(got classes={classes!r}, num_classes={num_classes!r})")
+    num_classes = classes if classes is not None else num_classes
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+    if include_top:
+        num_classes = 10 if num_classes is None else num_classes
+        if pooling == "max":
+            raise ValueError("pooling='max' needs include_top=False: the classifier head pools by "
+                             "average (pooling only chooses how headless features end)")
+        pooling = "avg"
+    else:
+        if num_classes is not None:
+            raise ValueError("num_classes/classes sizes the classifier head, which "
+                             "include_top=False leaves out: drop it, or keep the head")
+        if dropout:
+            raise ValueError("dropout is applied in the classifier head, which include_top=False "
+                             "leaves out: add a Dropout layer after the features instead")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
     widths = plan(name, depth=depth, base_filters=base_filters, downsample_every=downsample_every,
                   downsample_at=downsample_at, round_to=round_to, min_filters=min_filters,
                   max_filters=max_filters, max_params=max_params, max_macs=max_macs,
-                  input_shape=input_shape, num_classes=num_classes, block=block,
-                  downsample=downsample, kernel_size=kernel_size, **rule_kwargs)
+                  input_shape=input_shape, num_classes=num_classes or 0, block=block,
+                  downsample=downsample, kernel_size=kernel_size, include_top=include_top,
+                  **rule_kwargs)
     arch = architecture(input_shape=input_shape, num_classes=num_classes, block=block,
                         downsample=downsample, downsample_at=widths.downsample_at,
-                        kernel_size=kernel_size)
+                        kernel_size=kernel_size, include_top=include_top)
     info = ModelInfo(
         rule=name, block=block, filters=list(widths), depth=len(widths),
         base_filters=(widths.profile[0] if name == "custom" else
                       DEFAULT_BASE_FILTERS if base_filters is None else base_filters),
         input_shape=arch.input_shape, num_classes=num_classes, downsample=downsample,
         downsample_at=arch.downsample_at, kernel_size=kernel_size, dropout=float(dropout),
-        rule_kwargs=widths.rule_kwargs, profile=widths.profile, scale=widths.scale)
+        rule_kwargs=widths.rule_kwargs, profile=widths.profile, scale=widths.scale,
+        include_top=include_top, pooling=pooling)
     return from_plan(widths, arch_info=info, seed=seed, model_name=model_name)
+
+
+_BUILD_KEYWORDS = keyword_names(build)
 
 
 def from_plan(widths: Plan | Sequence[int], *, arch_info: ModelInfo, seed: int | None = None,
@@ -116,13 +141,17 @@ def from_plan(widths: Plan | Sequence[int], *, arch_info: ModelInfo, seed: int |
                      seed=seed)
         if arch_info.downsample in ("max", "avg") and i in positions:
             x = apply_downsample(x, arch_info.downsample, f"layer{i}_pool")
-    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-    if arch_info.dropout:
-        x = layers.Dropout(arch_info.dropout, seed=seed, name="head_dropout")(x)
-    outputs = layers.Dense(arch_info.num_classes, activation="softmax",
-                           kernel_initializer=kernel_initializer(seed, "probabilities"),
-                           name="probabilities")(x)
-    return ZooModel(inputs, outputs, zoo_config=arch_info.to_dict(),
+    if arch_info.pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    elif arch_info.pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="head_pool")(x)
+    if arch_info.include_top:
+        if arch_info.dropout:
+            x = layers.Dropout(arch_info.dropout, seed=seed, name="head_dropout")(x)
+        x = layers.Dense(arch_info.num_classes, activation="softmax",
+                         kernel_initializer=kernel_initializer(seed, "probabilities"),
+                         name="probabilities")(x)
+    return ZooModel(inputs, x, zoo_config=arch_info.to_dict(),
                     name=model_name or f"zoo_{arch_info.rule}_{arch_info.block}")
 
 

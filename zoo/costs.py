@@ -34,6 +34,7 @@ class Architecture:
     downsample: str = "max"
     downsample_at: tuple[int, ...] = ()  # layers followed by a halving (empty for "none")
     kernel_size: int = 3
+    include_top: bool = True  # False: no classifier head (num_classes is then ignored)
 
 
 # (cin, cout, kernel, stride, out_h, out_w) -> (params, macs) of one block
@@ -62,7 +63,7 @@ BLOCK_COSTS: dict[str, BlockCost] = {"plain": _plain, "residual": _residual,
 
 
 def count_costs(filters: Sequence[int], arch: Architecture) -> Costs:
-    """Params and MACs of the network with these per-layer widths (head included)."""
+    """Params and MACs of the network with these per-layer widths (head included, if any)."""
     if arch.block not in BLOCK_COSTS:
         raise ValueError(f"no cost model for block {arch.block!r}; known: {', '.join(BLOCK_COSTS)}")
     block = BLOCK_COSTS[arch.block]
@@ -76,6 +77,7 @@ def count_costs(filters: Sequence[int], arch: Architecture) -> Costs:
         if arch.downsample in ("max", "avg") and i in arch.downsample_at:
             h, w = math.ceil(h / 2), math.ceil(w / 2)
         cin = cout
-    params += cin * arch.num_classes + arch.num_classes
-    macs += cin * arch.num_classes
+    if arch.include_top:
+        params += cin * arch.num_classes + arch.num_classes
+        macs += cin * arch.num_classes
     return Costs(params=params, macs=macs)

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 from . import rules  # noqa: F401  (registers the built-in rules)
 from .budget import fit_widths, quantize
 from .costs import BLOCK_COSTS, Architecture, Costs
-from .registry import LayerContext, get_rule
+from .registry import LayerContext, get_rule, keyword_names
 
 __all__ = ["plan", "Plan", "architecture", "downsample_positions", "DEFAULT_DEPTH",
            "DEFAULT_BASE_FILTERS", "DOWNSAMPLERS"]
@@ -75,13 +75,15 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
          max_filters: int | None = None, max_params: int | None = None,
          max_macs: int | None = None, input_shape: Sequence[int] = (32, 32, 3),
          num_classes: int = 10, block: str = "plain", downsample: str = "max",
-         kernel_size: int = 3, **rule_kwargs: Any) -> Plan:
+         kernel_size: int = 3, include_top: bool = True, **rule_kwargs: Any) -> Plan:
     """Per-layer kernel counts of rule `name` (a list-like `Plan`), without building anything.
 
     With `max_params` and/or `max_macs`, the rule's widths are scaled by one factor so the network
-    (as `zoo.build` makes it for `input_shape`, `num_classes`, `block`, `downsample` and
-    `kernel_size`, head included) uses the budget within +-3%; a `zoo.budget.BudgetError` (a
-    ValueError) gives the reachable range when no factor can.
+    (as `zoo.build` makes it for `input_shape`, `num_classes`, `block`, `downsample`,
+    `kernel_size` and `include_top`, head included when there is one) uses the budget within
+    +-3%; a `zoo.budget.BudgetError` (a ValueError) gives the nearest reachable budgets when no
+    factor can. Fitting keeps the rule's order: equal layers stay equal and a wider layer never
+    becomes narrower than a narrower one.
 
     >>> plan("doubling", depth=6, base_filters=16)
     [16, 16, 32, 32, 64, 64]
@@ -89,7 +91,7 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
     (1, 3)
     """
     rule = get_rule(name)
-    rule.check_kwargs(rule_kwargs)
+    rule.check_kwargs(rule_kwargs, caller="plan", caller_keywords=_PLAN_KEYWORDS)
     if name == "custom" and depth is None and rule_kwargs.get("filters") is not None:
         depth = len(rule_kwargs["filters"])
     depth = check_positive_int("depth", DEFAULT_DEPTH if depth is None else depth)
@@ -125,19 +127,28 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
     if max_params is None and max_macs is None:
         return Plan(counts, rule=name, downsample_at=positions, rule_kwargs=kwargs)
     arch = architecture(input_shape=input_shape, num_classes=num_classes, block=block,
-                        downsample=downsample, downsample_at=positions, kernel_size=kernel_size)
+                        downsample=downsample, downsample_at=positions, kernel_size=kernel_size,
+                        include_top=include_top)
+    # A rule's shape is kept strictly; an explicit list (a search's draw, a learned profile) may
+    # round its layers one by one when no order-keeping rounding fits the budget.
     widths, scale, costs = fit_widths(counts, arch, max_params=max_params, max_macs=max_macs,
                                       round_to=round_to, min_filters=min_filters,
-                                      max_filters=max_filters)
+                                      max_filters=max_filters, strict_order=name != "custom")
     return Plan(widths, rule=name, downsample_at=positions, rule_kwargs=kwargs, profile=counts,
                 scale=scale, costs=costs)
 
 
-def architecture(*, input_shape: Sequence[int], num_classes: int, block: str, downsample: str,
-                 downsample_at: Sequence[int], kernel_size: int) -> Architecture:
+def architecture(*, input_shape: Sequence[int], num_classes: int | None, block: str,
+                 downsample: str, downsample_at: Sequence[int], kernel_size: int,
+                 include_top: bool = True) -> Architecture:
     """The validated non-width part of a network (what its cost depends on besides widths)."""
     shape = check_input_shape(input_shape)
-    check_num_classes(num_classes)
+    if not isinstance(include_top, bool):
+        raise ValueError(f"include_top must be True or False, got {include_top!r}")
+    if include_top:
+        check_num_classes(num_classes)
+    else:
+        num_classes = 0  # no head: nothing depends on it
     if block not in BLOCK_COSTS:
         raise ValueError(f"unknown block {block!r}; valid blocks: {', '.join(sorted(BLOCK_COSTS))}")
     if downsample not in DOWNSAMPLERS:
@@ -151,10 +162,12 @@ def architecture(*, input_shape: Sequence[int], num_classes: int, block: str, do
             f"{shape[0]}x{shape[1]} input below 1x1; at most {int(math.log2(smallest))} "
             "downsamples fit: lower depth, raise downsample_every, or pass downsample_at")
     return Architecture(input_shape=shape, num_classes=num_classes, block=block,
-                        downsample=downsample, downsample_at=positions, kernel_size=kernel_size)
+                        downsample=downsample, downsample_at=positions, kernel_size=kernel_size,
+                        include_top=include_top)
 
 
 DOWNSAMPLERS = ("max", "avg", "strided", "none")
+_PLAN_KEYWORDS = keyword_names(plan)
 
 
 def check_input_shape(input_shape: Any) -> tuple[int, int, int]:

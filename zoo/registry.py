@@ -5,10 +5,11 @@ with their defaults, are its tunable knobs; an optional `space` tells the tuner 
 """
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["LayerContext", "Rule", "register", "get_rule", "list_models", "unregister"]
 
@@ -41,20 +42,39 @@ class Rule:
     space: Mapping[str, Any] = field(default_factory=dict)  # tuner ranges per parameter
     description: str = ""
 
-    def check_kwargs(self, kwargs: Mapping[str, Any]) -> None:
+    def check_kwargs(self, kwargs: Mapping[str, Any], *, caller: str | None = None,
+                     caller_keywords: Sequence[str] = ()) -> None:
+        """TypeError for keywords the rule does not take; `caller` (e.g. "build") and its own
+        `caller_keywords` make the message name both lists, since an unknown keyword of `build`
+        is as likely a typo of one of build's as a rule parameter."""
         unknown = sorted(set(kwargs) - set(self.params))
-        if unknown:
-            valid = ", ".join(sorted(self.params)) or "none"
+        if not unknown:
+            return
+        valid = ", ".join(sorted(self.params)) or "none"
+        if caller is None:
             raise TypeError(
                 f"rule {self.name!r} got unexpected keyword argument(s) {', '.join(unknown)}; "
                 f"its parameters are: {valid}"
             )
+        candidates = [*caller_keywords, *self.params]
+        guesses = [m for u in unknown for m in difflib.get_close_matches(u, candidates, n=1)]
+        hint = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+        raise TypeError(
+            f"{caller}() got unexpected keyword argument(s) {', '.join(unknown)}{hint}; "
+            f"{caller}'s keywords are: {', '.join(caller_keywords)}; rule {self.name!r} "
+            f"takes: {valid}"
+        )
 
     def __call__(self, layer: LayerContext, **kwargs: Any) -> float:
         return self.fn(layer, **kwargs)
 
 
 _RULES: dict[str, Rule] = {}
+
+
+def keyword_names(fn: Callable[..., Any]) -> list[str]:
+    """The keyword-only parameter names of `fn`, in order (for messages about unknown keywords)."""
+    return [p.name for p in inspect.signature(fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
 
 
 def _keyword_params(fn: RuleFn) -> dict[str, Any]:
