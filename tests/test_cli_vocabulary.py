@@ -125,13 +125,15 @@ def test_depth_takes_one_value_where_a_range_is_also_allowed():
         compare_cli._parse(["--max-params", "9", "--depth", "4", "6"])  # one depth per study
 
 
-def test_compare_needs_a_budget_and_only_one_kind(capsys):
-    for argv in ([], ["--max-params", "9", "--max-macs", "9"], ["--budget-kind", "macs"]):
+def test_compare_needs_a_budget_and_pairs_params_with_macs(capsys):
+    for argv in ([], ["--max-params", "9", "--max-macs", "9,10"], ["--budget-kind", "macs"]):
         with pytest.raises(SystemExit) as exc:
             compare_cli._parse(argv)
         assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "--max-params N[,N...] or --max-macs" in err and "not both" in err
+    assert "--max-params N[,N...] or --max-macs" in err and "pair up" in err
+    args = compare_cli._parse(["--max-params", "9,20", "--max-macs", "90,200"])
+    assert (args.budget_kind, args.budgets) == ("both", ["9:90", "20:200"])
 
 
 def test_epochs_default_is_the_recipe_s_in_both_tools():

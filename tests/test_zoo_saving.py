@@ -46,8 +46,8 @@ def test_keras_file_loads_in_a_fresh_process(keras_file, imports, subprocess_env
 
 def test_zoo_export_loads_a_zoo_keras_file_in_a_fresh_process(keras_file, tmp_path,
                                                                subprocess_env):
-    proc = subprocess.run([str(VENV_BIN / "zoo-export"), str(keras_file), "--name", "x",
-                           "--base-dir", str(tmp_path), "--force"],
+    proc = subprocess.run([str(VENV_BIN / "zoo-export"), str(keras_file), "--model-name", "x",
+                           "--export-dir", str(tmp_path), "--force"],
                           env=subprocess_env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "x" / "1" / "saved_model.pb").is_file()
@@ -65,7 +65,7 @@ def test_zoo_export_reports_an_unloadable_file_in_one_line(tmp_path, capsys):
     path = tmp_path / "custom.keras"
     keras.Model(inputs, keras.layers.Dense(2)(Twice()(inputs))).save(path)
     del keras.saving.get_custom_objects()["test_saving>Twice"]  # as in a process without it
-    assert export_cli.main([str(path), "--name", "x", "--base-dir", str(tmp_path / "out"),
+    assert export_cli.main([str(path), "--model-name", "x", "--export-dir", str(tmp_path / "out"),
                             "--force"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) < 600 and "config" not in err, err

@@ -27,7 +27,8 @@ FLAGS = {"dataset": "--dataset", "rules": "--rules", "budgets": "--max-params/--
          "downsample_every": "--downsample-every", "epochs": "--epochs",
          "batch_size": "--batch-sizes", "learning_rate": "--learning-rates",
          "train_limit": "--train-limit", "workers": "--workers", "directory": "--directory",
-         "project": "--project", "overwrite": "--overwrite"}
+         "project": "--project", "overwrite": "--overwrite", "max_params": "--max-params",
+         "max_macs": "--max-macs"}
 
 
 def _one(flag: str, kind: type = str):  # type: ignore[no-untyped-def]
