@@ -210,6 +210,6 @@ def test_doubling_learns_digits_in_a_few_epochs_at_batch_32(digits):
 def test_dir_lists_only_public_names():
     names = dir(zoo)
     assert not {"Any", "annotations", "import_module"} & set(names)
-    assert set(zoo.__all__) <= set(names) and {"budget", "datasets"} <= set(names)
+    assert set(zoo.__all__) <= set(names) and {"datasets", "images"} <= set(names)
     assert all(not n.startswith("_") or n == "__version__" for n in names), names
     assert all(getattr(zoo, n) is not None for n in names)

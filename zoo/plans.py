@@ -129,11 +129,12 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
     arch = architecture(input_shape=input_shape, num_classes=num_classes, block=block,
                         downsample=downsample, downsample_at=positions, kernel_size=kernel_size,
                         include_top=include_top)
-    # A rule's shape is kept strictly; an explicit list (a search's draw, a learned profile) may
-    # round its layers one by one when no order-keeping rounding fits the budget.
+    # The rule's order is kept wherever an order-keeping network lies within +-3% of the budget;
+    # where none does (narrow networks step coarsely: a constant net steps every layer at once),
+    # its layers are rounded one by one, since equal budgets are what make rules comparable.
     widths, scale, costs = fit_widths(counts, arch, max_params=max_params, max_macs=max_macs,
                                       round_to=round_to, min_filters=min_filters,
-                                      max_filters=max_filters, strict_order=name != "custom")
+                                      max_filters=max_filters, strict_order=False)
     return Plan(widths, rule=name, downsample_at=positions, rule_kwargs=kwargs, profile=counts,
                 scale=scale, costs=costs)
 
