@@ -32,3 +32,11 @@ def subprocess_env():
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Files with slow tests first: with two workers taking whole files in order, the long files
+    start at once and the short ones fill in around them, instead of one long file running alone
+    at the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: file order otherwise kept

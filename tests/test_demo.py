@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--trials", "3", "--per-layer-trials", "2", "--epochs", "2", "--train-limit", "300",
+TINY = ["--trials", "2", "--per-layer-trials", "1", "--epochs", "1", "--train-limit", "200",
         "--latency-requests", "10", "--port", "0", "--rest-port", "0"]
 
 
