@@ -34,9 +34,20 @@ def subprocess_env():
     return env
 
 
+# The longest files (benchmarks/results/test_suite.md), longest first.
+LONGEST_FIRST = ("test_readme.py", "test_benchmarks_study.py", "test_tuning_resume.py", "test_demo.py",
+                 "test_compare.py", "test_tuning_search.py", "test_tuning_slim.py", "test_tuning_oracles.py")
+
+
 def pytest_collection_modifyitems(session, config, items):
-    """Files with slow tests first: with two workers taking whole files in order, the long files
-    start at once and the short ones fill in around them, instead of one long file running alone
-    at the end."""
+    """The longest files first, then the other files with slow tests: with two workers taking
+    whole files in order, the long files start at once and the short ones fill in around them,
+    instead of one long file running alone at the end."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in slow_files)  # stable: file order otherwise kept
+
+    def rank(item) -> tuple[int, int]:
+        if item.path.name in LONGEST_FIRST:
+            return (0, LONGEST_FIRST.index(item.path.name))
+        return (1, 0) if item.path in slow_files else (2, 0)
+
+    items.sort(key=rank)  # stable: the order within a file is kept

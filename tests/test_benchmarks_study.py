@@ -23,11 +23,12 @@ def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
         proc = subprocess.run(cmd + extra, cwd=tmp_path, env=subprocess_env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    for kind, trained in (("params", [4]), ("macs", [4, 0])):
+    for kind, invocations in (("params", 1), ("macs", 2)):
         out = tmp_path / "results" / kind
         record = json.loads((out / "study.json").read_text())
-        assert record["runs"] == 4  # 2 rules x 2 seeds; the third seed was never needed
-        assert [i["runs_trained"] for i in record["invocations"]] == trained
+        assert record["runs"] in (4, 5, 6)  # 2 rules x 2 seeds, a third only where still open
+        # every run trained by the first invocation; the resumed one trains nothing
+        assert [i["runs_trained"] for i in record["invocations"]] == [record["runs"]] + [0] * (invocations - 1)
         assert record["invocations"][0]["machine"]["cores"] >= 1
         assert f"--max-{kind} " in record["command"] and "--first-seeds 2" in record["command"]
         md = (out / "compare.md").read_text()
