@@ -24,7 +24,6 @@ import urllib.error
 import urllib.request
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable
 
 import _common
 

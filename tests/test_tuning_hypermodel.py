@@ -114,7 +114,6 @@ def test_fit_releases_the_graphs_tf_pins_so_trials_do_not_leak(data):
     trained model); ZooHyperModel.fit drops what its own fit registered, and the model still trains."""
     import gc
 
-    import numpy as np
     from tuning._tf_leaks import custom_gradient_count
 
     (x, y), _ = data
