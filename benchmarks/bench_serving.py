@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,8 @@ from typing import Any, Callable
 
 import _common
 import numpy as np
+
+from cnnzoo.net import free_port
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 GET_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
@@ -155,12 +156,6 @@ class ClientPool:
 
 
 # ----------------------------------------------------------------- server subprocess
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid` (all threads) from /proc/PID/stat (Linux)."""
     try:

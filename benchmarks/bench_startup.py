@@ -27,6 +27,8 @@ from pathlib import Path
 
 import _common
 
+from cnnzoo.net import free_ports
+
 BIN = Path(sys.executable).parent
 DIGITS = _common.ROOT / "saved_models" / "digits"
 DEFAULT_BASELINE = "5801073"  # the commit before the client path was made lazy
@@ -104,18 +106,6 @@ def serve_ready(env: dict[str, str], cwd: Path) -> float:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def free_ports(n: int) -> list[int]:
-    import socket
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def start_server(work: Path) -> tuple[subprocess.Popen, dict[str, str]]:

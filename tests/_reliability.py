@@ -12,15 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+import serving.process
+from cnnzoo.net import free_port  # noqa: F401  (used by the reliability tests)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "reliability.json"
@@ -31,12 +30,6 @@ PREDICT = "/tensorflow.serving.PredictionService/Predict"
 CLIENT_CHANNEL_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 500)]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -44,84 +37,12 @@ def subprocess_env() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- server process
-class ServerProcess:
-    """`python -m serving ARGS` with free ports; output to a log file; ready at `zoo-serve ready`.
-
-    `restart()` starts the same command line again on the same ports (after a kill -9).
-    """
+class ServerProcess(serving.process.ServerProcess):
+    """`python -m serving ARGS` on free ports, in the tests' environment (this checkout first on
+    the path); ready at its `zoo-serve ready` line. `restart()` after `kill9()` reuses the ports."""
 
     def __init__(self, workdir: Path, args: Sequence[str], *, rest: bool = True, name: str = "server") -> None:
-        self.workdir = Path(workdir)
-        self.grpc_port = free_port()
-        self.rest_port = free_port() if rest else None
-        self.argv = [sys.executable, "-m", "serving", f"--port={self.grpc_port}", *args]
-        if rest:
-            self.argv.append(f"--rest_api_port={self.rest_port}")
-        self.name = name
-        self.starts = 0
-        self.proc: subprocess.Popen | None = None
-        self.log_path = self.workdir / f"{name}.log"
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.rest_port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 120.0) -> "ServerProcess":
-        self.starts += 1
-        self._log = open(self.log_path, "a")
-        self._log.write(f"\n=== start {self.starts}: {' '.join(self.argv)}\n")
-        self._log.flush()
-        self._offset = self.log_path.stat().st_size
-        self.proc = subprocess.Popen(self.argv, cwd=self.workdir, env=subprocess_env(),
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "zoo-serve ready" in self.log()[self._offset:]:
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server did not become ready: {' '.join(self.argv)}\n{self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self._log.close()
-
-    def stop(self) -> int | None:
-        """SIGTERM, then SIGKILL after 30 s; returns the exit status."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        if not self._log.closed:
-            self._log.close()
-        return self.proc.returncode
-
-    def __enter__(self) -> "ServerProcess":
-        return self.start() if self.proc is None else self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+        super().__init__(workdir, args, rest=rest, name=name, env=subprocess_env())
 
 
 def unexpected_tracebacks(log: str) -> list[str]:

@@ -1,6 +1,5 @@
 """Shared fixtures. Importing zoo first quiets TensorFlow's start-up logs for the whole session."""
 import os
-import socket
 
 import pytest
 
@@ -18,11 +17,9 @@ def digits():
 @pytest.fixture
 def free_port():
     """A currently free TCP port on 127.0.0.1."""
-    def _get() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-    return _get
+    from cnnzoo.net import free_port as get
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -21,23 +21,13 @@ from serving import Client, ClientError, RestClient
 from serving.client import load_server_config, signature_specs
 from serving.rest_client import FORMATS
 from serving.json_body import dumps_json
+from cnnzoo.net import free_ports
 
 CONFIG = """
 model_config_list {
   config { name: "tiny" base_path: "tiny" model_platform: "tensorflow"
            model_version_policy { all {} } version_labels { key: "stable" value: 1 } }
 }"""
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def start_server(args: list[str], env: dict[str, str], log_path: str) -> tuple[subprocess.Popen, int, int]:
