@@ -302,19 +302,26 @@ def start_server(args: argparse.Namespace, export_dir: Path) -> tuple[subprocess
 def wait_available(proc: subprocess.Popen, client: Any, model: str, version: int, log_path: Path,
                    timeout: float = 180.0) -> float:
     from serving import ClientError
+    from serving.process import READY_LINE
     start = time.monotonic()
     while True:
         if proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-1500:]
             raise RuntimeError(f"zoo-serve exited with code {proc.returncode} before serving; "
                                f"end of {log_path}:\n{tail}")
-        try:
-            client.wait_until_available(model, timeout=1.0, version=version)
-            return time.monotonic() - start
-        except ClientError:
-            if time.monotonic() - start > timeout:
-                raise RuntimeError(f"{model} version {version} not AVAILABLE after {timeout:.0f} s; "
-                                   f"see {log_path}") from None
+        # gRPC answers before the REST port opens: ready means both (the server's ready line).
+        ready = READY_LINE in log_path.read_text(errors="replace")
+        if ready:
+            try:
+                client.wait_until_available(model, timeout=1.0, version=version)
+                return time.monotonic() - start
+            except ClientError:
+                pass
+        if time.monotonic() - start > timeout:
+            raise RuntimeError(f"{model} version {version} not AVAILABLE after {timeout:.0f} s; "
+                               f"see {log_path}")
+        if not ready:
+            time.sleep(0.1)
 
 
 def stop_server(proc: subprocess.Popen) -> None:
