@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
+from serving.metadata import warmup_path
+
 H, W, C, K = 8, 8, 1, 10
 CLASS_NAMES = [f"digit_{i}" for i in range(K)]
 
@@ -75,15 +77,20 @@ def write_model(base_path: str, version: int, *, bias: float = 0.0, seed: int = 
     tf.saved_model.save(module, tmp, signatures=signatures)
     _set_method_names(tmp)
     if warmup:
-        extra = os.path.join(tmp, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="warmup"))
-        req.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, H, W, C), np.float32)))
-        with tf.io.TFRecordWriter(os.path.join(extra, "tf_serving_warmup_requests")) as w:
-            w.write(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
+        _write_warmup(tmp)
     os.rename(tmp, final)
     return final
+
+
+def _write_warmup(version_path: str) -> None:
+    """One blank-image Predict request as the version's warmup file (TF Serving's format)."""
+    path = warmup_path(version_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="warmup"))
+    req.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, H, W, C), np.float32)))
+    with tf.io.TFRecordWriter(str(path)) as w:
+        w.write(prediction_log_pb2.PredictionLog(
+            predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
 
 
 def _set_method_names(path: str) -> None:
@@ -142,13 +149,7 @@ def write_blocking_model(base_path: str, version: int, fifo: str, *, warmup: boo
     os.makedirs(base_path, exist_ok=True)
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serving_default})
     if warmup:
-        extra = os.path.join(tmp, "assets.extra")
-        os.makedirs(extra, exist_ok=True)
-        req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="warmup"))
-        req.inputs["images"].CopyFrom(tf.make_tensor_proto(np.zeros((1, H, W, C), np.float32)))
-        with tf.io.TFRecordWriter(os.path.join(extra, "tf_serving_warmup_requests")) as w:
-            w.write(prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=req)).SerializeToString())
+        _write_warmup(tmp)
     os.rename(tmp, final)
     return final
 
