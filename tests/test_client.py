@@ -6,9 +6,6 @@ with label stable -> 1, so regress = sum(pixels) + bias tells which version answ
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import time
 
 import grpc
@@ -22,41 +19,13 @@ from serving.client import load_server_config, signature_specs
 from serving.rest_client import FORMATS
 from serving.json_body import dumps_json
 from cnnzoo.net import free_ports
+from serving.process import ServerProcess
 
 CONFIG = """
 model_config_list {
   config { name: "tiny" base_path: "tiny" model_platform: "tensorflow"
            model_version_policy { all {} } version_labels { key: "stable" value: 1 } }
 }"""
-
-
-def start_server(args: list[str], env: dict[str, str], log_path: str) -> tuple[subprocess.Popen, int, int]:
-    """`python -m serving ARGS --port P --rest_api_port R`; waits until both ports answer."""
-    grpc_port, rest_port = free_ports(2)
-    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(grpc_port),
-                                 "--rest_api_port", str(rest_port), *args],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {open(log_path).read()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", rest_port), timeout=0.2):
-                return proc, grpc_port, rest_port
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"server did not start in 90 s: {open(log_path).read()[-2000:]}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -70,15 +39,11 @@ def repo(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo, subprocess_env):
-    proc, grpc_port, rest_port = start_server(
-        ["--model_config_file", str(repo / "models.config"), "--file_system_poll_wait_seconds", "0"],
-        subprocess_env, str(repo / "server.log"))
-    try:
-        with Client(f"127.0.0.1:{grpc_port}", timeout=30) as client:
+    with ServerProcess(repo, ["--model_config_file", str(repo / "models.config"),
+                              "--file_system_poll_wait_seconds", "0"], env=subprocess_env) as server:
+        with Client(server.target, timeout=30) as client:
             client.wait_until_available("tiny", timeout=60, version=2)
-        yield grpc_port, rest_port
-    finally:
-        stop_server(proc)
+        yield server.grpc_port, server.rest_port
 
 
 @pytest.fixture(scope="module")

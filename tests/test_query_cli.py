@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from serving.query_cli import main
-from test_client import free_ports, start_server, stop_server
+from cnnzoo.net import free_ports
+from serving.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "saved_models" / "digits"
@@ -20,15 +21,13 @@ ZOO_QUERY = Path(sys.executable).parent / "zoo-query"  # the console script of t
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, subprocess_env):
-    log = tmp_path_factory.mktemp("query_server") / "server.log"
-    proc, grpc_port, rest_port = start_server(
-        ["--model_name", "digits", "--model_base_path", str(DIGITS), "--file_system_poll_wait_seconds", "0"],
-        subprocess_env, str(log))
     from serving import Client
-    with Client(f"127.0.0.1:{grpc_port}", timeout=30) as c:
-        c.wait_until_available("digits", timeout=60)
-    yield {"grpc": ["--server", f"127.0.0.1:{grpc_port}"], "rest": ["--rest", f"http://127.0.0.1:{rest_port}"]}
-    stop_server(proc)
+    with ServerProcess(tmp_path_factory.mktemp("query_server"),
+                       ["--model_name", "digits", "--model_base_path", str(DIGITS),
+                        "--file_system_poll_wait_seconds", "0"], env=subprocess_env) as server:
+        with Client(server.target, timeout=30) as c:
+            c.wait_until_available("digits", timeout=60)
+        yield {"grpc": ["--server", server.target], "rest": ["--rest", server.rest_url]}
 
 
 @pytest.fixture(scope="module")
