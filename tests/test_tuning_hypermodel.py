@@ -106,7 +106,19 @@ def test_fit_uses_batch_size_hyperparameter_and_logs_costs(data):
     history = hm.fit(hp, model, x, y, validation_data=(xv, yv), epochs=1, verbose=0)
     assert model.optimizer.iterations.numpy() == 4  # 160 examples / batch_size 40
     assert history.history["params"] == [model.count_params()]
-    assert history.history["macs"][0] > 0 and history.history["latency_ms"][0] > 0
+    assert history.history["macs"][0] > 0 and "latency_ms" not in history.history  # no budget needs it
+
+
+def test_latency_is_logged_when_asked_or_when_a_latency_budget_needs_it(data):
+    (x, y), (xv, yv) = data
+    for kwargs in ({"measure_latency": True}, {"budgets": Budgets(max_latency_ms=1e6)}):
+        hm = ZooHyperModel((8, 8, 1), 10, depth=(2, 2), filters=(4, 4), rules=["constant"], **kwargs)
+        hp = kt.HyperParameters()
+        model = hm.build(hp)
+        history = hm.fit(hp, model, x[:40], y[:40], validation_data=(xv, yv), epochs=1, verbose=0)
+        assert history.history["latency_ms"][0] > 0, kwargs
+    with pytest.raises(ValueError, match="measure_latency must be None, True or False"):
+        ZooHyperModel((8, 8, 1), 10, measure_latency="yes")
 
 
 def test_fit_releases_the_graphs_tf_pins_so_trials_do_not_leak(data):
@@ -244,3 +256,28 @@ def test_latency_is_measured_on_the_traced_graph_not_eager_calls():
     assert len(python_calls) == 1  # traced once; the 1 + 5 timed runs execute the graph
     with pytest.raises(ValueError, match="runs must be a positive int, got 0"):
         tuning.measure_latency_ms(model, runs=0)
+
+
+@pytest.mark.parametrize("mode", ["rule", "per_layer"])
+def test_tuning_tuners_discover_the_space_without_building_a_model(mode, tmp_path, monkeypatch):
+    """keras-tuner's Tuner constructor builds the model once per conditional scope (17 builds for
+    rule mode) only to discover the space; tuning's tuners get the same space from declarations."""
+    import contextlib
+
+    from tuning.tuners import RandomSearch
+
+    def space(hm, folder):
+        t = RandomSearch(hm, objective="val_accuracy", max_trials=1, directory=tmp_path, project_name=folder)
+        return sorted((h.name, repr(h.get_config()), repr([c.get_config() for c in h.conditions]))
+                      for h in t.oracle.get_space().space)
+
+    kwargs = dict(mode=mode, depth=(2, 4), filters=(4, 16), blocks=["plain", "residual"],
+                  budgets={"max_params": 3000})
+    built = []
+    fast = ZooHyperModel((8, 8, 1), 10, **kwargs)
+    monkeypatch.setattr(fast, "build_unchecked", lambda hp: built.append(hp) or None)
+    fast_space = space(fast, "fast")
+    assert built == []  # not one Keras model was built to explore the space
+    slow = ZooHyperModel((8, 8, 1), 10, **kwargs)
+    slow.exploring_space = contextlib.nullcontext  # keras-tuner's own exploration: a build per scope
+    assert space(slow, "slow") == fast_space

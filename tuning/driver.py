@@ -58,6 +58,11 @@ def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
     return objs[0] if len(objs) == 1 else objs
 
 
+def objective_names(objective: Any) -> list[str]:
+    """The metric names of a `make_objective` result (one objective or a list)."""
+    return [o.name for o in (objective if isinstance(objective, list) else [objective])]
+
+
 def check_budget_feasible(hypermodel: ZooHyperModel) -> MeasuredCosts | None:
     """Raise SearchBudgetError when even the smallest model of the space is over budget.
 
@@ -119,6 +124,7 @@ def prepare(config: SearchConfig) -> tuple[SearchConfig, Any, ZooHyperModel, Any
             dropouts=config.dropouts, learning_rates=config.learning_rates,
             batch_sizes=config.batch_sizes, budgets=budgets, patience=config.patience,
             seed=config.seed, fill_budget=config.fill_budget,
+            measure_latency=True if "latency_ms" in objective_names(obj) else None,
             monitor=primary_metric(create_objective(obj)))
     except SearchError:
         raise

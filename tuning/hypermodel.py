@@ -22,9 +22,10 @@ from cnnzoo.env import setup_tensorflow
 
 setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
+import contextlib
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Iterator
 
 import keras
 import keras_tuner as kt
@@ -133,6 +134,9 @@ class ZooHyperModel(kt.HyperModel):
 
     `budgets` (a `tuning.Budgets` or dict) rejects over-budget models at the start of `fit` by raising
     `keras_tuner.errors.FailedTrialError`; `monitor`/`patience` configure early stopping in `fit`.
+    Every trial logs its params and MACs; its latency (`latency_ms`, timed on this machine) only
+    when `measure_latency` is True or, by default (None), when a latency budget needs it: timing
+    traces the model once more, which costs more than a small trial's epoch.
     """
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, *, mode: str = "rule",
@@ -144,8 +148,8 @@ class ZooHyperModel(kt.HyperModel):
                  batch_sizes: Sequence[int] | int | None = None, filter_sampling: str = "log",
                  filter_step: int | None = None, budgets: Budgets | Mapping[str, Any] | None = None,
                  monitor: str = "val_accuracy", patience: int = 2, seed: int | None = None,
-                 fill_budget: bool = True, name: str | None = None,
-                 tunable: bool = True) -> None:
+                 fill_budget: bool = True, measure_latency: bool | None = None,
+                 name: str | None = None, tunable: bool = True) -> None:
         super().__init__(name=name, tunable=tunable)
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
@@ -203,6 +207,10 @@ class ZooHyperModel(kt.HyperModel):
         # With a params/MACs budget each draw is a profile scaled to fill it (zoo.plan's budget
         # fitting), so trials compare shapes at equal cost and none is rejected for size.
         self.fill_budget = fill_budget
+        if measure_latency is not None and not isinstance(measure_latency, bool):
+            raise ValueError(f"measure_latency must be None, True or False, got {measure_latency!r}")
+        self.measure_latency = measure_latency
+        self._exploring = False
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"monitor must be a metric name such as 'val_accuracy', got {monitor!r}")
         self.monitor = monitor
@@ -357,15 +365,30 @@ class ZooHyperModel(kt.HyperModel):
         """The seed this execution builds and shuffles with (its initializers and Keras' global seed)."""
         return None if self.seed is None else self.seed + self.execution
 
-    def build(self, hp: kt.HyperParameters) -> keras.Model:
+    def build(self, hp: kt.HyperParameters) -> keras.Model | None:
         # Budgets are checked in fit, not here: keras-tuner also calls build while it explores
         # the conditional space in the Tuner's constructor, and an over-budget model raised there
         # would abort the whole search instead of rejecting one trial.
+        if self._exploring:
+            self.declare_hyperparameters(hp)
+            return None
         return self.build_unchecked(hp)
+
+    @contextlib.contextmanager
+    def exploring_space(self) -> Iterator[None]:
+        """Inside this block `build` only declares the hyperparameters `hp` selects and returns
+        None. keras-tuner's Tuner constructor builds the model once per conditional scope (every
+        rule with parameters) only to discover the space; tuning's tuners construct inside it."""
+        self._exploring = True
+        try:
+            yield
+        finally:
+            self._exploring = False
 
     def check_budgets(self, model: keras.Model) -> MeasuredCosts:
         """The model's costs, or OverBudget if it breaks a budget."""
-        costs = measure_costs(model)
+        latency = self.budgets.needs_latency if self.measure_latency is None else self.measure_latency
+        costs = measure_costs(model, latency=latency)
         problems = self.budgets.violations(costs, slack=TOLERANCE if self.fill_budget else 0.0)
         if problems:
             raise OverBudget(Rejection(costs, tuple(problems)))

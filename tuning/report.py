@@ -116,6 +116,8 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
     cols = [("rank", "rank"), ("trial", "trial"), ("origin", "origin"), ("rule", "rule"), ("block", "block"),
             ("depth", "depth"), ("filters", "filters"), ("params", "params"), ("MACs", "macs"),
             ("latency ms", "latency_ms"), (metric, "metric"), ("test acc", "test_accuracy")]
+    if not any(r.get("latency_ms", "") not in ("", None) for r in rows):  # timed only when asked
+        cols.remove(("latency ms", "latency_ms"))
     if any(r.get("rerank_mean", "") != "" for r in done):
         cols[-1:-1] = [("runs", "rerank_runs"), (f"mean {metric}", "rerank_mean")]
     if done:

@@ -199,8 +199,12 @@ class _OracleOwner:
         oracle_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _ORACLE_ARGS}
         oracle_kwargs.setdefault("network_key", getattr(hypermodel, "network_key", None))
         # keras-tuner's own subclasses only create their oracle here; Tuner takes ours instead.
-        kt.Tuner.__init__(self, oracle=self.oracle_class(**oracle_kwargs), hypermodel=hypermodel,
-                          **kwargs)
+        # Its constructor builds the model once per conditional scope only to discover the
+        # space: a ZooHyperModel declares the same hyperparameters without building Keras models.
+        exploring = getattr(hypermodel, "exploring_space", contextlib.nullcontext)
+        with exploring():
+            kt.Tuner.__init__(self, oracle=self.oracle_class(**oracle_kwargs), hypermodel=hypermodel,
+                              **kwargs)
 
 
 class RandomSearch(_OracleOwner, _ZooTunerMixin, kt.Tuner):
