@@ -43,3 +43,18 @@ def test_every_snippet_runs_in_order(readme, subprocess_env):
         assert out.returncode == 0, (f"{readme} snippet {i} ({lang}) failed:\n{code}\n--- stdout\n"
                                      f"{out.stdout[-3000:]}\n--- stderr\n{out.stderr[-3000:]}")
     assert _git_status() == before, "a README tour changed the checkout"
+    if readme == "README.md":
+        _the_slim_example_pruned(ROOT / "runs" / "readme-slim")
+
+
+def _the_slim_example_pruned(project_dir: Path) -> None:
+    """README's `zoo-tune --mode slim` example (3 epochs) must learn a profile with its default
+    settings: --epochs is the trial's, the wide training takes the recipe's epochs (--slim-epochs'
+    default). Once it learned 32-32-32-32, the wide network's own widths, and presented it as
+    learned. Checked here on the tour's own run rather than training the example a second time."""
+    from tuning.slim_profile import pruning_note, read_slim
+
+    result = read_slim(project_dir)
+    assert result is not None, f"the slim example left no slim.json in {project_dir}"
+    assert result.wide == [32] * 4 and result.epochs > 3, result
+    assert pruning_note(result) is None, result.profile

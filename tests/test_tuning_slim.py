@@ -210,21 +210,3 @@ def test_a_collapsed_network_warns_and_keeps_one_channel_per_layer(digits):
         result = slim.learn_profile(digits.x_train, digits.y_train, depth=DEPTH, max_filters=WIDE,
                                     strength=slim.DEFAULT_STRENGTH * 16, **FAST, **_arch(digits))
     assert result.profile == [1] * DEPTH
-
-
-@pytest.mark.slow
-def test_the_readme_slim_example_prunes_with_the_default_settings(tmp_path):
-    """README: `zoo-tune --dataset digits --mode slim --depth 4 4 --filters 8 32 --epochs 3
-    --max-params 8000` learned 32-32-32-32 (nothing pruned: 3 epochs are too few steps). --epochs
-    is the trial's; the wide training now takes the recipe's epochs (the default of --slim-epochs)
-    and must leave a learned profile."""
-    from tuning.config import SearchConfig
-    from tuning.driver import prepare
-    from tuning.slim_profile import learn_or_load, pruning_note
-
-    config, data, hypermodel, _ = prepare(SearchConfig(
-        dataset="digits", mode="slim", depth=(4, 4), filters=(8, 32), epochs=3, max_params=8000,
-        directory=tmp_path, verbose=0))
-    result = learn_or_load(config, hypermodel, data, data.x_train, data.y_train, tmp_path, None)
-    assert result.wide == [32] * 4 and result.epochs > 3
-    assert pruning_note(result) is None, result.profile
