@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnnzoo.files import write_json_atomic
+from cnnzoo.files import write_atomic, write_json_atomic
 
 from _common import RESULTS_DIR, ROOT, machine_info, machine_line
 
@@ -174,16 +174,22 @@ def main(argv: list[str] | None = None) -> int:
             if (label, seed) not in have]
     print(f"== {len(jobs)} final trainings ({len(entries)} networks x {args.seeds} seeds)", flush=True)
     os.environ["ZOO_TF_THREADS"] = "1"
-    if jobs:
+
+    def record(results: Any) -> None:
+        for res in results:
+            finals.append(res)
+            print(f"   {res['label']:<20} seed {res['seed']} {res['test_accuracy']:.4f} "
+                  f"({res['train_seconds']:.0f}s)", flush=True)
+            _save(out_json, state)
+
+    if jobs and args.processes > 1:
         with mp.get_context("spawn").Pool(args.processes) as pool:
-            for res in pool.imap_unordered(_final, jobs):
-                finals.append(res)
-                print(f"   {res['label']:<20} seed {res['seed']} {res['test_accuracy']:.4f} "
-                      f"({res['train_seconds']:.0f}s)", flush=True)
-                _save(out_json, state)
+            record(pool.imap_unordered(_final, jobs))
+    else:  # one process: train here (a spawned worker would start TensorFlow again for nothing)
+        record(map(_final, jobs))
     state["summary"] = _summary(state, entries)
     _save(out_json, state)
-    (args.results_dir / "search.md").write_text(_markdown(state), encoding="utf-8")
+    write_atomic(args.results_dir / "search.md", _markdown(state))
     print((args.results_dir / "search.md").read_text())
     return 0
 

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,6 +27,17 @@ def _cmd(directory, max_trials, *extra):
 
 def _finished_trials(output):
     return [m.group(1) for line in output.splitlines() if (m := TRIAL_LINE.match(line))]
+
+
+def _wait_for_port(proc, port, timeout=120):
+    """Until something accepts connections on `port` (or `proc` exits, or `timeout` passes)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
 
 
 def _oracle_trials(project_dir):
@@ -82,7 +94,7 @@ def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, fr
     cmd = _cmd(runs, 4, "--project", "dist", "--max-params", "2500", "--no-fill-budget")
     chief = subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID="chief"),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(3)  # let the chief bind its port; workers also retry while it starts
+    _wait_for_port(chief, port)  # workers also retry while it starts; this spares them the wait
     workers = [subprocess.Popen(cmd, env=dict(env, KERASTUNER_TUNER_ID=f"tuner{i}"),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for i in range(2)]
