@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from cnnzoo.cli import add_deprecated
+from cnnzoo.cli import EXIT_USAGE, OneLineParser, add_deprecated
 
 COMMANDS = ("status", "metadata")
 LABEL_KEYS = ("y_test", "y", "labels")
@@ -45,13 +45,8 @@ class UsageError(Exception):
     """Bad command line or unreadable input: exit code 2."""
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage block
-        raise UsageError(f"{message} (see zoo-query --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="zoo-query", description=__doc__.split("\n\n")[0],
+    p = OneLineParser(prog="zoo-query", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter,
                 epilog="commands: status, metadata (else the arguments are image files)")
     where = p.add_mutually_exclusive_group()
@@ -87,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # a usage error, printed on one line by the parser (--help: exit 0)
+        if exc.code in (0, None):
+            raise
+        return EXIT_USAGE
+    try:
         if not args.model:
             raise UsageError("--model-name is required (see zoo-query --help)")
         return _run(args)

@@ -164,3 +164,29 @@ def release(fifo: str, seconds: float = 1.0) -> None:
         except OSError:  # no reader right now
             pass
         time.sleep(0.01)
+
+
+def reload_config(channel, *models, timeout=60):
+    """ReloadConfig over gRPC with `models`: (name, base_path) or (name, base_path, {label: version})."""
+    from tensorflow_serving.apis import model_management_pb2, model_service_pb2_grpc
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    for name, base_path, *labels in models:
+        entry = config.model_config_list.config.add(name=name, base_path=base_path,
+                                                    model_platform="tensorflow")
+        for label, version in (labels[0] if labels else {}).items():
+            entry.version_labels[label] = version
+    return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+        model_management_pb2.ReloadConfigRequest(config=config), timeout=timeout)
+
+
+def rpc_or_none(fn):
+    """`fn()`, or None when it fails with a gRPC error (a version not served yet, say)."""
+    import grpc
+
+    try:
+        return fn()
+    except grpc.RpcError:
+        return None
+

@@ -13,13 +13,12 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
+from tensorflow_serving.apis import (get_model_status_pb2, model_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc, regression_pb2)
-from tensorflow_serving.config import model_server_config_pb2
 
 import _reliability as rel
 import _serving_models as sm
-from _serving_models import wait_for
+from _serving_models import reload_config, rpc_or_none, wait_for
 from serving.server import ModelServer, ServerOptions
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -47,21 +46,6 @@ def served_bias(channel, name, version=None):
     return resp.model_spec.version.value, round(resp.result.regressions[0].value, 3)
 
 
-def reload(channel, *entries, timeout=60):
-    config = model_server_config_pb2.ModelServerConfig()
-    for name, base_path in entries:
-        config.model_config_list.config.add(name=name, base_path=base_path, model_platform="tensorflow")
-    return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
-        model_management_pb2.ReloadConfigRequest(config=config), timeout=timeout)
-
-
-def _try(fn):
-    try:
-        return fn()
-    except grpc.RpcError:
-        return None
-
-
 # ----------------------------------------------------------------------------- defect 1
 def test_a_fifo_named_saved_model_pb_does_not_freeze_the_server(tmp_path):
     """A FIFO in a new version folder used to block the loader's open() forever, inside the
@@ -80,9 +64,9 @@ def test_a_fifo_named_saved_model_pb_does_not_freeze_the_server(tmp_path):
         assert state == END and "not a regular file" in message
         assert served_bias(channel, "tiny") == (1, 1.0)
         sm.write_model(str(tmp_path / "tiny"), 3, bias=3.0)  # a later version is still found
-        wait_for(lambda: _try(lambda: served_bias(channel, "tiny")) == (3, 3.0), timeout=30)
+        wait_for(lambda: rpc_or_none(lambda: served_bias(channel, "tiny")) == (3, 3.0), timeout=30)
         for _ in range(6):  # more reloads than a stuck loader would let through
-            reload(channel, ("tiny", str(tmp_path / "tiny")), timeout=30)
+            reload_config(channel, ("tiny", str(tmp_path / "tiny")), timeout=30)
         assert served_bias(channel, "tiny") == (3, 3.0)
         server.proc.terminate()
         assert server.proc.wait(timeout=30) == 0  # SIGTERM is enough: nothing blocks shutdown
@@ -120,7 +104,7 @@ def test_odd_version_folder_names_are_not_versions(tmp_path, caplog):
         time.sleep(1.0)  # several polls see the odd folders
         assert served_bias(channel, "tiny", version=7) == (7, 7.0)  # not 007's model
         sm.write_model(str(base), 8, bias=8.0)  # polling goes on: a new version is found
-        wait_for(lambda: _try(lambda: served_bias(channel, "tiny")) == (8, 8.0), timeout=30)
+        wait_for(lambda: rpc_or_none(lambda: served_bias(channel, "tiny")) == (8, 8.0), timeout=30)
         assert set(statuses(channel, "tiny")) == {7, 8}
     ignored = [r.getMessage() for r in caplog.records if "is not a version" in r.getMessage()]
     assert len(ignored) == 4 and any("'007'" in m for m in ignored)  # each said once, not at every poll
@@ -147,17 +131,17 @@ def test_a_failed_reload_config_changes_nothing(served):
     """ReloadConfig pointing a model at an empty folder returned an error *and* unloaded it."""
     root, channel = served
     with pytest.raises(grpc.RpcError) as info:
-        reload(channel, ("tiny", str(root / "empty")))
+        reload_config(channel, ("tiny", str(root / "empty")))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND and "no version found" in info.value.details()
     assert served_bias(channel, "tiny") == (1, 1.0)
     # a new model that cannot load fails the whole change: the kept one stays, the new one is not served
     with pytest.raises(grpc.RpcError):
-        reload(channel, ("tiny", str(root / "tiny")), ("other", str(root / "empty")))
+        reload_config(channel, ("tiny", str(root / "tiny")), ("other", str(root / "empty")))
     assert served_bias(channel, "tiny") == (1, 1.0)
     with pytest.raises(grpc.RpcError) as info:
         served_bias(channel, "other")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    reload(channel, ("tiny", str(root / "good")), timeout=None)  # a good change applies (no deadline too)
+    reload_config(channel, ("tiny", str(root / "good")), timeout=None)  # a good change applies (no deadline too)
     assert served_bias(channel, "tiny") == (2, 2.0)
 
 
@@ -170,7 +154,7 @@ def test_a_polled_config_with_a_typo_keeps_the_model(served, caplog):
         wait_for(lambda: "model config file not applied" in caplog.text, timeout=30)
     assert served_bias(channel, "tiny") == (1, 1.0)
     (root / "models.config").write_text('model_config_list { config { name: "tiny" base_path: "good" } }')
-    wait_for(lambda: _try(lambda: served_bias(channel, "tiny")) == (2, 2.0), timeout=30)
+    wait_for(lambda: rpc_or_none(lambda: served_bias(channel, "tiny")) == (2, 2.0), timeout=30)
 
 
 # ----------------------------------------------------------------------------- defect 5
@@ -179,14 +163,14 @@ def test_a_nul_byte_in_a_base_path_is_refused_where_the_config_enters(served, ca
     the models listed after it."""
     root, channel = served
     with pytest.raises(grpc.RpcError) as info:
-        reload(channel, ("tiny", str(root / "ti\0ny")))
+        reload_config(channel, ("tiny", str(root / "ti\0ny")))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "control characters" in info.value.details()
     with caplog.at_level(logging.INFO, logger="serving"):
         (root / "models.config").write_text('model_config_list { config { name: "bad" base_path: "x\\000y" }\n'
                                             '                    config { name: "tiny" base_path: "tiny" } }')
         time.sleep(1.0)  # several config polls
         sm.write_model(str(root / "tiny"), 2, bias=2.5)  # the model listed after it is still polled
-        wait_for(lambda: _try(lambda: served_bias(channel, "tiny")) == (2, 2.5), timeout=30)
+        wait_for(lambda: rpc_or_none(lambda: served_bias(channel, "tiny")) == (2, 2.5), timeout=30)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "control characters" in errors[0].getMessage()
     assert not any(r.exc_info for r in caplog.records)
@@ -230,12 +214,13 @@ def test_a_hung_load_holds_up_nothing_else(tmp_path):
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
             with pytest.raises(grpc.RpcError) as info:  # the new model never becomes available
-                reload(channel, ("tiny", str(tmp_path / "tiny")), ("slow", str(tmp_path / "slow")), timeout=3)
+                reload_config(channel, ("tiny", str(tmp_path / "tiny")), ("slow", str(tmp_path / "slow")), timeout=3)
             assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
             assert served_bias(channel, "tiny") == (1, 1.0)  # requests are not blocked
             sm.write_model(str(tmp_path / "tiny"), 2, bias=2.0)  # the other model is still polled
-            wait_for(lambda: _try(lambda: served_bias(channel, "tiny")) == (2, 2.0), timeout=30)
-            reload(channel, ("tiny", str(tmp_path / "tiny")), timeout=10)  # the next change is not stuck behind it
+            wait_for(lambda: rpc_or_none(lambda: served_bias(channel, "tiny")) == (2, 2.0), timeout=30)
+            # the next change is not stuck behind it
+            reload_config(channel, ("tiny", str(tmp_path / "tiny")), timeout=10)
             assert served_bias(channel, "tiny") == (2, 2.0)
             with pytest.raises(grpc.RpcError) as info:
                 served_bias(channel, "slow")

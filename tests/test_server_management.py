@@ -22,13 +22,12 @@ import urllib.request
 import grpc
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc,
+from tensorflow_serving.apis import (get_model_status_pb2, model_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
-from tensorflow_serving.config import model_server_config_pb2
 
 import _reliability as rel
 import _serving_models as sm
-from _serving_models import wait_for
+from _serving_models import reload_config, rpc_or_none, wait_for
 from serving.server import ModelServer, ServerOptions
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
@@ -48,24 +47,6 @@ def statuses(channel, name):
     resp = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(
         get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=name)), timeout=10)
     return {s.version: s.state for s in resp.model_version_status}
-
-
-def reload(channel, *configs, timeout=60):
-    """ReloadConfig with `configs`: dicts of ModelConfig fields (version_labels as a dict)."""
-    config = model_server_config_pb2.ModelServerConfig()
-    for c in configs:
-        entry = config.model_config_list.config.add(name=c["name"], base_path=c["base_path"])
-        for label, version in c.get("labels", {}).items():
-            entry.version_labels[label] = version
-    return model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
-        model_management_pb2.ReloadConfigRequest(config=config), timeout=timeout)
-
-
-def _try(fn):
-    try:
-        return fn()
-    except grpc.RpcError:
-        return None
 
 
 def _load_error(server, name, version):
@@ -264,7 +245,7 @@ def test_a_half_copied_version_is_loaded_once_its_files_are_complete(tmp_path):
         wait_for(lambda: _load_error(s.server, "m", 2))
         assert version_of(s.channel, "m") == 1
         (tmp_path / "m" / "2" / "variables" / data.name).write_bytes(full)  # the copy completes in place
-        wait_for(lambda: _try(lambda: version_of(s.channel, "m")) == 2, timeout=20)
+        wait_for(lambda: rpc_or_none(lambda: version_of(s.channel, "m")) == 2, timeout=20)
     finally:
         s.close()
 
@@ -286,7 +267,7 @@ def test_a_failed_load_is_retried_after_the_interval(tmp_path):
         wait_for(lambda: _load_error(s.server, "m", 2))
         version.write_bytes(full)
         os.utime(version, ns=(info.st_atime_ns, info.st_mtime_ns))  # looks untouched
-        wait_for(lambda: _try(lambda: version_of(s.channel, "m")) == 2, timeout=20)
+        wait_for(lambda: rpc_or_none(lambda: version_of(s.channel, "m")) == 2, timeout=20)
     finally:
         s.close()
 
@@ -306,25 +287,25 @@ def test_the_polled_config_is_applied_at_every_poll(polled):
     root, config, s = polled
     _config(config, "tiny", "late")  # listed before its folder exists: fails, and is retried
     time.sleep(0.5)
-    assert _try(lambda: version_of(s.channel, "late")) is None
+    assert rpc_or_none(lambda: version_of(s.channel, "late")) is None
     sm.write_model(str(root / "late"), 3, warmup=False)
-    wait_for(lambda: _try(lambda: version_of(s.channel, "late")) == 3, timeout=20)
-    reload(s.channel, {"name": "tiny", "base_path": str(root / "tiny")})  # ReloadConfig drops "late"...
-    wait_for(lambda: _try(lambda: version_of(s.channel, "late")) == 3, timeout=20)  # ...the file restores it
+    wait_for(lambda: rpc_or_none(lambda: version_of(s.channel, "late")) == 3, timeout=20)
+    reload_config(s.channel, ("tiny", str(root / "tiny")))  # ReloadConfig drops "late"...
+    wait_for(lambda: rpc_or_none(lambda: version_of(s.channel, "late")) == 3, timeout=20)  # ...the file restores it
     assert version_of(s.channel, "tiny") == 1
 
 
 def test_reload_config_with_a_label_on_an_unavailable_version_is_failed_precondition(polled):
     root, config, s = polled
     with pytest.raises(grpc.RpcError) as info:
-        reload(s.channel, {"name": "tiny", "base_path": str(root / "tiny"), "labels": {"stable": 7}})
+        reload_config(s.channel, ("tiny", str(root / "tiny"), {"stable": 7}))
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert info.value.details() == ("Request to assign label to version 7 of model tiny, which is not currently "
                                     "available for inference")
     with pytest.raises(grpc.RpcError) as info:  # nothing changed: the label does not exist
         version_of(s.channel, "tiny", version_label="stable")
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    reload(s.channel, {"name": "tiny", "base_path": str(root / "tiny"), "labels": {"stable": 1}})
+    reload_config(s.channel, ("tiny", str(root / "tiny"), {"stable": 1}))
     assert version_of(s.channel, "tiny", version_label="stable") == 1
 
 
@@ -335,7 +316,7 @@ def test_reload_config_errors_do_not_tell_whether_a_path_exists(polled):
     answers = set()
     for path in (root / "missing", root / "empty", root / "file", root / "file" / "below"):
         with pytest.raises(grpc.RpcError) as info:
-            reload(s.channel, {"name": "x", "base_path": str(path)})
+            reload_config(s.channel, ("x", str(path)))
         answers.add((info.value.code(), info.value.details().replace(str(path), "PATH")))
     assert answers == {(grpc.StatusCode.NOT_FOUND, "model 'x': no version found under base path PATH matching "
                                                    "its version policy (latest)")}
