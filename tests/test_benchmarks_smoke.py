@@ -35,14 +35,18 @@ def test_bench_training_quick_writes_results(subprocess_env, tmp_path):
 
 # --- the shared helpers, without running anything heavy -------------------------------------
 
-def _bench_modules():
+def _bench_module(name):
     import importlib
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        return importlib.import_module("_common"), importlib.import_module("run_all")
+        return importlib.import_module(name)
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def _bench_modules():
+    return _bench_module("_common"), _bench_module("run_all")
 
 
 def test_percentile_and_check_validate_and_compute():
@@ -81,3 +85,22 @@ def test_run_all_readme_combines_json_files(tmp_path):
     assert "1 of 2 targets met." in text and "[Training](training.md)" in text
     with pytest.raises(SystemExit):
         run_all.main(["--only", "nope", "--readme-only"])
+
+
+def test_bench_test_suite_records_a_log_made_by_hand(tmp_path):
+    bench = _bench_module("bench_test_suite")
+    log = tmp_path / "suite.log"
+    log.write_text("....\n============ slowest durations ============\n"
+                   "12.50s call     tests/test_a.py::test_x\n3.25s setup    tests/test_b.py::test_y[1]\n"
+                   "========== 2 passed, 1 skipped in 20.50s (0:00:20) ==========\n"
+                   "\tUser time (seconds): 30.5\n\tSystem time (seconds): 2.5\n"
+                   "\tElapsed (wall clock) time (h:mm:ss or m:ss): 1:02.50\n")
+    assert bench.main(["--from-log", str(log), "--label", "by hand", "--results-dir", str(tmp_path)]) == 0
+    run = json.loads((tmp_path / "test_suite.json").read_text())[-1]
+    assert run["summary"] == "2 passed, 1 skipped" and run["pytest_s"] == 20.5
+    assert (run["wall_s"], run["user_s"], run["sys_s"]) == (62.5, 30.5, 2.5)
+    assert [s["test"] for s in run["slowest"]] == ["tests/test_a.py::test_x", "tests/test_b.py::test_y[1]"]
+    md = (tmp_path / "test_suite.md").read_text()
+    assert "| 1: by hand |" in md and "1.0 min | 0.6 min | 2 passed, 1 skipped |" in md
+    assert "| 12.50 | call | `tests/test_a.py::test_x` |" in md
+
