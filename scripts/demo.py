@@ -27,7 +27,6 @@ import faulthandler
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -114,18 +113,6 @@ def local_copy_error(dataset: str) -> str | None:
 
 def _banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
-
-
-def _port(wanted: int) -> int:
-    """`wanted` when it is free on 127.0.0.1, else (or for 0) any free port."""
-    for candidate in ([wanted] if wanted else []) + [0]:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return s.getsockname()[1]
-    raise RuntimeError("no free TCP port on 127.0.0.1")
 
 
 def _trial_count(project_dir: Path) -> int:
@@ -280,60 +267,38 @@ def doubling_baseline(winner: dict[str, Any], data: Any, args: argparse.Namespac
             "params": int(model.count_params()), "val": float(val_acc), "test": float(test_acc)}
 
 
-def start_server(args: argparse.Namespace, export_dir: Path) -> tuple[subprocess.Popen, int, int, Path]:
-    """Step 4: zoo-serve in the background on 127.0.0.1, its output in DIR/server.log."""
-    grpc_port = _port(args.port)
-    rest_port = _port(args.rest_port)
-    if rest_port == grpc_port:
-        rest_port = _port(0)
-    log_path = Path(args.dir) / "server.log"
-    cmd = [sys.executable, "-m", "serving", "--port", str(grpc_port), "--rest_api_port", str(rest_port),
-           "--model_config_file", str(export_dir / "models.config"),
-           "--enable_batching", "--batching_parameters_file", str(export_dir / "batching_parameters.txt")]
-    print("$ zoo-serve " + " ".join(shlex.quote(c) for c in cmd[3:]), flush=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-           "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)  # Ctrl-C reaches us; we stop it in order
-    return proc, grpc_port, rest_port, log_path
+def server_process(args: argparse.Namespace, export_dir: Path) -> Any:
+    """Step 4: zoo-serve in the background on 127.0.0.1 (--port/--rest-port where free, else any
+    free port), its output in DIR/server.log; not started yet. A new session: Ctrl-C reaches the
+    demo, which stops the server in order."""
+    from serving.process import ServerProcess
+
+    export_dir = export_dir.resolve()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    server = ServerProcess(Path(args.dir).resolve(),
+                           ["--model_config_file", str(export_dir / "models.config"), "--enable_batching",
+                            "--batching_parameters_file", str(export_dir / "batching_parameters.txt")],
+                           env=env, preferred_ports=(args.port, args.rest_port), new_session=True)
+    print("$ zoo-serve " + shlex.join(server.argv[3:]), flush=True)
+    return server
 
 
-def wait_available(proc: subprocess.Popen, client: Any, model: str, version: int, log_path: Path,
-                   timeout: float = 180.0) -> float:
+def wait_available(server: Any, client: Any, model: str, version: int, timeout: float = 180.0) -> None:
+    """Until `version` of `model` is AVAILABLE (RuntimeError with the log's end if the server exits)."""
     from serving import ClientError
-    from serving.process import READY_LINE
-    start = time.monotonic()
+
+    deadline = time.monotonic() + timeout
     while True:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-1500:]
-            raise RuntimeError(f"zoo-serve exited with code {proc.returncode} before serving; "
-                               f"end of {log_path}:\n{tail}")
-        # gRPC answers before the REST port opens: ready means both (the server's ready line).
-        ready = READY_LINE in log_path.read_text(errors="replace")
-        if ready:
-            try:
-                client.wait_until_available(model, timeout=1.0, version=version)
-                return time.monotonic() - start
-            except ClientError:
-                pass
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"{model} version {version} not AVAILABLE after {timeout:.0f} s; "
-                               f"see {log_path}")
-        if not ready:
-            time.sleep(0.1)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """Step 6: SIGTERM (the server drains in-flight requests), SIGKILL after 20 s."""
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"zoo-serve exited with code {server.proc.returncode} before serving; "
+                               f"end of {server.log_path}:\n{server.log()[-1500:]}")
+        try:
+            client.wait_until_available(model, timeout=1.0, version=version)
+            return
+        except ClientError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{model} version {version} not AVAILABLE after {timeout:.0f} s; "
+                                   f"see {server.log_path}") from None
 
 
 def query(grpc_client: Any, rest_client: Any, data: Any, exported: list[dict[str, Any]],
@@ -448,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `kill -USR1 <pid>` prints every thread's stack: how to see where a run is stuck.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     start = time.perf_counter()
-    proc = None
+    server = None
     try:
         import zoo
         from serving import Client, RestClient
@@ -468,12 +433,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         searched_doubling = next((r for r in ranked if r["rule"] == "doubling"), None)
         print(f"doubling {baseline['filters']}: {baseline['params']:,} params, val {baseline['val']:.4f}")
         _banner("serve")
-        proc, grpc_port, rest_port, log_path = start_server(args, export_dir)
-        with Client(f"127.0.0.1:{grpc_port}", timeout=30) as g, \
-                RestClient(f"http://127.0.0.1:{rest_port}", timeout=30) as r:
-            waited = wait_available(proc, g, args.model, exported[0]["version"], log_path)
-            print(f"AVAILABLE after {waited:.1f} s: gRPC 127.0.0.1:{grpc_port}, REST http://127.0.0.1:{rest_port}"
-                  f"  (log {log_path})")
+        started = time.monotonic()
+        server = server_process(args, export_dir)  # assigned first: stopped below whatever happens
+        server.start(timeout=180)  # until its ready line: both ports are open
+        grpc_port, rest_port = server.grpc_port, server.rest_port
+        with Client(server.target, timeout=30) as g, RestClient(server.rest_url, timeout=30) as r:
+            wait_available(server, g, args.model, exported[0]["version"])
+            print(f"AVAILABLE after {time.monotonic() - started:.1f} s: gRPC {server.target}, REST "
+                  f"{server.rest_url}  (log {server.log_path})")
             print("status:", ", ".join(f"v{s['version']} {s['state']}" for s in g.status(args.model)))
             served = query(g, r, data, exported, args)
             print_summary(ranked, exported, baseline, searched_doubling, served, projects,
@@ -481,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.keep_serving:
                 print(f"\nserving on 127.0.0.1:{grpc_port} (gRPC) and :{rest_port} (REST); Ctrl-C to stop",
                       flush=True)
-                while proc.poll() is None:
+                while server.proc.poll() is None:
                     time.sleep(0.5)
         print(f"\ndemo done in {time.perf_counter() - start:.0f} s; rerun to resume the searches", flush=True)
         return 0
@@ -495,9 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\ndemo: stopped by {stop}", file=sys.stderr)
         return 143
     finally:
-        if proc is not None:
-            stop_server(proc)
-            print(f"server stopped (exit code {proc.returncode})", flush=True)
+        if server is not None:  # SIGTERM (it drains in-flight requests), SIGKILL after 20 s
+            print(f"server stopped (exit code {server.stop(grace=20)})", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,14 @@ class ServerProcess:
 
     def __init__(self, workdir: str | os.PathLike, args: Sequence[str], *, rest: bool = True,
                  name: str = "server", env: Mapping[str, str] | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", preferred_ports: Sequence[int] = (),
+                 new_session: bool = False) -> None:
+        """`preferred_ports` (gRPC, REST) are used where free; `new_session` keeps a terminal's
+        Ctrl-C from reaching the server, so the parent stops it in its own order."""
         self.workdir = Path(workdir)
         self.host = host
-        ports = free_ports(2 if rest else 1, host)
+        self.new_session = new_session
+        ports = free_ports(2 if rest else 1, host, preferred=preferred_ports)
         self.grpc_port = ports[0]
         self.rest_port = ports[1] if rest else None
         self.argv = [sys.executable, "-m", "serving", f"--port={self.grpc_port}", *args]
@@ -71,8 +75,8 @@ class ServerProcess:
         self._log.write(f"\n=== start {self.starts}: {' '.join(self.argv)}\n")
         self._log.flush()
         self._offset = self.log_path.stat().st_size
-        self.proc = subprocess.Popen(self.argv, cwd=self.workdir, env=self.env,
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.argv, cwd=self.workdir, env=self.env, stdout=self._log,
+                                     stderr=subprocess.STDOUT, start_new_session=self.new_session)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if READY_LINE in self.log()[self._offset:]:
