@@ -28,6 +28,8 @@ from pathlib import Path
 import _common
 
 from cnnzoo.net import free_ports
+from serving import Client
+from serving.process import ServerProcess
 
 BIN = Path(sys.executable).parent
 DIGITS = _common.ROOT / "saved_models" / "digits"
@@ -111,25 +113,14 @@ def serve_ready(env: dict[str, str], cwd: Path) -> float:
             proc.wait()
 
 
-def start_server(work: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+def start_server(work: Path) -> tuple[ServerProcess, dict[str, str]]:
     """The server the status/predict cases ask (this checkout's, the same for both sides)."""
-    grpc_port, rest_port = free_ports(2)
-    log = open(work / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "serving", "--port", str(grpc_port), "--rest_api_port",
-                             str(rest_port), "--model_name", "digits", "--model_base_path", str(DIGITS),
-                             "--file_system_poll_wait_seconds", "0"],
-                            env=env_for(_common.ROOT), cwd=_common.ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{rest_port}/v1/models/digits"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if b"AVAILABLE" in answer.read():
-                    return proc, {"rest": f"http://127.0.0.1:{rest_port}", "grpc": f"127.0.0.1:{grpc_port}"}
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"the benchmark's server did not start: {(work / 'server.log').read_text()[-1500:]}")
+    server = ServerProcess(work, ["--model_name", "digits", "--model_base_path", str(DIGITS),
+                                  "--file_system_poll_wait_seconds", "0"], env=env_for(_common.ROOT))
+    server.start(timeout=180)
+    with Client(server.target, timeout=30) as client:
+        client.wait_until_available("digits", timeout=180)
+    return server, {"rest": server.rest_url, "grpc": server.target}
 
 
 def write_npz(path: Path) -> None:
@@ -184,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[startup] round {r + 1}/{rounds}: " + ", ".join(
                     f"{c} {times[c]['baseline'][-1]:.2f}->{times[c]['now'][-1]:.2f} s" for c in cases), flush=True)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
     load_end = [round(v, 2) for v in os.getloadavg()]
     for case in cases:
         b, n = times[case]["baseline"], times[case]["now"]
