@@ -29,8 +29,7 @@ PARTS = [
     ("load the data", "zoo/datasets.py", "load"),
     ("build the models", "zoo/builders.py", "build"),
     ("trace tf.functions", "tracing_compilation.py", "_maybe_define_function"),
-    ("model.fit", "keras/src/backend/tensorflow/trainer.py", "fit"),
-    ("model.evaluate", "keras/src/backend/tensorflow/trainer.py", "evaluate"),
+    ("model.fit (with its validation)", "keras/src/backend/tensorflow/trainer.py", "fit"),
     ("latency probe", "tuning/constraints.py", "measure_latency_ms"),
 ]
 
@@ -38,6 +37,32 @@ PARTS = [
 def _cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
     return sum(v[3] for (path, _, func), v in stats.stats.items()  # type: ignore[attr-defined]
                if func == name and path.endswith(suffix))
+
+
+def rows(parts: dict[str, float], wall: float) -> list[tuple[str, float]]:
+    """The table: each part, tracing as a share of fit, and what no part covers."""
+    fit = parts["model.fit (with its validation)"]
+    covered = fit + sum(parts[k] for k in ("load the data", "build the models", "latency probe"))
+    return [("load the data", parts["load the data"]), ("build the models", parts["build the models"]),
+            ("model.fit (with its validation)", fit),
+            ("tracing tf.functions, anywhere (mostly inside model.fit)", parts["trace tf.functions"]),
+            ("latency probe", parts["latency probe"]),
+            ("the rest: imports, the test evaluation, compare's bookkeeping", wall - covered)]
+
+
+def markdown(payload: dict) -> str:
+    runs, wall, threads = payload["runs"], payload["wall_s"], payload["threads"]
+    md = ["# Where one study run's time goes", "",
+          f"{len(runs)} runs of doubling at {payload['max_params']:,} params (depth 6, 5 epochs, "
+          f"Fashion-MNIST's first 10,000 training images), one after another in one process with "
+          f"{threads} TensorFlow thread(s), as a local worker makes them, under cProfile (which adds "
+          f"some overhead to Python-heavy parts). Machine: {machine_line(payload['machine'])}.", "",
+          f"Wall time {wall:.1f} s in all; each run's own training (`train_seconds`): "
+          + ", ".join(f"{r.get('train_seconds', 0):.1f} s" for r in runs) + ".", "",
+          "| part | seconds | share of the wall time |", "|---|---:|---:|"]
+    md += [f"| {label} | {seconds:.1f} | {seconds / wall:.0%} |"
+           for label, seconds in rows(payload["parts_s"], wall)]
+    return "\n".join(md) + "\n"
 
 
 def main() -> None:
@@ -62,30 +87,13 @@ def main() -> None:
     wall = time.perf_counter() - start
     stats = pstats.Stats(profile)
     parts = {label: _cumulative(stats, suffix, name) for label, suffix, name in PARTS}
-    # fit and evaluate include their own tracing; the tracing inside the latency probe is its own.
-    traced_in_fit = parts["trace tf.functions"]
-    rows = [(label, seconds) for label, seconds in parts.items()]
-    rows.append(("training and evaluation steps (fit + evaluate - tracing)",
-                 parts["model.fit"] + parts["model.evaluate"] - traced_in_fit))
     machine = machine_info()
     payload = {"max_params": args.max_params, "threads": args.threads, "runs": runs, "wall_s": wall,
                "parts_s": parts, "machine": machine,
                "train_seconds": [r.get("train_seconds") for r in runs]}
-    md = ["# Where one study run's time goes", "",
-          f"{len(runs)} runs of doubling at {args.max_params:,} params (depth 6, 5 epochs, Fashion-MNIST's "
-          f"first 10,000 training images), one after another in one process with {args.threads} "
-          f"TensorFlow thread(s), as a local worker makes them, under cProfile (which adds some "
-          f"overhead to Python-heavy parts). Machine: "
-          f"{machine_line(machine)}.", "",
-          f"Wall time {wall:.1f} s in all; each run's own training (`train_seconds`): "
-          + ", ".join(f"{r.get('train_seconds', 0):.1f} s" for r in runs) + ".", "",
-          "| part | seconds | share of the wall time |", "|---|---:|---:|"]
-    md += [f"| {label} | {seconds:.1f} | {seconds / wall:.0%} |" for label, seconds in rows]
-    md += ["", "Tracing is counted inside model.fit/evaluate and inside the latency probe; "
-           "the last row is the steps that train and test, without their tracing."]
     write_atomic(RESULTS_DIR / "study_run.json", json.dumps(payload, indent=2, default=str) + "\n")
-    write_atomic(RESULTS_DIR / "study_run.md", "\n".join(md) + "\n")
-    print("\n".join(md))
+    write_atomic(RESULTS_DIR / "study_run.md", markdown(payload))
+    print(markdown(payload))
 
 
 if __name__ == "__main__":
