@@ -281,3 +281,16 @@ def test_tuning_tuners_discover_the_space_without_building_a_model(mode, tmp_pat
     slow = ZooHyperModel((8, 8, 1), 10, **kwargs)
     slow.exploring_space = contextlib.nullcontext  # keras-tuner's own exploration: a build per scope
     assert space(slow, "slow") == fast_space
+
+
+def test_a_latency_objective_makes_the_search_time_every_trial(tmp_path):
+    from tuning.config import SearchConfig
+    from tuning.driver import prepare
+
+    def measure(objective):
+        config = SearchConfig(dataset="digits", mode="per_layer", depth=(2, 2), filters=(4, 8),
+                              objective=objective, directory=tmp_path, project=f"p{len(objective)}", verbose=0)
+        return prepare(config)[2].measure_latency
+
+    assert measure(["val_accuracy", "latency_ms"]) is True
+    assert measure("val_accuracy") is None  # only a latency budget would ask for it then

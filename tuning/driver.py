@@ -23,7 +23,7 @@ import keras_tuner as kt
 
 import zoo
 
-from ._keras_tuner import create_objective, is_worker, owns_oracle
+from ._keras_tuner import create_objective, is_worker, objective_names, owns_oracle
 from .config import SearchBudgetError, SearchConfig, SearchError
 from .constraints import Budgets, MeasuredCosts, measure_costs
 from .hypermodel import ZooHyperModel
@@ -56,11 +56,6 @@ def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
     objs = [kt.Objective(n, "min" if n in COST_METRICS or "loss" in n or n.endswith("error")
                          else "max") for n in names]
     return objs[0] if len(objs) == 1 else objs
-
-
-def objective_names(objective: Any) -> list[str]:
-    """The metric names of a `make_objective` result (one objective or a list)."""
-    return [o.name for o in (objective if isinstance(objective, list) else [objective])]
 
 
 def check_budget_feasible(hypermodel: ZooHyperModel) -> MeasuredCosts | None:
@@ -124,7 +119,7 @@ def prepare(config: SearchConfig) -> tuple[SearchConfig, Any, ZooHyperModel, Any
             dropouts=config.dropouts, learning_rates=config.learning_rates,
             batch_sizes=config.batch_sizes, budgets=budgets, patience=config.patience,
             seed=config.seed, fill_budget=config.fill_budget,
-            measure_latency=True if "latency_ms" in objective_names(obj) else None,
+            measure_latency=True if "latency_ms" in objective_names(create_objective(obj)) else None,
             monitor=primary_metric(create_objective(obj)))
     except SearchError:
         raise
