@@ -5,10 +5,11 @@
 `make study` trains 8 rules x 3 budgets x 3-5 seeds, each run one recipe training of a depth-6
 network on Fashion-MNIST's first 10,000 training images for 5 epochs, then a test evaluation and a
 latency measurement. This script makes `--runs` such runs (doubling, seeds 0..N-1) in one process,
-as one local worker does, under cProfile, and splits the wall time into: start-up (imports, the
-data), building the models, tracing tf.functions (Keras' train/test/predict steps, the latency
-probe), the training and evaluation steps themselves, the latency timing, and the rest. Writes
-results/study_run.json and .md. Needs Fashion-MNIST locally (see README.md, Data).
+as one local worker does, under cProfile, and splits the wall time into: loading the data,
+building the models, model.fit (with its validation passes), the latency probe, and the rest
+(imports, the test evaluation, bookkeeping); tracing tf.functions is shown beside them (most of it
+happens inside model.fit). Writes results/study_run.json and .md. Needs Fashion-MNIST locally
+(see README.md, Data).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from _common import RESULTS_DIR, machine_info, machine_line
 
 from cnnzoo.files import write_atomic
 
-# (label, file suffix, function): cumulative seconds of these calls (nested calls counted once).
+# (label, file suffix, function): the cumulative seconds cProfile gives these functions.
 PARTS = [
     ("load the data", "zoo/datasets.py", "load"),
     ("build the models", "zoo/builders.py", "build"),
@@ -40,7 +41,7 @@ def _cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
 
 
 def rows(parts: dict[str, float], wall: float) -> list[tuple[str, float]]:
-    """The table: each part, tracing as a share of fit, and what no part covers."""
+    """The table: each part, tracing (counted inside the others), and what no part covers."""
     fit = parts["model.fit (with its validation)"]
     covered = fit + sum(parts[k] for k in ("load the data", "build the models", "latency probe"))
     return [("load the data", parts["load the data"]), ("build the models", parts["build the models"]),
@@ -89,8 +90,7 @@ def main() -> None:
     parts = {label: _cumulative(stats, suffix, name) for label, suffix, name in PARTS}
     machine = machine_info()
     payload = {"max_params": args.max_params, "threads": args.threads, "runs": runs, "wall_s": wall,
-               "parts_s": parts, "machine": machine,
-               "train_seconds": [r.get("train_seconds") for r in runs]}
+               "parts_s": parts, "machine": machine}
     write_atomic(RESULTS_DIR / "study_run.json", json.dumps(payload, indent=2, default=str) + "\n")
     write_atomic(RESULTS_DIR / "study_run.md", markdown(payload))
     print(markdown(payload))

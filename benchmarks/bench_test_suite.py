@@ -7,7 +7,8 @@ Each run appends to results/test_suite.json (wall time, CPU of pytest and every 
 waited for, the pass/fail line, the load average before and after, the machine, the commit and
 pytest's 25 slowest phases) and regenerates results/test_suite.md from it. A run measures only on
 a quiet machine: nothing else should use the cores meanwhile (the load average says whether it
-was). `--repo` runs the suite of another checkout (a clean clone), with this interpreter.
+was). `--repo` runs the suite of another checkout (a clean clone), with this interpreter and that
+checkout first on PYTHONPATH.
 A log made by hand is read the same way; where it ends with `/usr/bin/time -v`'s lines, those
 give the wall and CPU times.
 """
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -62,9 +64,13 @@ def parse_log(text: str) -> dict[str, Any]:
 def run_suite(repo: Path, log: Path) -> dict[str, Any]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    # The checkout's own packages first, also in the processes the tests start (else the
+    # editable install's checkout would answer for them).
+    path = [str(repo), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
     with open(log, "w") as fh:
         code = subprocess.call([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=repo,
-                               stdout=fh, stderr=subprocess.STDOUT)
+                               env=env, stdout=fh, stderr=subprocess.STDOUT)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"exit_code": code, "wall_s": wall, "user_s": after.ru_utime - before.ru_utime,
@@ -79,7 +85,7 @@ def tf_import_seconds(rounds: int = 3) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, capture_output=True)
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return statistics.median(times)
 
 
 def _commit(repo: Path) -> str:
@@ -123,14 +129,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = p.parse_args(argv)
     machine = f"{cpu_model()}, {usable_cores()} cores"
-    load_before = [round(v, 2) for v in os.getloadavg()]
     if args.from_log:
         text = args.from_log.read_text(errors="replace")
         record = {"label": args.label, "commit": _commit(args.repo), "machine": machine}
     else:
         log = args.results_dir / "test_suite.log"
         record = {"label": args.label, "commit": _commit(args.repo), "machine": machine,
-                  "load_before": load_before, "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                  "load_before": [round(v, 2) for v in os.getloadavg()],
+                  "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                   "tf_import_s": tf_import_seconds()}
         record.update(run_suite(args.repo, log))
         record["load_after"] = [round(v, 2) for v in os.getloadavg()]

@@ -104,3 +104,16 @@ def test_bench_test_suite_records_a_log_made_by_hand(tmp_path):
     assert "| 1: by hand |" in md and "1.0 min | 0.6 min | 2 passed, 1 skipped |" in md
     assert "| 12.50 | call | `tests/test_a.py::test_x` |" in md
 
+
+
+def test_bench_test_suite_runs_another_checkouts_code_first(tmp_path):
+    """--repo DIR: DIR leads PYTHONPATH, so the processes its tests start import DIR's packages."""
+    bench = _bench_module("bench_test_suite")
+    repo = tmp_path / "checkout"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "tests" / "test_where.py").write_text(
+        "import os\n\ndef test_where():\n"
+        f"    assert os.environ['PYTHONPATH'].split(os.pathsep)[0] == {str(repo)!r}\n")
+    result = bench.run_suite(repo, tmp_path / "log.txt")
+    assert result["exit_code"] == 0, (tmp_path / "log.txt").read_text()[-2000:]
+    assert "1 passed" in (tmp_path / "log.txt").read_text()
