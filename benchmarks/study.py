@@ -11,8 +11,11 @@ invocations), go to benchmarks/results/study/<params|macs>/.
 
 Needs the data locally: on Debian/Ubuntu `apt-get install dataset-fashion-mnist` (as root);
 elsewhere run once with network so Keras downloads it into ~/.keras/datasets, or put the four IDX
-.gz files in $ZOO_DATA_DIR/fashion-mnist/. Rerunning resumes (finished runs are kept in
-runs/study-<kind>/); `--overwrite` starts over.
+.gz files in $ZOO_DATA_DIR/fashion-mnist/. Rerunning resumes: finished runs are kept in
+runs/study-<kind>/ and, with their settings, beside the results (runs.jsonl,
+compare_settings.json), so a fresh checkout of committed partial results resumes where they end.
+Stopped early (Ctrl-C), it still writes the report of the runs finished so far. `--overwrite`
+starts over.
 """
 from __future__ import annotations
 
@@ -102,24 +105,34 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
         flags += ["--first-seeds", str(args.first_seeds),
                   "--relevant-difference", str(args.relevant_difference)]
     where = ["--directory", str(args.runs_dir), "--project", project]
-    runs_file = args.runs_dir / project / "runs.jsonl"
-    before = _count(runs_file) if not args.overwrite else 0
-    print(f"study ({kind}): zoo-compare {' '.join(flags)}", flush=True)
-    start = time.perf_counter()
-    code = subprocess.call([sys.executable, "-m", "tuning.compare_cli", *flags, *where]
-                           + (["--overwrite"] if args.overwrite else []), cwd=ROOT)
-    wall = time.perf_counter() - start
-    if code:
-        return code
+    project_dir = args.runs_dir / project
     out = args.results_dir / kind
     out.mkdir(parents=True, exist_ok=True)
+    if not args.overwrite:
+        _restore_ledger(out, project_dir)
+    runs_file = project_dir / "runs.jsonl"
+    before = _count(runs_file) if not args.overwrite else 0
+    print(f"study ({kind}): zoo-compare {' '.join(flags)}", flush=True)
+    compare = [sys.executable, "-m", "tuning.compare_cli", *flags, *where]
+    start = time.perf_counter()
+    try:
+        code = subprocess.call(compare + (["--overwrite"] if args.overwrite else []), cwd=ROOT)
+    except KeyboardInterrupt:  # zoo-compare got the Ctrl-C too and kept every finished run
+        code = 130
+    wall = time.perf_counter() - start
+    _keep_ledger(project_dir, out)
+    if code and _count(runs_file):
+        # Stopped early: report what is finished, so partial results can be committed.
+        subprocess.call(compare + ["--report-only"], cwd=ROOT)
     for name in ("compare.md", "compare.csv", "compare.png", "profiles.png"):
-        shutil.copy2(args.runs_dir / project / name, out / name)
+        if (project_dir / name).exists():
+            shutil.copy2(project_dir / name, out / name)
     record = out / "study.json"
     old = json.loads(record.read_text()) if record.exists() and not args.overwrite else {}
     invocations = [i for i in old.get("invocations", []) if old.get("flags") == flags]
     machine = machine_info()
     invocations.append({"wall_seconds": round(wall), "runs_trained": _count(runs_file) - before,
+                        "completed": code == 0,
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "machine": machine})
     total = sum(i["wall_seconds"] for i in invocations)
@@ -130,11 +143,37 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
     (out / "README.md").write_text(
         f"# Study at equal {kind}\n\n`zoo-compare {' '.join(flags)}`\n\n"
         f"{runs} runs in {total / 60:.0f} min of wall time over {len(invocations)} "
-        f"invocation(s); the last on {machine_line(machine)}.\n\n"
+        f"invocation(s); the last on {machine_line(machine)}."
+        + ("" if code == 0 else " Stopped early: the tables hold the runs finished so far, and "
+           "`make study` resumes from runs.jsonl here.") + "\n\n"
         "See compare.md (tables, pooled and per-rule intervals, Holm, seed allocation), "
         "compare.png and profiles.png.\n")
-    print(f"study ({kind}): {runs} runs, {total / 60:.0f} min; results in {out}", flush=True)
-    return 0
+    print(f"study ({kind}): {runs} runs, {total / 60:.0f} min; results in {out}"
+          + ("" if code == 0 else " (stopped early: rerun to resume)"), flush=True)
+    return code
+
+
+# What a study needs to resume, kept beside its results so that committing them keeps the
+# finished runs: runs.jsonl (zoo-compare never retrains a run recorded there) and its settings.
+LEDGER = ("runs.jsonl", "compare_settings.json")
+
+
+def _restore_ledger(out: Path, project_dir: Path) -> None:
+    """A fresh checkout resumes from the committed ledger (an existing project wins)."""
+    if (project_dir / "runs.jsonl").exists() or not (out / "runs.jsonl").exists():
+        return
+    project_dir.mkdir(parents=True, exist_ok=True)
+    for name in LEDGER:
+        if (out / name).exists():
+            shutil.copy2(out / name, project_dir / name)
+    print(f"study: resuming from {_count(project_dir / 'runs.jsonl')} finished runs in {out}",
+          flush=True)
+
+
+def _keep_ledger(project_dir: Path, out: Path) -> None:
+    for name in LEDGER:
+        if (project_dir / name).exists():
+            shutil.copy2(project_dir / name, out / name)
 
 
 def _count(runs_file: Path) -> int:

@@ -16,11 +16,13 @@ def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "study.py"), "--dataset", "digits",
            "--rules", "doubling,constant", "--max-params", "2000", "--depth", "4", "--epochs", "1",
            "--train-limit", "200", "--seeds", "3", "--first-seeds", "2",
-           "--relevant-difference", "99", "--workers", "1", "--runs-dir", str(tmp_path / "runs"),
+           "--relevant-difference", "99", "--workers", "1",
            "--results-dir", str(tmp_path / "results")]
-    # The second invocation resumes the MAC study: nothing left to train, one more invocation.
-    for extra in ([], ["--studies", "macs"]):
-        proc = subprocess.run(cmd + extra, cwd=tmp_path, env=subprocess_env,
+    # The second invocation resumes the MAC study from the ledger kept beside the results (as
+    # on a fresh checkout of committed results: another runs dir): nothing left to train.
+    for runs_dir, extra in (("runs", []), ("fresh-checkout-runs", ["--studies", "macs"])):
+        proc = subprocess.run(cmd + ["--runs-dir", str(tmp_path / runs_dir)] + extra,
+                              cwd=tmp_path, env=subprocess_env,
                               capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     for kind, invocations in (("params", 1), ("macs", 2)):
@@ -31,6 +33,8 @@ def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
         assert [i["runs_trained"] for i in record["invocations"]] == [record["runs"]] + [0] * (invocations - 1)
         assert record["invocations"][0]["machine"]["cores"] >= 1
         assert f"--max-{kind} " in record["command"] and "--first-seeds 2" in record["command"]
+        assert all(i["completed"] for i in record["invocations"])
+        assert (out / "runs.jsonl").exists() and (out / "compare_settings.json").exists()
         md = (out / "compare.md").read_text()
         assert "## Seed allocation" in md and (out / "compare.png").exists()
     macs = json.loads((tmp_path / "results" / "macs" / "study.json").read_text())
