@@ -18,12 +18,14 @@ winner, doubling fitted to the budget and the full doubling are trained again fr
 the shared recipe for `--seeds` (5) seeds (2 processes x 1 TF thread) and scored on the official
 test set; each is compared with budget-matched doubling by the pooled paired model over all
 networks with Holm control, beside its own paired interval (tuning.compare_stats). Results:
-benchmarks/results/search.{json,md}.
+benchmarks/results/q2/search.{json,md} (benchmarks/results/search.* hold the earlier, shorter
+protocol: 10-minute searches, one search seed, 3 final seeds).
 
 Needs Fashion-MNIST locally (Debian/Ubuntu: `apt-get install dataset-fashion-mnist` as root;
 elsewhere Keras downloads it once when online). Every stage resumes: each search's project stays
 in runs/q2/ (keras-tuner resumes it), a finished search and every finished final training are
-recorded in search.json at once (`--overwrite` starts over).
+recorded in search.json at once, and a rerun resumes only the protocol it would repeat (other
+`PROTOCOL` settings are refused by name; `--overwrite` starts over).
 """
 from __future__ import annotations
 
@@ -50,6 +52,10 @@ DEPTH = 6
 REFERENCE_BASE = 32
 # Oracle seeds: e's are offset from b's so the two never draw the same networks.
 SEED_OFFSET = {"e_slim_seeded": 100}
+# The settings every recorded search and final depends on: resuming with others would mix two
+# protocols in one table. More seeds, search seeds or strategies extend a study instead.
+PROTOCOL = ("dataset", "minutes", "epochs", "train_limit", "val_limit", "budget_fraction",
+            "final_epochs")
 
 STRATEGIES: dict[str, dict[str, Any]] = {
     "a_random_capped": dict(mode="per_layer", tuner="random", fill_budget=False,
@@ -127,15 +133,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="fashion_mnist")
     p.add_argument("--final-epochs", type=int, default=None, help="default: the recipe's")
     p.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "q2")
-    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR / "q2")
     p.add_argument("--processes", type=int, default=2, help="final trainings side by side")
     p.add_argument("--overwrite", action="store_true")
     args = p.parse_args(argv)
+    out_json = args.results_dir / "search.json"
+    state: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() and not args.overwrite else {}
+    saved = state.get("settings", {})
+    differ = [f"--{k.replace('_', '-')} {saved.get(k)} -> {getattr(args, k)}" for k in PROTOCOL
+              if state and saved.get(k) != getattr(args, k)]
+    if differ:
+        print(f"bench_search: {out_json} was made with other settings ({'; '.join(differ)}); "
+              "pass --overwrite or another --results-dir", file=sys.stderr)
+        return 2
     sys.path.insert(0, str(ROOT))
     import zoo
 
-    out_json = args.results_dir / "search.json"
-    state: dict[str, Any] = json.loads(out_json.read_text()) if out_json.exists() and not args.overwrite else {}
     data = _data(args.train_limit, args.val_limit, args.dataset)
     arch = dict(input_shape=data.input_shape, num_classes=data.num_classes)
     reference = zoo.plan("doubling", depth=DEPTH, base_filters=REFERENCE_BASE, **arch)

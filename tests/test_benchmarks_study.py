@@ -70,3 +70,8 @@ def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env):
                           timeout=600)
     assert proc.returncode == 0 and "== 0 final trainings" in proc.stdout, proc.stderr[-2000:]
     assert "== strategy" not in proc.stdout
+    # Another protocol is refused by name, before any work: it would mix two protocols.
+    changed = [("0.1" if a == "0.05" else a) for a in cmd]
+    proc = subprocess.run(changed, cwd=tmp_path, env=subprocess_env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 2 and "--minutes 0.05 -> 0.1" in proc.stderr, proc.stderr[-2000:]
