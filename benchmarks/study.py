@@ -7,7 +7,8 @@ Two `zoo-compare` studies (2 local workers): `params` at 20k/45k/100k parameters
 interval against doubling still covers both 0 and a 0.5-point difference (zoo-compare
 --first-seeds 3 --seeds 5; the rule and its simulated error rate are in each compare.md).
 Results, with the machine and the wall time of every invocation (a resumed study adds up its
-invocations), go to benchmarks/results/study/<params|macs>/.
+invocations), go to benchmarks/results/study/<params|macs>/; study.png beside them sets every rule's
+difference to doubling in both studies side by side.
 
 Needs the data locally: on Debian/Ubuntu `apt-get install dataset-fashion-mnist` (as root);
 elsewhere run once with network so Keras downloads it into ~/.keras/datasets, or put the four IDX
@@ -89,9 +90,68 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         num_classes=data.num_classes)}
     for kind in args.studies.split(","):
         code = run_study(kind, budgets[kind], args)
+        summary_figure(args.results_dir)
         if code:
             return code
     return 0
+
+
+def summary_figure(results_dir: Path) -> Path | None:
+    """study.png, the figure to look at first: each rule's accuracy minus doubling's at every
+    budget of each study, with the pooled 95% interval (rule + seed model, the budget's runs);
+    a filled marker where Holm's adjusted p <= 0.05 over the budget's rules."""
+    from tuning.compare_report import REFERENCE_RULE, pooled_differences
+    from tuning.compare_runs import read_runs
+    from tuning.plots import plt
+
+    kinds = [k for k in STUDIES if read_runs(results_dir / k)]
+    if not kinds:
+        return None
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), dpi=100,
+                             squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, kind in zip(axes[0], kinds):
+        runs = read_runs(results_dir / kind)
+        known = RULES.split(",")
+        rules = sorted({r["rule"] for r in runs} - {REFERENCE_RULE},
+                       key=lambda r: (known.index(r) if r in known else len(known), r))
+        pooled = pooled_differences(runs)
+        budgets = sorted({str(r["budget"]) for r in runs}, key=int)
+        seeds = {b: len({r["seed"] for r in runs if str(r["budget"]) == b}) for b in budgets}
+        labelled: set[str] = set()
+        for i, rule in enumerate(rules):
+            for slot, budget in enumerate(budgets):
+                iv = pooled.get((rule, budget))
+                if iv is None:
+                    continue
+                x = slot + 0.75 * ((i + 0.5) / len(rules) - 0.5)
+                colour = cmap(i % 10)
+                bars = ([[100 * (iv.mean - iv.low)], [100 * (iv.high - iv.mean)]]
+                        if iv.has_interval else None)
+                ax.errorbar([x], [100 * iv.mean], yerr=bars, marker="o", capsize=3, color=colour,
+                            markerfacecolor=colour if iv.p_holm <= 0.05 else "white",
+                            label=None if rule in labelled else rule)
+                labelled.add(rule)
+        ax.axhline(0, color="black", linewidth=1.5, label=f"{REFERENCE_RULE} (reference)")
+        ax.set_xticks(range(len(budgets)),
+                      [f"{int(b):,}\n({seeds[b]} seeds)" for b in budgets])
+        ax.set_xlim(-0.5, len(budgets) - 0.5)
+        ax.set_xlabel(f"budget ({'parameters' if kind == 'params' else 'MACs'}; every rule "
+                      "fitted to it)")
+        ax.set_title(f"at equal {'parameters' if kind == 'params' else 'MACs'}")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy minus doubling's (points)")
+    axes[0][-1].legend(fontsize=8, ncol=2, loc="best")
+    settings = json.loads((results_dir / kinds[0] / "compare_settings.json").read_text())
+    fig.suptitle(f"{settings['dataset']} (first {settings['train_limit']:,} training images, "
+                 f"{settings['epochs']} epochs)\npooled 95% intervals (no bar: too few seeds yet); "
+                 "filled: Holm-significant",
+                 fontsize=10)
+    fig.tight_layout()
+    path = results_dir / "study.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:

@@ -37,6 +37,7 @@ def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
         assert (out / "runs.jsonl").exists() and (out / "compare_settings.json").exists()
         md = (out / "compare.md").read_text()
         assert "## Seed allocation" in md and (out / "compare.png").exists()
+    assert (tmp_path / "results" / "study.png").stat().st_size > 10_000  # both studies, one figure
     macs = json.loads((tmp_path / "results" / "macs" / "study.json").read_text())
     params_csv = (tmp_path / "results" / "params" / "compare.csv").read_text().splitlines()
     doubling_macs = next(l for l in params_csv if l.startswith("doubling,")).split(",")[8]
