@@ -261,3 +261,18 @@ def test_two_local_workers_run_every_run_exactly_once(tmp_path, subprocess_env):
     assert (tmp_path / "w" / "compare.md").exists()
     workers = {p.name for p in (tmp_path / "w").glob("tuner*.json")}
     assert workers == {"tuner0.json", "tuner1.json"}
+
+
+def test_a_holm_rejection_is_stated_with_its_pooled_interval_and_holm_p():
+    """Holm (step-down) can reject where the Bonferroni simultaneous interval still touches 0, as
+    at 100k params in the Fashion-MNIST study: the verdict then quoted an interval covering 0 as
+    "better". It states the pooled 95% interval and the Holm p that decided it."""
+    from tuning.compare_config import CompareConfig
+    from tuning.compare_report import _verdict
+    from tuning.compare_stats import Interval
+
+    config = CompareConfig(dataset="digits", rules=("doubling", "constant"), budgets=(100_000,))
+    iv = Interval(0.0037, 0.0011, 0.0063, 0.0013, 28, 5, p=0.009, p_holm=0.0434,
+                  sim_low=-0.00001, sim_high=0.0074)
+    text = _verdict(config, "100000", {("constant", "100000"): iv}, {}, {})
+    assert "better than doubling (Holm): constant (+0.37 [+0.11, +0.63] points, Holm p 0.0434)" in text

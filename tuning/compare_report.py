@@ -114,12 +114,15 @@ def _verdict(config: CompareConfig, budget_key: str, pooled: dict[Cell, Interval
                    key=lambda r: here[r].mean)
     same = sorted(r for r in here if r not in better and r not in worse)
     parts = []
+    # A rejection is stated with what decided it (Holm's p) and the pooled 95% interval: Holm
+    # can reject where the Bonferroni simultaneous interval still touches 0.
+    def decided(r: str) -> str:
+        return f"{r} ({_interval(here[r])} points, Holm p {_holm_p(here[r])})"
+
     if better:
-        parts.append("better than doubling (Holm): " + ", ".join(
-            f"{r} ({_interval(here[r], True)} points)" for r in better))
+        parts.append("better than doubling (Holm): " + ", ".join(map(decided, better)))
     if worse:
-        parts.append("worse than doubling (Holm): " + ", ".join(
-            f"{r} ({_interval(here[r], True)})" for r in worse))
+        parts.append("worse than doubling (Holm): " + ", ".join(map(decided, worse)))
     if same:
         parts.append("not distinguishable from doubling after Holm: " + ", ".join(same))
     if none:
@@ -257,8 +260,10 @@ def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any
               "rules - seeds + 1.",
               "- **simultaneous CI and Holm p**: the comparisons against doubling at one budget "
               "are one family. Holm's adjusted p <= 0.05 is the verdict above; the simultaneous "
-              "interval (Bonferroni, level 1 - 0.05/comparisons) excludes 0 only where Holm "
-              "rejects, and covers every true difference at once with 95% probability.",
+              "interval (Bonferroni, level 1 - 0.05/comparisons) covers every true difference "
+              "at once with 95% probability; it excludes 0 only where Holm rejects, but Holm "
+              "(step-down, more powerful) may also reject where it just touches 0. The verdict "
+              "gives each rejected rule's pooled 95% interval with its Holm p.",
               "- Quantiles are scipy.stats'. These say what the data says about *these* "
               "networks on *this* data, epochs and training-set size."]
     lines += _allocation_section(config, runs, paired)

@@ -16,7 +16,8 @@ order of every rule, so runs of one seed share part of their noise):
   as the rule shares a seed with the design (df = cells - rules - seeds + 1), never imputed.
   The family of comparisons against doubling is controlled with Holm's step-down method
   (adjusted p-values); the simultaneous interval shown beside it is Bonferroni's (level
-  1 - alpha/m), which excludes 0 only where Holm also rejects.
+  1 - alpha/m): it excludes 0 only where Holm also rejects, while Holm, step-down and more
+  powerful, may reject where it just touches 0.
 
 `Allocation` is the seed allocation rule: after the first seeds, a cell (rule x budget) gets
 another seed only while its per-rule paired interval, at a level corrected for the number of
