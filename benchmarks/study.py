@@ -174,6 +174,7 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
     before = _count(runs_file) if not args.overwrite else 0
     print(f"study ({kind}): zoo-compare {' '.join(flags)}", flush=True)
     compare = [sys.executable, "-m", "tuning.compare_cli", *flags, *where]
+    machine = machine_info()  # before the run: its load average is the one at the start
     start = time.perf_counter()
     try:
         code = subprocess.call(compare + (["--overwrite"] if args.overwrite else []), cwd=ROOT)
@@ -190,7 +191,6 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
     record = out / "study.json"
     old = json.loads(record.read_text()) if record.exists() and not args.overwrite else {}
     invocations = [i for i in old.get("invocations", []) if old.get("flags") == flags]
-    machine = machine_info()
     invocations.append({"wall_seconds": round(wall), "runs_trained": _count(runs_file) - before,
                         "completed": code == 0,
                         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
