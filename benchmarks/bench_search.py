@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                  budget=budget, machine=machine_info())
     strategies = state.setdefault("strategies", {})
     for name in args.strategies.split(","):
-        for seed in range(1 if name == "d_slim" else args.search_seeds):
+        for seed in range(args.search_seeds):
             key = f"{name}_s{seed}"
             if key in strategies and not args.overwrite:
                 continue
@@ -244,7 +244,7 @@ def _markdown(state: dict[str, Any]) -> str:
          f"Reference: doubling {'-'.join(map(str, state['reference']['filters']))} "
          f"({state['reference']['params']:,} params); budget {state['budget']['params']:,} params "
          f"({s['budget_fraction']}x) and {state['budget']['macs']:,} MACs (doubling's at those "
-         f"params). {s['search_seeds']} searches per strategy (d: one). Searches: {s['minutes']:g} min each, {s['epochs']}-epoch trials "
+         f"params). {s['search_seeds']} searches per strategy. Searches: {s['minutes']:g} min each, {s['epochs']}-epoch trials "
          f"on the first {s['train_limit']:,} training images, validation on {s['val_limit']:,} held-out "
          f"training images. Finals: each network trained from scratch with the shared recipe on the "
          f"same {s['train_limit']:,} images, {s['seeds']} seeds, scored on the 10,000 test images.", "",
@@ -256,11 +256,12 @@ def _markdown(state: dict[str, Any]) -> str:
                     f"{v['winner_val_accuracy']:.4f}"] for k, v in state["strategies"].items()],
                   ["search", "oracle seed", "wall s", "trained", "rejected", "winner (built)",
                    "profile", "params", "MACs", "val acc"], tablefmt="github", disable_numparse=True)]
-    slim = state["strategies"].get("d_slim", {}).get("slim")
-    if slim:
-        L += ["", f"Slim learned the profile {'-'.join(map(str, slim['profile']))} from a "
-                  f"{'-'.join(map(str, slim['wide']))} network in {slim['seconds']:.0f} s "
-                  f"({slim['epochs']} epochs, strength {slim['strength']:g})."]
+    for key, search in state["strategies"].items():
+        slim = search.get("slim")  # every search that trained a wide network: d, and e's seed
+        if slim:
+            L += ["", f"{key}: slim learned the profile {'-'.join(map(str, slim['profile']))} from a "
+                      f"{'-'.join(map(str, slim['wide']))} network in {slim['seconds']:.0f} s "
+                      f"({slim['epochs']} epochs, strength {slim['strength']:g})."]
     rows = []
     for k, r in summ.items():
         if r["mean"] is None:
