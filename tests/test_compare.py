@@ -53,7 +53,8 @@ def test_compare_writes_every_file_and_a_rerun_trains_nothing(finished, tmp_path
     assert "## Verdict" in md and "At 2,000 params" in md and "At 4,200 params" in md
     assert re.search(r"\| constant +\| 4,200 params +\|", md)
     for words in ("own paired 95% CI", "pooled 95% CI", "Holm p", "## What the intervals are",
-                  "df = (rules - 1)(seeds - 1)", "left out of the fit, not imputed"):
+                  "df = (rules - 1)(seeds - 1)", "left out of the fit, not imputed",
+                  "## Does the pooled model's one noise variance hold?", "(Bartlett p "):
         assert words in md, words
     before = (project / "runs.jsonl").read_text()
     compare(directory=str(tmp_path), project="c", progress=None, **FAST)
@@ -276,3 +277,20 @@ def test_a_holm_rejection_is_stated_with_its_pooled_interval_and_holm_p():
                   sim_low=-0.00001, sim_high=0.0074)
     text = _verdict(config, "100000", {("constant", "100000"): iv}, {}, {})
     assert "better than doubling (Holm): constant (+0.37 [+0.11, +0.63] points, Holm p 0.0434)" in text
+
+
+def test_variance_check_in_the_report_names_the_unstable_rule():
+    """At 1.9M MACs in the Fashion-MNIST study `decreasing` spread 3.3 points where the others
+    spread 0.1-0.7, which widened every pooled interval there; compare.md now says so."""
+    from tuning.compare_report import variance_checks, _variance_line
+
+    rng = np.random.default_rng(0)
+    runs = [{"rule": rule, "budget": 1000, "seed": seed,
+             "test_accuracy": 0.8 + rng.normal(0, 0.03 if rule == "decreasing" else 0.003)}
+            for rule in ("doubling", "constant", "linear", "geometric", "decreasing")
+            for seed in range(5)]
+    check = variance_checks(runs)["1000"]
+    assert check.rejected() and check.widest == "decreasing"
+    line = _variance_line("1,000 params", check)
+    assert line.startswith("At 1,000 params: **rejected** (Bartlett p ") and "decreasing's runs" in line
+    assert _variance_line("1,000 params", None) == "At 1,000 params: too few runs to check."

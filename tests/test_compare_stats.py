@@ -6,17 +6,19 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tuning.compare_stats import (Allocation, holm, paired_interval, pooled_contrasts,
-                                  simulate_allocation, t_quantile)
+from tuning.compare_stats import (Allocation, equal_variance_check, holm, paired_interval,
+                                  pooled_contrasts, simulate_allocation, t_quantile)
 
 RULES = ["doubling"] + [f"r{i}" for i in range(1, 8)]
 EFFECTS = np.array([0.0, 0.01, -0.005, 0.0, 0.002, 0.0, 0.003, -0.01])
 
 
-def _study(rng, seeds=5, drop=()):
-    """accuracy = 0.8 + rule effect + seed effect + noise, one (rule, seed) cell per run."""
+def _study(rng, seeds=5, drop=(), noise=None):
+    """accuracy = 0.8 + rule effect + seed effect + noise, one (rule, seed) cell per run; `noise`
+    maps a rule to its own noise sd (default 0.004 for every rule)."""
+    noise = noise or {}
     seed_effect = rng.normal(0, 0.01, seeds)
-    acc = {(RULES[i], s): 0.8 + EFFECTS[i] + seed_effect[s] + rng.normal(0, 0.004)
+    acc = {(RULES[i], s): 0.8 + EFFECTS[i] + seed_effect[s] + rng.normal(0, noise.get(RULES[i], 0.004))
            for i in range(len(RULES)) for s in range(seeds)}
     for cell in drop:
         del acc[cell]
@@ -113,3 +115,29 @@ def test_allocation_error_rate_by_simulation():
     assert small_noise["mean_seeds"] < 3.5 and small_noise["called_different"] <= 0.05
     big = simulate_allocation(a, 0.02, 0.005, draws=5000)
     assert big["called_different"] > 0.95 and big["mean_seeds"] < 4
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_the_variance_check_keeps_its_level_and_finds_an_unstable_rule(seeds):
+    """Bartlett's test on the pooled fit's residuals: with one noise variance it rejects about
+    5% of budgets (not more: a check that cried wolf would discredit every pooled interval); a
+    rule with 10x the noise (as `decreasing` at small MAC budgets) is found and named."""
+    rng = np.random.default_rng(seeds)
+    equal = [equal_variance_check(_study(rng, seeds), "doubling") for _ in range(800)]
+    level = np.mean([c.rejected() for c in equal])
+    # 800 draws: a binomial 95% band around 0.05 is about +-0.015.
+    assert level <= 0.07, level
+    # With one noise variance, each rule's squared spread estimates it without bias (0.004^2).
+    assert math.sqrt(np.mean([c.spread["r1"] ** 2 for c in equal])) == pytest.approx(0.004, rel=0.1)
+    checks = [equal_variance_check(_study(rng, seeds, noise={"r3": 0.04}), "doubling")
+              for _ in range(200)]
+    assert np.mean([c.rejected() for c in checks]) >= 0.7
+    assert np.mean([c.widest == "r3" for c in checks]) >= 0.9
+
+
+def test_the_variance_check_needs_residuals_and_two_runs_per_rule():
+    rng = np.random.default_rng(4)
+    assert equal_variance_check(_study(rng, seeds=1), "doubling") is None  # no residual df
+    acc = _study(rng, seeds=3, drop=(("r3", 1), ("r3", 2)))
+    assert equal_variance_check(acc, "doubling") is None  # r3 has one run
+    assert equal_variance_check(_study(rng), "nope") is None  # no reference rule

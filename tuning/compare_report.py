@@ -19,10 +19,11 @@ from tabulate import tabulate
 from cnnzoo.files import atomic_open, write_atomic
 
 from .compare_config import REFERENCE_RULE, CompareConfig, RunGrid
-from .compare_stats import (LEVEL, Interval, paired_interval, pooled_contrasts,
-                            simulate_allocation, t_quantile)
+from .compare_stats import (LEVEL, Interval, VarianceCheck, equal_variance_check,
+                            paired_interval, pooled_contrasts, simulate_allocation, t_quantile)
 
-__all__ = ["write_report", "summarize", "paired_differences", "pooled_differences", "t_quantile",
+__all__ = ["write_report", "summarize", "paired_differences", "pooled_differences", "variance_checks",
+           "t_quantile",
            "CSV_COLUMNS", "REFERENCE_RULE"]
 
 CSV_COLUMNS = ("rule", "budget", "budget_kind", "seed", "filters", "profile", "scale", "params",
@@ -72,14 +73,25 @@ def pooled_differences(runs: Sequence[dict[str, Any]], reference: str = REFERENC
                        level: float = LEVEL) -> dict[Cell, Interval]:
     """Per (rule, budget): rule minus reference from the pooled paired model of its budget
     (`compare_stats.pooled_contrasts`: rule + seed, Holm over the budget's rules)."""
-    by_budget: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)
-    for (rule, budget, seed), value in _accuracy(runs).items():
-        by_budget[budget][(rule, seed)] = value
     out = {}
-    for budget, acc in by_budget.items():
+    for budget, acc in _by_budget(runs).items():
         for rule, iv in pooled_contrasts(acc, reference, level).items():
             out[(rule, budget)] = iv
     return out
+
+
+def variance_checks(runs: Sequence[dict[str, Any]], reference: str = REFERENCE_RULE
+                    ) -> dict[str, VarianceCheck | None]:
+    """Per budget: does the pooled model's one noise variance hold (`equal_variance_check`)?"""
+    return {budget: equal_variance_check(acc, reference)
+            for budget, acc in _by_budget(runs).items()}
+
+
+def _by_budget(runs: Sequence[dict[str, Any]]) -> dict[str, dict[tuple[str, int], float]]:
+    by_budget: dict[str, dict[tuple[str, int], float]] = defaultdict(dict)
+    for (rule, budget, seed), value in _accuracy(runs).items():
+        by_budget[budget][(rule, seed)] = value
+    return by_budget
 
 
 def _pts(value: float) -> str:
@@ -130,6 +142,20 @@ def _verdict(config: CompareConfig, budget_key: str, pooled: dict[Cell, Interval
     ref = summary.get((REFERENCE_RULE, budget_key))
     ref_text = f" (doubling {ref['acc_mean']:.4f})" if ref else ""
     return f"At {label}{ref_text}: " + "; ".join(parts) + "."
+
+
+def _variance_line(label: str, check: VarianceCheck | None) -> str:
+    if check is None:
+        return f"At {label}: too few runs to check."
+    spreads = sorted(check.spread.values())
+    if not check.rejected():
+        return (f"At {label}: not rejected (Bartlett p {check.p:.3g}; residual spread "
+                f"{100 * spreads[0]:.2f}-{100 * spreads[-1]:.2f} points).")
+    widest = check.widest
+    rest = sorted(v for r, v in check.spread.items() if r != widest)
+    return (f"At {label}: **rejected** (Bartlett p {check.p:.2g}): {widest}'s runs spread "
+            f"{100 * check.spread[widest]:.2f} points around the fit, the other rules "
+            f"{100 * rest[0]:.2f}-{100 * rest[-1]:.2f}.")
 
 
 def _budget_order(budget: Any) -> tuple[int, ...]:
@@ -240,6 +266,14 @@ def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any
              "networks.", "", _table(config, grid, summary, paired, pooled),
              "", "## Verdict", ""]
     lines += [f"- {_verdict(config, b.key, pooled, paired, summary)}" for b in config.budgets]
+    checks = variance_checks(runs)
+    lines += ["", "## Does the pooled model's one noise variance hold?", "",
+              "Bartlett's test of equal variance of the pooled fit's residuals across the rules, "
+              "per budget (approximate: residuals of one fit are not independent). Where it is "
+              "rejected, the pooled intervals at that budget rest on a variance the rules do not "
+              "share: read the own paired intervals there.", ""]
+    lines += [f"- {_variance_line(config.budget(b.key).label, checks.get(b.key))}"
+              for b in config.budgets]
     if grid.unreachable:
         lines += ["", "Unreachable rule x budget pairs (not run): " + ", ".join(
             f"{rule} @ {config.budget(b).label}" for rule, b in sorted(grid.unreachable))]

@@ -14,6 +14,7 @@ order of every rule, so runs of one seed share part of their noise):
   pooled over all rules, df = (rules - 1)(seeds - 1) when every cell is there. A missing cell (a
   seed a rule did not finish) is simply absent from the fit: the effects stay estimable as long
   as the rule shares a seed with the design (df = cells - rules - seeds + 1), never imputed.
+  `equal_variance_check` tests the one-variance assumption on the fit's residuals (Bartlett).
   The family of comparisons against doubling is controlled with Holm's step-down method
   (adjusted p-values); the simultaneous interval shown beside it is Bonferroni's (level
   1 - alpha/m): it excludes 0 only where Holm also rejects, while Holm, step-down and more
@@ -33,7 +34,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["Interval", "t_quantile", "paired_interval", "pooled_contrasts", "holm",
-           "Allocation", "simulate_allocation", "LEVEL"]
+           "VarianceCheck", "equal_variance_check", "Allocation", "simulate_allocation", "LEVEL"]
 
 LEVEL = 0.95
 
@@ -98,14 +99,13 @@ def holm(pvalues: Mapping[Hashable, float]) -> dict[Hashable, float]:
     return adjusted
 
 
-def pooled_contrasts(acc: Mapping[tuple[str, int], float], reference: str,
-                     level: float = LEVEL) -> dict[str, Interval]:
-    """Each rule minus `reference` from the additive model rule + seed over every (rule, seed)
-    cell in `acc` (one budget). Rules whose contrast is not estimable, or a fit without residual
-    degrees of freedom, get no interval (nan); Holm runs over the rules that have one."""
+def _additive_fit(acc: Mapping[tuple[str, int], float], reference: str):
+    """Least-squares fit of accuracy = rule + seed over the (rule, seed) cells of one budget:
+    (design, cells, non-reference rules, coefficients, pseudo-inverse, residual df, residuals),
+    or None without the reference rule."""
     rules = sorted({r for r, _ in acc})
     if reference not in rules:
-        return {}
+        return None
     seeds = sorted({s for _, s in acc})
     others = [r for r in rules if r != reference]
     cells = sorted(acc)
@@ -120,9 +120,19 @@ def pooled_contrasts(acc: Mapping[tuple[str, int], float], reference: str,
             x[i, len(others) + seeds.index(seed)] = 1.0
     pinv = np.linalg.pinv(x)
     beta = pinv @ y
-    rank = int(np.linalg.matrix_rank(x))
-    df = len(cells) - rank
-    resid = y - x @ beta
+    df = len(cells) - int(np.linalg.matrix_rank(x))
+    return x, cells, others, beta, pinv, df, y - x @ beta
+
+
+def pooled_contrasts(acc: Mapping[tuple[str, int], float], reference: str,
+                     level: float = LEVEL) -> dict[str, Interval]:
+    """Each rule minus `reference` from the additive model rule + seed over every (rule, seed)
+    cell in `acc` (one budget). Rules whose contrast is not estimable, or a fit without residual
+    degrees of freedom, get no interval (nan); Holm runs over the rules that have one."""
+    fit = _additive_fit(acc, reference)
+    if fit is None:
+        return {}
+    x, cells, others, beta, pinv, df, resid = fit
     sigma2 = float(resid @ resid / df) if df > 0 else math.nan
     cov_unit = pinv @ pinv.T  # (X'X)^+ : covariance of beta per unit of noise variance
     out: dict[str, Interval] = {}
@@ -153,6 +163,50 @@ def pooled_contrasts(acc: Mapping[tuple[str, int], float], reference: str,
         out[rule] = Interval(mean, mean - t * se, mean + t * se, se, df, out[rule].n,
                              pvals[rule], adjusted[rule], mean - t_sim * se, mean + t_sim * se)
     return out
+
+
+@dataclass(frozen=True)
+class VarianceCheck:
+    """Does the pooled model's one-noise-variance assumption hold at a budget?
+
+    `p` is Bartlett's test of equal variance of the pooled model's residuals across the rules;
+    `spread` is each rule's residual standard deviation (accuracy as a fraction). The residuals
+    of one fit are not independent, so the test is approximate; on such residuals it keeps its
+    level where Levene's does not, and Brown-Forsythe's has no power at 3 seeds (the simulation
+    in tests/test_compare_stats.py holds its level and power). Like the pooled
+    model it assumes normal noise. A diagnostic, one per budget, not corrected for the budgets.
+    """
+
+    p: float
+    spread: dict[str, float]
+
+    def rejected(self, alpha: float = 1 - LEVEL) -> bool:
+        return not math.isnan(self.p) and self.p <= alpha
+
+    @property
+    def widest(self) -> str:
+        return max(self.spread, key=lambda r: self.spread[r])
+
+
+def equal_variance_check(acc: Mapping[tuple[str, int], float],
+                         reference: str) -> VarianceCheck | None:
+    """Bartlett's check of the pooled model at one budget (see `VarianceCheck`); None
+    when the fit has no residual df or a rule has fewer than 2 runs."""
+    fit = _additive_fit(acc, reference)
+    if fit is None or fit[5] <= 0:
+        return None
+    _, cells, _, _, _, df, resid = fit
+    groups: dict[str, list[float]] = {}
+    for (rule, _), r in zip(cells, resid):
+        groups.setdefault(rule, []).append(float(r))
+    if len(groups) < 2 or min(len(g) for g in groups.values()) < 2:
+        return None
+    # Scaled by sqrt(runs/df): with one noise variance, every rule's spread estimates its sd.
+    scale = math.sqrt(len(cells) / df)
+    spread = {r: scale * float(np.sqrt(np.mean(np.square(g)))) for r, g in groups.items()}
+    if max(spread.values()) == 0:
+        return VarianceCheck(math.nan, spread)
+    return VarianceCheck(float(stats.bartlett(*groups.values()).pvalue), spread)
 
 
 @dataclass(frozen=True)
