@@ -141,3 +141,15 @@ def test_the_variance_check_needs_residuals_and_two_runs_per_rule():
     acc = _study(rng, seeds=3, drop=(("r3", 1), ("r3", 2)))
     assert equal_variance_check(acc, "doubling") is None  # r3 has one run
     assert equal_variance_check(_study(rng), "nope") is None  # no reference rule
+
+
+def test_a_rule_the_fit_reproduces_exactly_is_not_read_as_unequal_variance():
+    """A rule whose runs are each on a seed no other rule ran (a comparison under way) has zero
+    residuals: that is the design, not evidence. Bartlett read it as p ~ 1e-10, "rejected"."""
+    rng = np.random.default_rng(5)
+    acc = {(r, s): 0.8 + rng.normal(0, 0.004) for r in RULES[:3] for s in range(3)}
+    acc[("late", 5)], acc[("late", 6)] = 0.7, 0.75
+    check = equal_variance_check(acc, "doubling")
+    assert check is not None and "late" not in check.spread and not check.rejected()
+    assert check.p == pytest.approx(equal_variance_check(
+        {k: v for k, v in acc.items() if k[0] != "late"}, "doubling").p)

@@ -22,9 +22,8 @@ from .compare_config import REFERENCE_RULE, CompareConfig, RunGrid
 from .compare_stats import (LEVEL, Interval, VarianceCheck, equal_variance_check,
                             paired_interval, pooled_contrasts, simulate_allocation, t_quantile)
 
-__all__ = ["write_report", "summarize", "paired_differences", "pooled_differences", "variance_checks",
-           "t_quantile",
-           "CSV_COLUMNS", "REFERENCE_RULE"]
+__all__ = ["write_report", "summarize", "paired_differences", "pooled_differences",
+           "variance_checks", "t_quantile", "CSV_COLUMNS", "REFERENCE_RULE"]
 
 CSV_COLUMNS = ("rule", "budget", "budget_kind", "seed", "filters", "profile", "scale", "params",
                "macs", "latency_ms", "test_accuracy", "test_loss", "val_accuracy", "train_seconds")
@@ -245,7 +244,7 @@ def _allocation_section(config: CompareConfig, runs, paired) -> list[str]:
 
 
 def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any]], summary,
-              paired, pooled) -> str:
+              paired, pooled, checks) -> str:
     r = config.recipe
     kinds = {"params": "parameter", "macs": "MAC", "both": "parameter and MAC"}[config.budget_kind]
     alloc = config.allocation
@@ -266,7 +265,6 @@ def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any
              "networks.", "", _table(config, grid, summary, paired, pooled),
              "", "## Verdict", ""]
     lines += [f"- {_verdict(config, b.key, pooled, paired, summary)}" for b in config.budgets]
-    checks = variance_checks(runs)
     lines += ["", "## Does the pooled model's one noise variance hold?", "",
               "Bartlett's test of equal variance of the pooled fit's residuals across the rules, "
               "per budget (approximate: residuals of one fit are not independent). Where it is "
@@ -312,8 +310,9 @@ def write_report(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, 
     summary = summarize(runs) if runs else {}
     paired = paired_differences(runs) if runs else {}
     pooled = pooled_differences(runs) if runs else {}
+    checks = variance_checks(runs) if runs else {}
     _csv(runs, project_dir / "compare.csv")
     write_atomic(project_dir / "compare.md",
-                 _markdown(config, grid, runs, summary, paired, pooled))
+                 _markdown(config, grid, runs, summary, paired, pooled, checks))
     plot_compare(config, summary, project_dir / "compare.png")
     plot_profiles(config, grid, project_dir / "profiles.png")

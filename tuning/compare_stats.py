@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Hashable, Mapping, Sequence
+from typing import Hashable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats
@@ -99,10 +99,19 @@ def holm(pvalues: Mapping[Hashable, float]) -> dict[Hashable, float]:
     return adjusted
 
 
-def _additive_fit(acc: Mapping[tuple[str, int], float], reference: str):
-    """Least-squares fit of accuracy = rule + seed over the (rule, seed) cells of one budget:
-    (design, cells, non-reference rules, coefficients, pseudo-inverse, residual df, residuals),
-    or None without the reference rule."""
+class _Fit(NamedTuple):
+    x: np.ndarray  # design: intercept, one column per non-reference rule, per seed but the first
+    cells: list[tuple[str, int]]
+    others: list[str]  # the non-reference rules, in column order
+    beta: np.ndarray
+    pinv: np.ndarray
+    df: int  # residual degrees of freedom
+    resid: np.ndarray
+
+
+def _additive_fit(acc: Mapping[tuple[str, int], float], reference: str) -> _Fit | None:
+    """Least-squares fit of accuracy = rule + seed over the (rule, seed) cells of one budget, or
+    None without the reference rule."""
     rules = sorted({r for r, _ in acc})
     if reference not in rules:
         return None
@@ -121,7 +130,7 @@ def _additive_fit(acc: Mapping[tuple[str, int], float], reference: str):
     pinv = np.linalg.pinv(x)
     beta = pinv @ y
     df = len(cells) - int(np.linalg.matrix_rank(x))
-    return x, cells, others, beta, pinv, df, y - x @ beta
+    return _Fit(x, cells, others, beta, pinv, df, y - x @ beta)
 
 
 def pooled_contrasts(acc: Mapping[tuple[str, int], float], reference: str,
@@ -181,7 +190,7 @@ class VarianceCheck:
     spread: dict[str, float]
 
     def rejected(self, alpha: float = 1 - LEVEL) -> bool:
-        return not math.isnan(self.p) and self.p <= alpha
+        return self.p <= alpha
 
     @property
     def widest(self) -> str:
@@ -191,21 +200,24 @@ class VarianceCheck:
 def equal_variance_check(acc: Mapping[tuple[str, int], float],
                          reference: str) -> VarianceCheck | None:
     """Bartlett's check of the pooled model at one budget (see `VarianceCheck`); None
-    when the fit has no residual df or a rule has fewer than 2 runs."""
+    when the fit has no residual df or a rule left has fewer than 2 runs."""
     fit = _additive_fit(acc, reference)
-    if fit is None or fit[5] <= 0:
+    if fit is None or fit.df <= 0:
         return None
-    _, cells, _, _, _, df, resid = fit
     groups: dict[str, list[float]] = {}
-    for (rule, _), r in zip(cells, resid):
+    for (rule, _), r in zip(fit.cells, fit.resid):
         groups.setdefault(rule, []).append(float(r))
-    if len(groups) < 2 or min(len(g) for g in groups.values()) < 2:
+    if min(len(g) for g in groups.values()) < 2:
+        return None
+    # A rule whose runs the fit reproduces exactly (each on a seed no other rule ran, as while
+    # a comparison is under way) carries no information on the noise: Bartlett would read its
+    # zero variance as the strongest evidence of unequal variances.
+    groups = {r: g for r, g in groups.items() if not np.allclose(g, 0.0, rtol=0, atol=1e-12)}
+    if len(groups) < 2:
         return None
     # Scaled by sqrt(runs/df): with one noise variance, every rule's spread estimates its sd.
-    scale = math.sqrt(len(cells) / df)
+    scale = math.sqrt(len(fit.cells) / fit.df)
     spread = {r: scale * float(np.sqrt(np.mean(np.square(g)))) for r, g in groups.items()}
-    if max(spread.values()) == 0:
-        return VarianceCheck(math.nan, spread)
     return VarianceCheck(float(stats.bartlett(*groups.values()).pvalue), spread)
 
 
