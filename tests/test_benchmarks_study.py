@@ -65,7 +65,9 @@ def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env):
         if f["label"] != "doubling_full":
             assert f["params"] <= budget["params"] * 1.03 and f["macs"] <= budget["macs"] * 1.03
     assert len(state["finals"]) == 4  # matched and full doubling + 2 winners, 1 seed
-    assert "Holm p" in (tmp_path / "results" / "search.md").read_text()
+    md = (tmp_path / "results" / "search.md").read_text()
+    assert "Holm p" in md
+    assert "e_slim_seeded_s0: slim learned the profile" in md  # every slim training is listed
     # Every stage resumes: a rerun trains nothing and searches nothing.
     proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
                           timeout=600)
