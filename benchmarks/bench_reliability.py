@@ -2,8 +2,8 @@
 
     python benchmarks/bench_reliability.py [--quick] [--results-dir DIR]
 
-Runs tests/test_reliability_*.py (the same code, so the figures are what the tests assert on:
-servers as `python -m serving` subprocesses, the load generator of tests/_reliability.py) with
+Runs tests/serving/server/test_reliability_*.py (the same code, so the figures are what the tests assert on:
+servers as `python -m serving` subprocesses, the load generator of tests/serving/_reliability.py) with
 ZOO_RECORD_RESULTS=1, which makes each test store its figures; then writes
 results/reliability.json and .md. --quick runs only the fast files (bad input, security) and so
 records no load figures. Exit status 1 if any test failed (its checks are then marked not met).
@@ -21,8 +21,8 @@ from typing import Any
 
 import _common
 
-TESTS = sorted(str(p.relative_to(_common.ROOT)) for p in (_common.ROOT / "tests").glob("test_reliability_*.py"))
-METHOD = ("Every figure comes from a test of tests/test_reliability_*.py run by this script with "
+TESTS = sorted(str(p.relative_to(_common.ROOT)) for p in (_common.ROOT / "tests" / "serving" / "server").glob("test_reliability_*.py"))
+METHOD = ("Every figure comes from a test of tests/serving/server/test_reliability_*.py run by this script with "
           "ZOO_RECORD_RESULTS=1: real `python -m serving` subprocesses on 127.0.0.1, client processes "
           "(spawned, each with threads) mixing gRPC (pre-serialized PredictRequest, tensor_content) and REST "
           "(row-format JSON), batch 1, every answer's class_id compared with the in-process SavedModel's. "

@@ -17,7 +17,7 @@ b and e never share an oracle seed (e's seeds are offset), so e measures its own
 winner, doubling fitted to the budget and the full doubling are trained again from scratch with
 the shared recipe for `--seeds` (5) seeds (2 processes x 1 TF thread) and scored on the official
 test set; each is compared with budget-matched doubling by the pooled paired model over all
-networks with Holm control, beside its own paired interval (tuning.compare_stats). Results:
+networks with Holm control, beside its own paired interval (tuning.comparisons.stats). Results:
 benchmarks/results/q2/search.{json,md} (benchmarks/results/search.* hold the earlier, shorter
 protocol: 10-minute searches, one search seed, 3 final seeds).
 
@@ -46,7 +46,7 @@ from _common import RESULTS_DIR, ROOT, machine_info, machine_line
 
 from tabulate import tabulate
 
-from tuning.compare_stats import paired_interval, pooled_contrasts
+from tuning.comparisons.stats import paired_interval, pooled_contrasts
 
 DEPTH = 6
 REFERENCE_BASE = 32

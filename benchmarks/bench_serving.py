@@ -421,7 +421,7 @@ class Bench:
 
     # S3 -----------------------------------------------------------------
     def s3(self) -> None:
-        from serving import rest_client
+        from serving.client import rest_client
         from serving.json_body import dumps_json
 
         rounds, calls = (3, 15) if self.quick else (10, 60)

@@ -29,7 +29,7 @@ import _common
 
 from cnnzoo.net import free_ports
 from serving import Client
-from serving.process import ServerProcess
+from serving.server.process import ServerProcess
 
 BIN = Path(sys.executable).parent
 DIGITS = _common.ROOT / "saved_models" / "digits"

@@ -77,7 +77,7 @@ def main() -> None:
     start = time.perf_counter()
     profile = cProfile.Profile()
     profile.enable()
-    from tuning.compare import compare, read_runs  # imports counted: a worker pays them too
+    from tuning.comparisons.compare import compare, read_runs  # imports counted: a worker pays them too
 
     with tempfile.TemporaryDirectory() as tmp:
         project = compare(dataset="fashion_mnist", rules=("doubling",), budgets=(args.max_params,),

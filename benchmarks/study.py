@@ -100,9 +100,9 @@ def summary_figure(results_dir: Path) -> Path | None:
     """study.png, the figure to look at first: each rule's accuracy minus doubling's at every
     budget of each study, with the pooled 95% interval (rule + seed model, the budget's runs);
     a filled marker where Holm's adjusted p <= 0.05 over the budget's rules."""
-    from tuning.compare_report import REFERENCE_RULE, pooled_differences
-    from tuning.compare_runs import read_runs
-    from tuning.plots import plt
+    from tuning.comparisons.stats import REFERENCE_RULE, pooled_differences
+    from tuning.comparisons.runs import read_runs
+    from tuning.comparisons.plots import plt
 
     kinds = [k for k in STUDIES if read_runs(results_dir / k)]
     if not kinds:
@@ -173,7 +173,7 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
     runs_file = project_dir / "runs.jsonl"
     before = _count(runs_file) if not args.overwrite else 0
     print(f"study ({kind}): zoo-compare {' '.join(flags)}", flush=True)
-    compare = [sys.executable, "-m", "tuning.compare_cli", *flags, *where]
+    compare = [sys.executable, "-m", "tuning.comparisons.cli", *flags, *where]
     machine = machine_info()  # before the run: its load average is the one at the start
     start = time.perf_counter()
     try:

@@ -209,7 +209,7 @@ def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_d
     model, the best last (latest) and labelled `stable`; the runner-up is labelled `canary`."""
     import shutil
 
-    from serving.model_server_config import set_version_label
+    from serving.exporter.model_server_config import set_version_label
 
     winner = ranked[0]["project"]
     # The export folder is the demo's own: start it afresh so a rerun serves versions 1 and 2 again.
@@ -218,8 +218,8 @@ def export_best(args: argparse.Namespace, ranked: list[dict[str, Any]], export_d
                                        "--model-name", args.model]
     print("$ " + shlex.join(["zoo-tune", *argv]), flush=True)
     _zoo_tune(argv, log=Path(args.dir) / "export.log")
-    from serving.metadata import read_metadata
-    from serving.versions import version_dirs
+    from serving.exporter.metadata import read_metadata
+    from serving.exporter.versions import version_dirs
 
     exported = []
     for version, path in sorted(version_dirs(export_dir / args.model).items(), reverse=True):
@@ -271,7 +271,7 @@ def server_process(args: argparse.Namespace, export_dir: Path) -> Any:
     """Step 4: zoo-serve in the background on 127.0.0.1 (--port/--rest-port where free, else any
     free port), its output in DIR/server.log; not started yet. A new session: Ctrl-C reaches the
     demo, which stops the server in order."""
-    from serving.process import ServerProcess
+    from serving.server.process import ServerProcess
 
     export_dir = export_dir.resolve()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}

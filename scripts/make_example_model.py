@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     import zoo
-    from serving.exporter import export
+    from serving.exporter.savedmodel import export
 
     keras.utils.set_random_seed(args.seed)
     data = zoo.datasets.load("digits", seed=args.seed)

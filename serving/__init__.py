@@ -13,8 +13,8 @@ from __future__ import annotations
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "exporter": ["export", "ExportedVersion"],
-    "client": ["Client"],
+    "exporter.savedmodel": ["export", "ExportedVersion"],
+    "client.grpc_client": ["Client"],
     "errors": ["ClientError"],
-    "rest_client": ["RestClient"],
+    "client.rest_client": ["RestClient"],
 })

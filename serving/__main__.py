@@ -1,6 +1,6 @@
 """`python -m serving` runs the model server (same as `zoo-serve`)."""
 import sys
 
-from serving.cli import main
+from serving.server.cli import main
 
 sys.exit(main())

@@ -13,12 +13,12 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from . import protos  # noqa: F401,I001  (before the protos: they must not load all of TensorFlow)
+from serving import protos  # noqa: F401,I001  (before the protos: they must not load all of TensorFlow)
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from .errors import invalid_argument
-from .json_body import dumps_json
+from serving.errors import invalid_argument
+from serving.json_body import dumps_json
 
 # DataType -> (numpy dtype, typed field name, numpy dtype of the typed field's values)
 _TYPES: dict[int, tuple[np.dtype, str, Any]] = {

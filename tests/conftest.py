@@ -32,8 +32,8 @@ def subprocess_env():
 
 
 # The longest files (benchmarks/results/test_suite.md), longest first.
-LONGEST_FIRST = ("test_readme.py", "test_benchmarks_study.py", "test_tuning_resume.py", "test_demo.py",
-                 "test_compare.py", "test_tuning_search.py", "test_tuning_slim.py", "test_tuning_oracles.py")
+LONGEST_FIRST = ("test_readme.py", "test_benchmarks_study.py", "test_search_resume.py", "test_demo.py",
+                 "test_compare.py", "test_search.py", "test_slim.py", "test_oracles.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from serving import export_cli, query_cli
-from tuning import cli as tune_cli
-from tuning import compare_cli
+from serving.exporter import cli as export_cli
+
+from serving.client import cli as query_cli
+from tuning.searches import cli as tune_cli
+from tuning.comparisons import cli as compare_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = {"zoo-tune": tune_cli.build_parser, "zoo-compare": compare_cli.build_parser,
@@ -139,8 +141,8 @@ def test_compare_needs_a_budget_and_pairs_params_with_macs(capsys):
 def test_epochs_default_is_the_recipe_s_in_both_tools():
     import zoo
 
-    from tuning.config import SearchConfig
-    from tuning.preflight import resolve_epochs
+    from tuning.searches.config import SearchConfig
+    from tuning.searches.preflight import resolve_epochs
 
     assert compare_cli._parse(["--max-params", "9"]).epochs is None  # CompareConfig: the recipe's
     assert SearchConfig().epochs is None
@@ -150,7 +152,8 @@ def test_epochs_default_is_the_recipe_s_in_both_tools():
 
 CHECK_BEFORE_TF = r"""
 import json, sys
-from tuning import cli, compare_cli
+from tuning.searches import cli
+from tuning.comparisons import cli as compare_cli
 results = []
 for main, argv in [
     (cli.main, ["--rules", "doubing", "--directory", sys.argv[1]]),

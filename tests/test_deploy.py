@@ -63,7 +63,7 @@ def tfserving(serving_objects):
 
 @pytest.fixture(scope="module")
 def models_config():
-    from serving import model_server_config
+    from serving.exporter import model_server_config
 
     # validated as the server validates it; base paths as written (TF Serving wants them absolute)
     config = model_server_config.read_model_server_config(DEPLOY / "models.config", resolve_relative=False)
@@ -73,9 +73,9 @@ def models_config():
 # ------------------------------------------------------------------------------------ serving
 
 def test_serving_flags_are_zoo_serves_and_ports_match_the_clients(tfserving, serving_objects):
-    from serving.cli import build_parser
-    from serving.client import DEFAULT_TARGET
-    from serving.rest_client import DEFAULT_BASE_URL
+    from serving.server.cli import build_parser
+    from serving.client.grpc_client import DEFAULT_TARGET
+    from serving.client.rest_client import DEFAULT_BASE_URL
 
     _, _, container = tfserving
     assert container["image"].startswith("tensorflow/serving:") and container["image"].endswith("-gpu")
@@ -94,7 +94,7 @@ def test_serving_flags_are_zoo_serves_and_ports_match_the_clients(tfserving, ser
 
 
 def test_probes_poll_the_rest_status_route_of_a_configured_model(tfserving, models_config):
-    from serving.rest_client import RestClient
+    from serving.client.rest_client import RestClient
 
     _, _, container = tfserving
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -161,7 +161,7 @@ def chief_and_workers(tuning_objects):
 
 def test_chief_and_workers_run_the_same_zoo_tune_on_one_shared_project(chief_and_workers, tuning_objects,
                                                                         serving_objects, models_config):
-    from tuning.cli import build_parser
+    from tuning.searches.cli import build_parser
 
     chief, workers = chief_and_workers
     c, w = chief["spec"]["containers"][0], workers["spec"]["template"]["spec"]["containers"][0]

@@ -1,4 +1,6 @@
-"""The package graph: cnnzoo below zoo below serving and tuning, no cycles, no private reach-ins.
+"""The package graph: cnnzoo below zoo below serving and tuning, no cycles, no private reach-ins,
+and inside serving and tuning the rules their folders promise (clients, export, server and its
+front ends; searches and comparisons side by side).
 
 Read from the source with `ast` (no imports run), so the test sees function-level imports too.
 """
@@ -15,7 +17,7 @@ PACKAGES = ("cnnzoo", "zoo", "tuning", "serving")
 ALLOWED = {"cnnzoo": set(), "zoo": {"cnnzoo"}, "serving": {"cnnzoo", "zoo"},
            "tuning": {"cnnzoo", "zoo", "serving"}}
 # tuning reaches serving through this one module: the export of the winners.
-TUNING_SERVING_BRIDGE = "tuning.export_winners"
+TUNING_SERVING_BRIDGE = "tuning.searches.export_winners"
 
 
 def _module_name(path: Path) -> str:
@@ -67,11 +69,67 @@ def test_tuning_reaches_serving_through_one_bridge(graph):
     assert users in ([], [TUNING_SERVING_BRIDGE])
 
 
-def test_no_private_module_is_imported_from_another_package(graph):
+def test_no_private_module_is_imported_from_outside_its_package(graph):
+    # serving.exporter._signatures is private to serving.exporter; tuning._keras_tuner to tuning.
+    def private_home(target: str) -> str | None:
+        parts = target.split(".")
+        for i, part in enumerate(parts[1:], start=1):
+            if part.startswith("_") and part != "__init__":
+                return ".".join(parts[:i])
+        return None
+
     bad = [(m, t) for m, targets in graph.items() for t in targets
-           if t.split(".")[0] != m.split(".")[0] and any(p.startswith("_") and p != "__init__"
-                                                        for p in t.split(".")[1:])]
+           if (home := private_home(t)) and not (m == home or m.startswith(home + "."))]
     assert bad == []
+
+
+def _edges_between(graph, source: str, target: str) -> list[tuple[str, str]]:
+    inside = lambda name, pkg: name == pkg or name.startswith(pkg + ".")  # noqa: E731
+    return sorted((m, t) for m, targets in graph.items() if inside(m, source)
+                  for t in targets if inside(t, target))
+
+
+@pytest.mark.parametrize("source, target", [
+    ("serving.client", "serving.server"),      # a client never imports the server
+    ("serving.server", "serving.client"),      # the server never imports a client
+    ("serving.exporter", "serving.server"),    # export never imports the server
+    ("serving.exporter", "serving.client"),
+    ("tuning.searches", "tuning.comparisons"),  # the two families share tuning's top, not each other
+    ("tuning.comparisons", "tuning.searches"),
+])
+def test_sibling_packages_stay_apart(graph, source, target):
+    assert _edges_between(graph, source, target) == []
+
+
+FRONTENDS = "serving.server.frontends"
+# What a front end may use of the server: the one service and the option defaults it is given.
+FRONTEND_MAY_IMPORT = {"serving.server.service", "serving.server.options", FRONTENDS}
+
+
+def test_front_ends_only_translate_into_the_one_service(graph):
+    bad = [(m, t) for m, t in _edges_between(graph, FRONTENDS, "serving.server")
+           if not t.startswith(FRONTENDS) and t not in FRONTEND_MAY_IMPORT]
+    assert bad == []
+    # ... and the data plane knows no protocol: only the server that wires them imports a front end.
+    users = {m for m, _ in _edges_between(graph, "serving.server", FRONTENDS) if not m.startswith(FRONTENDS)}
+    assert users == {"serving.server.model_server"}
+
+
+def test_shared_serving_modules_import_no_subpackage(graph):
+    # names, errors, tensors, protos, json_body and config_files sit at serving's top because
+    # export, server and clients all use them: they must not pull one of those in.
+    top = [m for m in graph if m.count(".") == 1 and m.startswith("serving.") and m != "serving.__main__"]
+    bad = [(m, t) for m in top for t in graph[m] if t.startswith("serving.") and t.count(".") > 1]
+    assert bad == []
+
+
+@pytest.mark.parametrize("package", ["cnnzoo", "zoo", "tuning", "tuning.searches", "tuning.comparisons",
+                                     "serving", "serving.exporter", "serving.server",
+                                     "serving.server.frontends", "serving.client"])
+def test_no_folder_holds_more_than_fifteen_modules(package):
+    folder = ROOT.joinpath(*package.split("."))
+    modules = [p for p in folder.glob("*.py") if p.name not in ("__init__.py", "__main__.py")]
+    assert len(modules) <= 15, sorted(p.name for p in modules)
 
 
 def test_no_import_cycles(graph):

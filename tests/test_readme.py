@@ -52,7 +52,7 @@ def _the_slim_example_pruned(project_dir: Path) -> None:
     settings: --epochs is the trial's, the wide training takes the recipe's epochs (--slim-epochs'
     default). Once it learned 32-32-32-32, the wide network's own widths, and presented it as
     learned. Checked here on the tour's own run rather than training the example a second time."""
-    from tuning.slim_profile import pruning_note, read_slim
+    from tuning.searches.slim_profile import pruning_note, read_slim
 
     result = read_slim(project_dir)
     assert result is not None, f"the slim example left no slim.json in {project_dir}"

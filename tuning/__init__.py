@@ -10,12 +10,12 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "constraints": ["Budgets", "MeasuredCosts", "measure_costs", "measure_latency_ms"],
-    "hypermodel": ["MODES", "CostLogger", "ZooHyperModel"],
-    "results": ["SearchResult", "pareto_front"],
-    "config": ["BudgetError", "SearchBudgetError", "SearchError", "SearchConfig"],
-    "driver": ["search"],
-    "tuners": ["TUNERS"],
-    "slim": ["learn_profile", "fit_profile", "SlimResult"],
-    "compare": ["compare"],
-    "compare_config": ["CompareConfig", "CompareError"],
+    "searches.hypermodel": ["MODES", "CostLogger", "ZooHyperModel"],
+    "searches.results": ["SearchResult", "pareto_front"],
+    "searches.config": ["BudgetError", "SearchBudgetError", "SearchError", "SearchConfig"],
+    "searches.driver": ["search"],
+    "searches.tuners": ["TUNERS"],
+    "searches.slim": ["learn_profile", "fit_profile", "SlimResult"],
+    "comparisons.compare": ["compare"],
+    "comparisons.config": ["CompareConfig", "CompareError"],
 })

@@ -1,6 +1,6 @@
 """`python -m tuning` is `zoo-tune`."""
 import sys
 
-from tuning.cli import main
+from tuning.searches.cli import main
 
 sys.exit(main())

@@ -2,13 +2,13 @@
 
 keras-tuner 1.4 exports no public factory for objectives, no public MultiObjective, no public way to
 ask "am I the chief or a worker?" and no switch for the traceback it prints per failed trial. The
-oracles (tuning/oracles.py) also use private hooks that every built-in oracle has: the value hash
+oracles (tuning/searches/oracles.py) also use private hooks that every built-in oracle has: the value hash
 and the draw that refuses repeated values (`_compute_values_hash`, `_random_values`, `_duplicate`,
 and `_max_collisions`, the number of draws before a search ends as exhausted), the queue a reload
 retries (`_retry_queue`), the project folder (`_project_dir`), and the oracle's own files, which
 they write atomically (`_save_trial`, `_get_trial_dir`, `_get_oracle_fname`). The tuners
-(tuning/tuners.py) override `Tuner._build_and_fit_model`, called once per execution of a trial, to
-give each execution its own seed. `tests/test_keras_tuner_private.py` checks each of these
+(tuning/searches/tuners.py) override `Tuner._build_and_fit_model`, called once per execution of a trial, to
+give each execution its own seed. `tests/tuning/test_keras_tuner_private.py` checks each of these
 against the installed keras-tuner, so an upgrade that moves one fails there, by name, instead of
 somewhere in a search (a renamed `_max_collisions` would quietly end searches early).
 """
@@ -27,15 +27,15 @@ __all__ = ["MultiObjective", "create_objective", "maybe_distribute", "is_worker"
            "tracebacks_silenced", "ORACLE_METHODS", "ORACLE_ATTRIBUTES", "ORACLE_HOOKS",
            "TUNER_METHODS", "check_installed"]
 
-# Private Oracle methods tuning.oracles overrides or calls.
+# Private Oracle methods tuning.searches.oracles overrides or calls.
 ORACLE_METHODS = ("_compute_values_hash", "_random_values", "_duplicate", "_save_trial",
                   "_get_trial_dir", "_get_oracle_fname")
-# Private Oracle attributes tuning.oracles reads or sets: name -> the type keras-tuner gives it.
+# Private Oracle attributes tuning.searches.oracles reads or sets: name -> the type keras-tuner gives it.
 # (`_project_dir` is a property: the project's path once a tuner adopts the oracle.)
 ORACLE_ATTRIBUTES: dict[str, type] = {"_retry_queue": list, "_max_collisions": int,
                                       "_project_dir": str}
 ORACLE_HOOKS = ORACLE_METHODS + tuple(ORACLE_ATTRIBUTES)
-# Private Tuner methods tuning.tuners overrides.
+# Private Tuner methods tuning.searches.tuners overrides.
 TUNER_METHODS = ("_build_and_fit_model",)
 
 

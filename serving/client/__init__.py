@@ -1,0 +1,4 @@
+"""Clients of a running server: `grpc_client.Client` (TF Serving's gRPC API), `rest_client.RestClient`
+(its REST API) and `cli` (`zoo-query`). Public names are imported from `serving`; nothing here
+imports the server.
+"""

@@ -1,0 +1,389 @@
+"""REST client for TF Serving's /v1 API: `serving.RestClient`, the same methods as `serving.Client`.
+
+HTTP is done by `requests` (keep-alive connection pool, one Session per thread so the client can
+be shared between threads). Only TF Serving's documented REST API is used, so it works unchanged
+against the real `tensorflow_model_server --rest_api_port`:
+
+    GET  /v1/models/NAME[/versions/N|/labels/L]            status
+    GET  /v1/models/NAME[/versions/N|/labels/L]/metadata   metadata
+    POST /v1/models/NAME[/versions/N|/labels/L]:predict|:classify|:regress
+
+Predict sends the row ("instances") or columnar ("inputs") format; bytes go as {"b64": ...}.
+Bodies are written by orjson straight from the numpy arrays (no `tolist()`, float32 in its
+shortest repr; benchmarks/bench_serving.py's S3 rows measure it); arrays holding NaN or inf go
+through json.dumps, which writes NaN/Infinity as TF Serving accepts (orjson would write null).
+Answers are parsed by orjson, or by json when they hold NaN/Infinity.
+No TensorFlow proto is imported here (each one imports all of TensorFlow), so a REST client, and
+`zoo-query --rest`, starts without TensorFlow.
+Answers are decoded with the dtypes from the model's metadata (fetched once per model/version/
+signature and cached), so results equal the gRPC client's: numeric arrays of the signature's
+dtype, DT_STRING outputs as object arrays of bytes. What REST cannot do: `output_filter` is
+applied on the client (TF Serving's REST has no such field), `multi_inference` runs one request
+per task, and `reload` is gRPC-only (ClientError UNIMPLEMENTED).
+"""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import threading
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import quote
+
+import grpc
+import numpy as np
+import orjson
+import requests
+
+from serving.json_body import dumps_json
+from serving.errors import ClientError
+from serving.client._common import (as_input_arrays, check_context, check_model,
+                             check_output_filter, check_signature, check_tasks, check_timeout,
+                             check_version_label, classifications_to_arrays, examples_from,
+                             EXAMPLE_FEATURE, normalize_status, run_many, signature_specs, wait_loop)
+
+DEFAULT_BASE_URL = "http://localhost:8501"
+_CODE_OF_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+                 403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
+                 409: grpc.StatusCode.ABORTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 499: grpc.StatusCode.CANCELLED, 500: grpc.StatusCode.INTERNAL,
+                 501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
+                 504: grpc.StatusCode.DEADLINE_EXCEEDED}
+FORMATS = ("columnar", "row")
+# Answers are decoded by the dtype names in the model's metadata. A table by name instead of
+# tensorflow's DataType enum, because importing any TensorFlow proto imports all of TensorFlow.
+_NUMPY_DTYPES = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_HALF": np.float16,
+                 "DT_INT8": np.int8, "DT_INT16": np.int16,
+                 "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_UINT8": np.uint8,
+                 "DT_UINT16": np.uint16, "DT_UINT32": np.uint32, "DT_UINT64": np.uint64,
+                 "DT_BOOL": np.bool_}
+
+
+def _check_base_url(base_url: Any) -> str:
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https:// (e.g. {DEFAULT_BASE_URL!r}), "
+                         f"got {base_url!r}")
+    return base_url.rstrip("/")
+
+
+def _to_json_value(array: np.ndarray) -> Any:
+    """Numeric arrays as C-contiguous numpy arrays (for `dumps_json`); bytes as {"b64": ...}; str
+    as text (TF Serving's rules)."""
+    if array.dtype.kind in "OSU":
+        def leaf(v: Any) -> Any:
+            if isinstance(v, bytes):
+                return {"b64": base64.b64encode(v).decode("ascii")}
+            if isinstance(v, str):
+                return v
+            raise ValueError(f"string inputs must hold bytes or str, got {type(v).__name__}")
+
+        def walk(v: Any) -> Any:
+            return [walk(x) for x in v] if isinstance(v, list) else leaf(v)
+        return walk(array.tolist())
+    if array.dtype == np.float64:
+        array = array.astype(np.float32)  # as the gRPC client does: models take float32
+    return np.ascontiguousarray(array)  # orjson writes only C-contiguous arrays
+
+
+def _loads(raw: bytes) -> Any:
+    """An answer body -> Python; None when it is not JSON. NaN/Infinity (which TF Serving writes
+    for non-finite outputs) are not JSON to orjson, so json reads those."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(raw)
+    except ValueError:  # includes UnicodeDecodeError
+        return None
+
+
+def _from_json_value(value: Any, dtype: str, name: str) -> np.ndarray:
+    if dtype == "DT_STRING":
+        def leaf(v: Any) -> bytes:
+            if isinstance(v, dict) and "b64" in v:
+                return base64.b64decode(v["b64"])
+            return v.encode("utf-8") if isinstance(v, str) else bytes(v)
+
+        def walk(v: Any) -> Any:
+            return [walk(x) for x in v] if isinstance(v, list) else leaf(v)
+        return np.array(walk(value), dtype=object)
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    return np.asarray(value) if np_dtype is None else np.asarray(value, dtype=np_dtype)
+
+
+class RestClient:
+    """TF Serving REST client with the methods of `serving.Client`; safe to share between threads."""
+
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, timeout: float = 10.0,
+                 max_workers: int = 8, verify: bool | str = True) -> None:
+        self.base_url = _check_base_url(base_url)
+        self.timeout = check_timeout(timeout)
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        if not isinstance(verify, (bool, str)):
+            raise ValueError(f"verify must be a bool or a CA bundle path (str), got {verify!r}")
+        self.max_workers = max_workers
+        self.verify = verify
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._meta_cache: dict[tuple, dict[str, Any]] = {}
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def __enter__(self) -> "RestClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RestClient({self.base_url!r}, timeout={self.timeout})"
+
+    def close(self) -> None:
+        """Stop the worker threads and close every connection; later calls raise ValueError."""
+        self._closed = True
+        with self._lock:
+            executor, self._executor = self._executor, None
+            sessions, self._sessions = self._sessions, []
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        for s in sessions:
+            s.close()
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _url(self, model: Any, version: Any, label: Any, suffix: str = "") -> str:
+        model = check_model(model)
+        version, label = check_version_label(version, label)
+        url = f"{self.base_url}/v1/models/{quote(model, safe='')}"
+        if version is not None:
+            url += f"/versions/{version}"
+        elif label is not None:
+            url += f"/labels/{label}"
+        return url + suffix
+
+    def _request(self, method: str, url: str, body: Any, timeout: float | None) -> Any:
+        if self._closed:
+            raise ValueError(f"this RestClient for {self.base_url} is closed")
+        t = self.timeout if timeout is None else check_timeout(timeout)
+        try:
+            data = None if body is None else dumps_json(body)
+            response = self._session().request(method, url, data=data, timeout=t, verify=self.verify,
+                                               headers={"Content-Type": "application/json"} if data else None)
+        except requests.exceptions.Timeout as exc:
+            raise ClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                              f"no answer from {self.base_url} to {method} {url} within {t:g} s ({exc}); "
+                              "the server may be overloaded or the model slow: raise timeout= or check "
+                              "the server", target=self.base_url) from None
+        except requests.exceptions.ConnectionError as exc:
+            raise ClientError(grpc.StatusCode.UNAVAILABLE,
+                              f"cannot reach a model server at {self.base_url} ({type(exc).__name__}); "
+                              "check that the server is running and its --rest_api_port matches the "
+                              "port in base_url", target=self.base_url) from None
+        payload = _loads(response.content)
+        if response.status_code != 200:
+            message = payload.get("error") if isinstance(payload, dict) else None
+            if not isinstance(message, str):
+                message = f"HTTP {response.status_code} from {url}: {response.text[:300]}"
+            code = _CODE_OF_HTTP.get(response.status_code, grpc.StatusCode.UNKNOWN)
+            raise ClientError(code, message, target=self.base_url, status=response.status_code)
+        if not isinstance(payload, dict):
+            raise ClientError(grpc.StatusCode.INTERNAL, f"{url} answered 200 without a JSON object "
+                              f"({response.text[:200]!r}); is {self.base_url} a TF Serving REST port?",
+                              target=self.base_url, status=200)
+        return payload
+
+    def _executor_(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.max_workers, thread_name_prefix="zoo-rest-client")
+            return self._executor
+
+    # -- metadata / status ------------------------------------------------------------------
+    def metadata(self, model: str, version: int | None = None, *, label: str | None = None,
+                 timeout: float | None = None) -> dict[str, Any]:
+        """GET .../metadata: {"model_spec": {...}, "metadata": {"signature_def": {...}}}."""
+        return self._request("GET", self._url(model, version, label, "/metadata"), None, timeout)
+
+    def status(self, model: str, version: int | None = None, *, label: str | None = None,
+               timeout: float | None = None) -> list[dict[str, Any]]:
+        """GET /v1/models/NAME -> [{"version", "state", "error_code", "error_message"}]."""
+        return normalize_status(self._request("GET", self._url(model, version, label), None, timeout))
+
+    def reload(self, config_or_path: Any, *, timeout: float | None = None) -> None:
+        """Not in TF Serving's REST API: always ClientError UNIMPLEMENTED (use serving.Client)."""
+        raise ClientError(grpc.StatusCode.UNIMPLEMENTED,
+                          "TF Serving's REST API has no config reload; use serving.Client (gRPC "
+                          "HandleReloadConfigRequest) against the server's --port", target=self.base_url)
+
+    def wait_until_available(self, model: str, timeout: float = 60.0, *,
+                             version: int | None = None) -> list[dict[str, Any]]:
+        """Poll GET /v1/models/NAME until `version` (or any) is AVAILABLE; see Client's."""
+        model = check_model(model)
+        timeout = check_timeout(timeout)
+        version, _ = check_version_label(version, None)
+        return wait_loop(lambda: self.status(model, timeout=min(self.timeout, timeout)), model, version,
+                         timeout, self.base_url)
+
+    def _outputs_of(self, model: str, version: Any, label: Any, signature: str,
+                    timeout: float | None) -> dict[str, tuple[str, Any]]:
+        key = (model, version, label, signature)
+        with self._lock:
+            cached = self._meta_cache.get(key)
+        if cached is None:
+            specs = signature_specs(self.metadata(model, version, label=label, timeout=timeout))
+            if signature not in specs:
+                raise ClientError(grpc.StatusCode.FAILED_PRECONDITION,
+                                  f'Serving signature key "{signature}" not found. (model {model!r} '
+                                  f"has {sorted(specs)})", target=self.base_url, status=400)
+            cached = specs[signature]["outputs"]
+            with self._lock:
+                self._meta_cache[key] = cached
+        return cached
+
+    # -- predict ------------------------------------------------------------------------------
+    def predict(self, model: str, inputs: Any, *, version: int | None = None, label: str | None = None,
+                signature: str | None = None, output_filter: Sequence[str] | None = None,
+                format: str = "columnar", timeout: float | None = None) -> dict[str, np.ndarray]:
+        """POST :predict in the `format` "columnar" ({"inputs": ...}) or "row" ({"instances": ...});
+        returns name -> numpy array like Client.predict (output_filter applied client-side)."""
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+        url = self._url(model, version, label, ":predict")
+        signature = check_signature(signature)
+        names = check_output_filter(output_filter)
+        arrays = as_input_arrays(inputs)
+        body: dict[str, Any] = {"signature_name": signature} if signature else {}
+        if format == "columnar":
+            body["inputs"] = ({k: _to_json_value(v) for k, v in arrays.items()} if isinstance(arrays, dict)
+                              else _to_json_value(arrays))
+        elif isinstance(arrays, dict):
+            sizes = {k: len(v) for k, v in arrays.items()}
+            if len(set(sizes.values())) != 1:
+                raise ValueError(f"row format needs every input to share dimension 0, got sizes {sizes}; "
+                                 "use format='columnar'")
+            columns = {k: _to_json_value(v) for k, v in arrays.items()}
+            body["instances"] = [{k: col[i] for k, col in columns.items()}
+                                 for i in range(next(iter(sizes.values())))]
+        else:
+            body["instances"] = _to_json_value(arrays)
+        outputs = self._outputs_of(model, version, label, signature or "serving_default", timeout)
+        answer = self._request("POST", url, body, timeout)
+        return _decode_predict(answer, outputs, names, self.base_url)
+
+    def predict_async(self, model: str, inputs: Any, **kwargs: Any) -> "concurrent.futures.Future":
+        """predict() on the client's worker threads; returns a concurrent.futures.Future."""
+        as_input_arrays(inputs)  # fail here, not inside the future, on obviously bad inputs
+        if self._closed:
+            raise ValueError(f"this RestClient for {self.base_url} is closed")
+        return self._executor_().submit(self.predict, model, inputs, **kwargs)
+
+    def predict_many(self, model: str, batches: Iterable[Any], *, max_in_flight: int = 8,
+                     **kwargs: Any) -> list[dict[str, np.ndarray]]:
+        """predict() for each batch, up to `max_in_flight` at once; results in order."""
+        return run_many(self.predict_async, model, batches, max_in_flight, kwargs)
+
+    # -- classify / regress / multi_inference ---------------------------------------------------
+    def _examples_body(self, examples_or_images: Any, signature: str, context: Any,
+                       feature: str) -> dict[str, Any]:
+        def jsonable(values: list[Any]) -> Any:
+            return [{"b64": base64.b64encode(v).decode("ascii")} if isinstance(v, bytes) else v
+                    for v in values]
+        examples = examples_from(examples_or_images, feature)
+        body: dict[str, Any] = {"signature_name": check_signature(signature) or "serving_default",
+                                "examples": [{k: jsonable(v) for k, v in e.items()} for e in examples]}
+        ctx = check_context(context)
+        if ctx is not None:
+            body["context"] = {k: jsonable(v) for k, v in ctx.items()}
+        return body
+
+    def classify(self, model: str, examples_or_images: Any, *, version: int | None = None,
+                 label: str | None = None, signature: str = "classify",
+                 context: Mapping[str, Any] | None = None, feature: str = EXAMPLE_FEATURE,
+                 timeout: float | None = None) -> dict[str, np.ndarray]:
+        """POST :classify -> {"classes": str [N,K], "scores": float32 [N,K]} as Client.classify."""
+        url = self._url(model, version, label, ":classify")
+        answer = self._request("POST", url, self._examples_body(examples_or_images, signature, context,
+                                                                feature), timeout)
+        try:
+            rows = [[(str(name), float(score)) for name, score in row] for row in answer["results"]]
+        except (KeyError, TypeError, ValueError):
+            raise ClientError(grpc.StatusCode.INTERNAL, f"unexpected :classify answer from {self.base_url}: "
+                              f"{str(answer)[:200]}", target=self.base_url, status=200) from None
+        return classifications_to_arrays(rows)
+
+    def regress(self, model: str, examples_or_images: Any, *, version: int | None = None,
+                label: str | None = None, signature: str = "regress",
+                context: Mapping[str, Any] | None = None, feature: str = EXAMPLE_FEATURE,
+                timeout: float | None = None) -> np.ndarray:
+        """POST :regress -> float32 [N] as Client.regress."""
+        url = self._url(model, version, label, ":regress")
+        answer = self._request("POST", url, self._examples_body(examples_or_images, signature, context,
+                                                                feature), timeout)
+        try:
+            return np.asarray(answer["results"], dtype=np.float32).reshape(-1)
+        except (KeyError, TypeError, ValueError):
+            raise ClientError(grpc.StatusCode.INTERNAL, f"unexpected :regress answer from {self.base_url}: "
+                              f"{str(answer)[:200]}", target=self.base_url, status=200) from None
+
+    def multi_inference(self, model: str, examples_or_images: Any,
+                        tasks: Mapping[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """REST has no MultiInference: one :classify / :regress request per task, same result shape
+        as Client.multi_inference (not one atomic request)."""
+        tasks = check_tasks(tasks)
+        return {sig: getattr(self, method)(model, examples_or_images, signature=sig, **kwargs)
+                for sig, method in tasks.items()}
+
+
+def _decode_predict(answer: Mapping[str, Any], outputs: Mapping[str, tuple[str, Any]],
+                    names: list[str], where: str) -> dict[str, np.ndarray]:
+    """{"outputs": ...} / {"predictions": ...} -> name -> array; a bare value is the single output."""
+    def bad(why: str) -> ClientError:
+        return ClientError(grpc.StatusCode.INTERNAL, f"unexpected :predict answer from {where}: {why}",
+                           target=where, status=200)
+
+    if "outputs" in answer:
+        value = answer["outputs"]
+        if isinstance(value, dict) and set(value) <= set(outputs) and len(outputs) > 1:
+            columns = value
+        else:
+            columns = {_single_name(outputs, names, bad): value}
+    elif "predictions" in answer:
+        rows = answer["predictions"]
+        if not isinstance(rows, list):
+            raise bad("'predictions' is not a list")
+        if rows and all(isinstance(r, dict) for r in rows) and len(outputs) > 1:
+            keys = list(rows[0])
+            columns = {k: [r[k] for r in rows] for k in keys}
+        else:
+            columns = {_single_name(outputs, names, bad): rows}
+    else:
+        raise bad(f"no 'outputs' or 'predictions' key in {sorted(answer)}")
+    wanted = names or list(columns)
+    missing = [n for n in wanted if n not in columns]
+    if missing:
+        raise ClientError(grpc.StatusCode.INVALID_ARGUMENT, f"output_filter names {missing} are not outputs "
+                          f"of the signature; valid: {sorted(columns)}", target=where)
+    return {n: _from_json_value(columns[n], outputs.get(n, ("", None))[0], n) for n in wanted}
+
+
+def _single_name(outputs: Mapping[str, Any], names: list[str], bad: Any) -> str:
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    if len(names) == 1:
+        return names[0]
+    raise bad(f"a single unnamed output, but the signature has {sorted(outputs)}")
+
+
+__all__ = ["RestClient", "DEFAULT_BASE_URL", "FORMATS"]

@@ -1,0 +1,80 @@
+"""Smoke tests of `make study` (benchmarks/study.py) and Q2 (benchmarks/bench_search.py) through
+their real code paths on digits, tiny: both studies with the seed allocation flags, resumed; Q2's
+searches at both budgets and its finals. The full runs take hours and are not run here."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "study.py"), "--dataset", "digits",
+           "--rules", "doubling,constant", "--max-params", "2000", "--depth", "4", "--epochs", "1",
+           "--train-limit", "200", "--seeds", "3", "--first-seeds", "2",
+           "--relevant-difference", "99", "--workers", "1",
+           "--results-dir", str(tmp_path / "results")]
+    # The second invocation resumes the MAC study from the ledger kept beside the results (as
+    # on a fresh checkout of committed results: another runs dir): nothing left to train.
+    for runs_dir, extra in (("runs", []), ("fresh-checkout-runs", ["--studies", "macs"])):
+        proc = subprocess.run(cmd + ["--runs-dir", str(tmp_path / runs_dir)] + extra,
+                              cwd=tmp_path, env=subprocess_env,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    for kind, invocations in (("params", 1), ("macs", 2)):
+        out = tmp_path / "results" / kind
+        record = json.loads((out / "study.json").read_text())
+        assert record["runs"] in (4, 5, 6)  # 2 rules x 2 seeds, a third only where still open
+        # every run trained by the first invocation; the resumed one trains nothing
+        assert [i["runs_trained"] for i in record["invocations"]] == [record["runs"]] + [0] * (invocations - 1)
+        assert record["invocations"][0]["machine"]["cores"] >= 1
+        assert f"--max-{kind} " in record["command"] and "--first-seeds 2" in record["command"]
+        assert all(i["completed"] for i in record["invocations"])
+        assert (out / "runs.jsonl").exists() and (out / "compare_settings.json").exists()
+        md = (out / "compare.md").read_text()
+        assert "## Seed allocation" in md and (out / "compare.png").exists()
+    assert (tmp_path / "results" / "study.png").stat().st_size > 10_000  # both studies, one figure
+    macs = json.loads((tmp_path / "results" / "macs" / "study.json").read_text())
+    params_csv = (tmp_path / "results" / "params" / "compare.csv").read_text().splitlines()
+    doubling_macs = next(l for l in params_csv if l.startswith("doubling,")).split(",")[8]
+    assert f"--max-macs {int(float(doubling_macs))}" in macs["command"]  # anchored on doubling
+
+
+@pytest.mark.slow
+def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env):
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_search.py"), "--dataset", "digits",
+           "--minutes", "0.05", "--epochs", "1", "--train-limit", "150", "--val-limit", "60",
+           "--seeds", "1", "--search-seeds", "1", "--strategies", "b_random_filled,e_slim_seeded",
+           "--final-epochs", "1", "--processes", "1", "--runs-dir", str(tmp_path / "runs"),
+           "--results-dir", str(tmp_path / "results")]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((tmp_path / "results" / "search.json").read_text())
+    budget = state["budget"]
+    assert set(state["strategies"]) == {"b_random_filled_s0", "e_slim_seeded_s0"}
+    seeds = {k: v["oracle_seed"] for k, v in state["strategies"].items()}
+    assert len(set(seeds.values())) == 2  # b and e never share an oracle seed
+    for v in state["strategies"].values():
+        assert v["winner_params"] <= budget["params"] * 1.03
+    for f in state["finals"]:
+        if f["label"] != "doubling_full":
+            assert f["params"] <= budget["params"] * 1.03 and f["macs"] <= budget["macs"] * 1.03
+    assert len(state["finals"]) == 4  # matched and full doubling + 2 winners, 1 seed
+    md = (tmp_path / "results" / "search.md").read_text()
+    assert "Holm p" in md
+    assert "e_slim_seeded_s0: slim learned the profile" in md  # every slim training is listed
+    # Every stage resumes: a rerun trains nothing and searches nothing.
+    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and "== 0 final trainings" in proc.stdout, proc.stderr[-2000:]
+    assert "== strategy" not in proc.stdout
+    # Another protocol is refused by name, before any work: it would mix two protocols.
+    changed = [("0.1" if a == "0.05" else a) for a in cmd]
+    proc = subprocess.run(changed, cwd=tmp_path, env=subprocess_env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 2 and "--minutes 0.05 -> 0.1" in proc.stderr, proc.stderr[-2000:]

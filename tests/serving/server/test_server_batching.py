@@ -1,0 +1,241 @@
+"""Batching never returns rows of another request: per-row outputs are split back exactly, even
+under many concurrent clients, and a batch whose outputs are not per-row fails as TF Serving's
+BatchingSession fails it (FAILED_PRECONDITION) instead of handing every client the merged tensor."""
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from serving import config_files, errors
+from serving.server.batching import Batcher
+from serving.server.model_server import ModelServer, ServerOptions
+
+WIDTH = 4
+NOT_PER_ROW = ("Batched output tensor's 0th dimension does not equal the sum of the 0th dimension "
+               "sizes of the input tensors")
+
+
+class _RowsModel(tf.Module):
+    """`rows`: per-row outputs (x * 2 and each row's sum); `mixing`: outputs that are not per-row
+    (`flat = reshape(x, [-1])`, `total = sum(x)`), the shapes that leaked data between clients."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="x")])
+    def rows(self, x):
+        return {"double": x * 2.0, "sums": tf.reduce_sum(x, axis=1)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="x")])
+    def mixing(self, x):
+        return {"flat": tf.reshape(x, [-1]), "total": tf.reduce_sum(x)}
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("batching") / "rows"
+    module = _RowsModel()
+    tf.saved_model.save(module, str(base / "1"), signatures={
+        "serving_default": module.rows.get_concrete_function(),
+        "mixing": module.mixing.get_concrete_function()})
+    return base
+
+
+def _server(model_dir, tmp_path, max_batch_size: int, timeout_micros: int, threads: int) -> ModelServer:
+    params = tmp_path / "batching.txt"
+    params.write_text(f"max_batch_size {{ value: {max_batch_size} }}\n"
+                      f"batch_timeout_micros {{ value: {timeout_micros} }}\n"
+                      f"num_batch_threads {{ value: {threads} }}\nmax_enqueued_batches {{ value: 1000 }}\n")
+    return ModelServer(ServerOptions(port=0, model_name="rows", model_base_path=str(model_dir),
+                                     enable_batching=True, batching_parameters_file=str(params)))
+
+
+def _predict(stub, x: np.ndarray, signature: str = "", timeout: float = 30) -> dict[str, np.ndarray]:
+    req = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="rows", signature_name=signature))
+    req.inputs["x"].CopyFrom(tf.make_tensor_proto(x))
+    resp = stub.Predict(req, timeout=timeout)
+    return {k: tf.make_ndarray(v) for k, v in resp.outputs.items()}
+
+
+def test_outputs_that_are_not_per_row_fail_the_batch_and_leak_nothing(model_dir, tmp_path):
+    """Two clients sending [[1,1,1,1]] and [[7,7,7,7]] at once were both answered
+    flat [7,7,7,7,1,1,1,1] and total 32: each saw the other's data."""
+    # max_batch_size 2 and a 20 s window: the batch runs exactly when both requests are in it.
+    with _server(model_dir, tmp_path, max_batch_size=2, timeout_micros=20_000_000, threads=1) as srv, \
+            grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+        def call(value: float):
+            try:
+                return _predict(stub, np.full((1, WIDTH), value, np.float32), "mixing")
+            except grpc.RpcError as exc:
+                return exc
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(call, (1.0, 7.0)))
+        for answer in answers:
+            assert isinstance(answer, grpc.RpcError), f"a client received merged outputs: {answer}"
+            assert answer.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert answer.details() in (NOT_PER_ROW, "Batched output tensor has 0 dimensions")
+        # per-row signatures of the same model still batch and answer each client its own row
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            rows = list(pool.map(lambda v: _predict(stub, np.full((1, WIDTH), v, np.float32)), (1.0, 7.0)))
+        np.testing.assert_array_equal(rows[0]["double"], [[2, 2, 2, 2]])
+        np.testing.assert_array_equal(rows[1]["double"], [[14, 14, 14, 14]])
+
+
+def test_many_concurrent_clients_each_get_exactly_their_own_rows(model_dir, tmp_path):
+    """24 clients x 8 requests of 0-3 rows, every row's values unique to its client and request,
+    through small batches (max 8, padded by nothing) run two at a time."""
+    clients, calls = 24, 8
+    with _server(model_dir, tmp_path, max_batch_size=8, timeout_micros=2000, threads=2) as srv, \
+            grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}") as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        start = threading.Barrier(clients)
+
+        def client(c: int) -> int:
+            start.wait(timeout=30)
+            checked = 0
+            for i in range(calls):
+                n = (c + i) % 4
+                x = (1000.0 * c + 10.0 * i + np.arange(n * WIDTH, dtype=np.float32).reshape(n, WIDTH) / 8)
+                out = _predict(stub, x.astype(np.float32))
+                np.testing.assert_array_equal(out["double"], x * 2)
+                np.testing.assert_allclose(out["sums"], x.sum(axis=1), rtol=1e-6)
+                assert out["double"].shape == (n, WIDTH) and out["sums"].shape == (n,)
+                checked += n
+            return checked
+
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            rows = sum(pool.map(client, range(clients)))
+        assert rows == sum((c + i) % 4 for c in range(clients) for i in range(calls))
+        text = srv.metrics.exposition()[0].decode()
+        assert 'input_batch_size_count{model_name="rows"}' in text
+
+
+def _params(**kw) -> config_files.BatchingParameters:
+    base = dict(max_batch_size=4, batch_timeout_micros=100_000, num_batch_threads=1)
+    base.update(kw)
+    return config_files.BatchingParameters(**base)
+
+
+def test_batcher_fails_a_batch_whose_outputs_are_not_per_row():
+    """Even a batch of one fails, as in TF Serving: the answer must not depend on whether another
+    request happened to share the batch."""
+    outputs = {"scalar": lambda x: np.array(x.sum()), "flat": lambda x: x.reshape(-1)}
+    for name, fn in outputs.items():
+        batcher = Batcher(_params(max_batch_size=2), lambda inputs, fn=fn: {"y": fn(inputs["x"])})
+        try:
+            results: list = [None, None]
+
+            def submit(i: int) -> None:
+                try:
+                    results[i] = batcher.submit({"x": np.full((1, 2), i + 1.0)})
+                except errors.ServingError as exc:
+                    results[i] = exc
+
+            threads = [threading.Thread(target=submit, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            for r in results:
+                assert isinstance(r, errors.ServingError), f"{name}: merged output returned: {r}"
+                assert r.code == grpc.StatusCode.FAILED_PRECONDITION
+            expected = "Batched output tensor has 0 dimensions" if name == "scalar" else NOT_PER_ROW
+            assert results[0].message == expected
+        finally:
+            batcher.close()
+
+
+@pytest.mark.parametrize("timeout_micros,slots", [(0, 2), (500, 3), (1_000_000, 1)])
+def test_batcher_under_contention_answers_every_task_its_rows(timeout_micros, slots):
+    """Many threads against few slots, with and without a timeout: nothing is lost or swapped
+    (a lost wake-up would hang here: every join is bounded)."""
+    active, peak = [0], [0]
+    lock = threading.Lock()
+
+    def run(inputs):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        try:
+            return {"y": inputs["x"] + 0.5}
+        finally:
+            with lock:
+                active[0] -= 1
+
+    batcher = Batcher(_params(max_batch_size=6, batch_timeout_micros=timeout_micros, num_batch_threads=slots,
+                              allowed_batch_sizes=(3, 6)), run)
+    bad: list = []
+    threads_n, calls = 16, 25
+
+    def worker(w: int) -> None:
+        for i in range(calls):
+            n = (w + i) % 3 + 1 if timeout_micros < 1_000_000 else 6
+            x = np.full((n, 2), w * 100 + i, np.float64)
+            try:
+                y = batcher.submit({"x": x})["y"]
+                if y.shape != x.shape or not np.array_equal(y, x + 0.5):
+                    bad.append((w, i, y))
+            except Exception as exc:  # pragma: no cover - reported below
+                bad.append((w, i, exc))
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert not any(t.is_alive() for t in threads), "a task was never answered"
+        assert not bad, bad[:3]
+        assert peak[0] <= slots
+    finally:
+        batcher.close()
+
+
+def test_batcher_close_runs_queued_batches():
+    """A batch still open when the batcher closes runs at once (its thread is not left waiting for
+    a 60 s window), and new tasks are refused."""
+    batcher = Batcher(_params(batch_timeout_micros=60_000_000), lambda inputs: {"y": inputs["x"]})
+    result: list = []
+    t = threading.Thread(target=lambda: result.append(batcher.submit({"x": np.ones((1, 1))})))
+    t.start()
+    deadline = time.monotonic() + 10
+    while not batcher.queue_depth and time.monotonic() < deadline:
+        time.sleep(0.005)
+    batcher.close()
+    t.join(10)
+    assert not t.is_alive() and result and result[0]["y"].shape == (1, 1)
+    with pytest.raises(errors.ServingError) as info:
+        batcher.submit({"x": np.ones((1, 1))})
+    assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_batch_closed_by_an_overflowing_task_runs_without_waiting_out_its_timeout():
+    batcher = Batcher(_params(max_batch_size=4, batch_timeout_micros=60_000_000),
+                      lambda inputs: {"y": inputs["x"] * 3})
+    results: dict = {}
+
+    def submit(key: str, n: int) -> None:
+        results[key] = batcher.submit({"x": np.ones((n, 1))})
+
+    first = threading.Thread(target=submit, args=("a", 3))
+    first.start()
+    deadline = time.monotonic() + 10
+    while batcher.queue_depth < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    second = threading.Thread(target=submit, args=("b", 3))  # does not fit: closes the first batch
+    second.start()
+    first.join(10)
+    try:
+        assert not first.is_alive(), "a closed batch waited for its 60 s window"
+        assert results["a"]["y"].tolist() == [[3.0]] * 3
+    finally:
+        batcher.close()  # runs the second, still-open batch at once
+        second.join(10)
+    assert results["b"]["y"].shape == (3, 1)

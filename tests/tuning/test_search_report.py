@@ -1,0 +1,69 @@
+"""report.md says what a run shows: one trained trial is one table (not four copies of its row), a
+slim profile that pruned nothing says so and what to change, tables are GitHub Markdown."""
+import pytest
+
+from tuning.searches.report import write_report
+from tuning.searches.slim import SlimResult
+from tuning.searches.slim_profile import pruning_note
+
+SETTINGS = {"project": "p", "dataset": "digits", "mode": "slim"}
+
+
+def _row(trial, rule, metric, params, rank):
+    return {"rank": rank, "trial": trial, "status": "COMPLETED", "origin": "", "rule": rule,
+            "block": "plain", "depth": 4, "filters": "8-8-16-16", "profile": "", "params": params,
+            "macs": 10 * params, "latency_ms": "", "metric": metric, "score": metric,
+            "rerank_runs": "", "rerank_mean": "", "test_accuracy": 0.9, "reason": "",
+            "hyperparameters": "{}"}
+
+
+def _slim(profile, wide=(32, 32, 32, 32)):
+    return SlimResult(profile=list(profile), wide=list(wide), groups=[[i] for i in range(len(wide))],
+                      live={}, resource="params", strength=16.0, threshold=0.02, epochs=3,
+                      seconds=12.0, val_accuracy=0.97)
+
+
+def _report(tmp_path, rows, slim=None):
+    path = write_report(tmp_path / "report.md", rows=rows, front=[r for r in rows[:1]],
+                        metric="val_accuracy", settings=SETTINGS, budgets={"max_params": 8000},
+                        reference=None, slim=slim)
+    return path.read_text()
+
+
+def test_one_trained_trial_is_one_table_not_four(tmp_path):
+    row = _row("00", "slim", 0.95, 7890, 1)
+    text = _report(tmp_path, [row])
+    assert "## The trained trial" in text
+    for heading in ("## Best model per rule", "## Pareto front", "## Leaderboard"):
+        assert heading not in text
+    assert text.count(" 7,890 |") == 1, text  # the row once (the winner line says it in words)
+
+
+def test_several_trials_of_one_rule_have_no_per_rule_table(tmp_path):
+    rows = [_row("00", "doubling", 0.95, 7890, 1), _row("01", "doubling", 0.94, 7900, 2)]
+    text = _report(tmp_path, rows)
+    assert "## Best model per rule" not in text and "## Leaderboard (top 10)" in text
+    assert "the winner alone; no other trial is smaller or more accurate" in text
+
+
+def test_tables_are_github_markdown(tmp_path):
+    text = _report(tmp_path, [_row("00", "doubling", 0.95, 7890, 1), _row("01", "linear", 0.9, 7000, 2)])
+    table = [ln for ln in text.splitlines() if ln.startswith("|") and " rank " in ln]
+    assert table, text
+    lines = text.splitlines()
+    sep = lines[lines.index(table[0]) + 1]
+    assert sep.startswith("|--") and set(sep) <= set("|-:"), sep
+
+
+def test_a_slim_profile_that_pruned_nothing_says_so_and_what_to_change(tmp_path):
+    slim = _slim([32, 32, 31, 32])
+    note = pruning_note(slim)
+    assert note and "--slim-strength" in note and "--slim-epochs" in note and "127 of 128" in note
+    text = _report(tmp_path, [_row("00", "slim", 0.95, 7890, 1)], slim=slim)
+    assert "**Warning:** slim pruned almost nothing" in text
+
+
+@pytest.mark.parametrize("profile", [[20, 21, 17, 19], [32, 32, 8, 8]])
+def test_a_slim_profile_that_pruned_has_no_warning(tmp_path, profile):
+    assert pruning_note(_slim(profile)) is None
+    assert "Warning" not in _report(tmp_path, [_row("00", "slim", 0.95, 7890, 1)], slim=_slim(profile))

@@ -1,0 +1,68 @@
+"""runs.jsonl, the record of a comparison's finished runs, and the progress shown as they end.
+
+One JSON line per finished run, appended with one O_APPEND write (the workers of a distributed
+study share the file). Reading keeps one row per run (rule, budget, seed): a run recorded twice
+(a retried trial) never counts twice in the statistics.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+from tuning.comparisons.config import Run
+from cnnzoo.signals import sigint_deferred
+
+__all__ = ["RUNS_FILE", "read_runs", "append_run", "RunProgress"]
+
+RUNS_FILE = "runs.jsonl"
+
+
+def read_runs(project_dir: Path) -> list[dict[str, Any]]:
+    """The finished runs recorded in runs.jsonl, one row per run (the first line of a run done
+    twice wins: it is the one every later decision was based on)."""
+    path = Path(project_dir) / RUNS_FILE
+    runs: dict[Run, dict[str, Any]] = {}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+            runs.setdefault(Run.of_row(row), row)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line cut by a kill is simply not a finished run
+    return list(runs.values())
+
+
+def append_run(project_dir: Path, row: dict[str, Any]) -> None:
+    with sigint_deferred(), open(Path(project_dir) / RUNS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+class RunProgress:
+    """A tqdm bar over the runs of a study, with one line per finished run above it.
+
+    The count is read from runs.jsonl, so with workers each process shows the whole study's
+    progress, and tqdm's rate (runs per second of wall time, all processes together) gives the
+    ETA."""
+
+    def __init__(self, total: int, done: int, stream: TextIO | None) -> None:
+        self.bar = None if stream is None or done >= total else tqdm(
+            total=total, initial=done, file=stream, unit="run", dynamic_ncols=True,
+            ascii=not (hasattr(stream, "isatty") and stream.isatty()),  # logs stay plain text
+            mininterval=0, smoothing=0, bar_format="{n}/{total} runs |{bar:24}| "
+                                                   "{elapsed} elapsed, ETA {remaining}")
+
+    def update(self, done: int, line: str) -> None:
+        if self.bar is None:
+            return
+        self.bar.write(line, file=self.bar.fp)
+        self.bar.update(max(done - self.bar.n, 0))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
