@@ -33,7 +33,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Hashable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from scipy import stats
@@ -41,7 +41,8 @@ from scipy import stats
 __all__ = ["Interval", "t_quantile", "paired_interval", "pooled_contrasts", "holm",
            "VarianceCheck", "equal_variance_check", "Allocation", "simulate_allocation", "LEVEL",
            "REFERENCE_RULE", "Cell", "Estimates", "estimate", "summarize", "paired_differences",
-           "pooled_differences", "variance_checks"]
+           "pooled_differences", "variance_checks", "paired_power", "tost_power",
+           "seeds_for_power"]
 
 LEVEL = 0.95
 REFERENCE_RULE = "doubling"  # every rule is compared against it
@@ -425,3 +426,41 @@ def estimate(runs: Sequence[Mapping[str, Any]], allocation: Allocation | None = 
     return Estimates(summarize(runs), paired_differences(runs, reference),
                      pooled_differences(runs, reference), variance_checks(runs, reference),
                      states, spread, error)
+
+
+# --- power: how many seeds a confirmatory cell needs -------------------------------------------
+
+def paired_power(effect: float, sd: float, n: int, alpha: float = 1 - LEVEL) -> float:
+    """Power of the two-sided paired t-test at level `alpha` with `n` seeds, when the per-seed
+    differences are N(effect, sd^2): exact, from the noncentral t distribution."""
+    if n < 2:
+        return 0.0
+    df = n - 1
+    nc = effect / (sd / math.sqrt(n))
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def tost_power(margin: float, sd: float, n: int, alpha: float = 1 - LEVEL,
+               effect: float = 0.0) -> float:
+    """Power of TOST (equivalence within +-`margin`, each one-sided test at `alpha`) with `n`
+    seeds whose differences are N(effect, sd^2). Both tests reject together with probability
+    >= P(lower rejects) + P(upper rejects) - 1 (the noncentral t of each); that bound, a slight
+    underestimate, is returned, so seeds chosen from it are enough."""
+    if n < 2:
+        return 0.0
+    df = n - 1
+    se = sd / math.sqrt(n)
+    crit = float(stats.t.ppf(1 - alpha, df))
+    lower = stats.nct.sf(crit, df, (effect + margin) / se)
+    upper = stats.nct.cdf(-crit, df, (effect - margin) / se)
+    return max(0.0, float(lower + upper - 1))
+
+
+def seeds_for_power(power: Callable[[int], float], target: float = 0.8, *, low: int = 2,
+                    high: int = 1000) -> int:
+    """The fewest seeds n in [low, high] with power(n) >= target (ValueError past `high`)."""
+    for n in range(low, high + 1):
+        if power(n) >= target:
+            return n
+    raise ValueError(f"no seed count up to {high} reaches power {target}")
