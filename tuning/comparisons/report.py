@@ -77,6 +77,8 @@ def _verdict(config: CompareConfig, budget_key: str, est: Estimates) -> str:
 def _variance_line(label: str, check: VarianceCheck | None) -> str:
     if check is None:
         return f"At {label}: too few runs to check."
+    if check.untestable:
+        return f"At {label}: cannot be tested ({check.untestable})."
     spreads = sorted(check.spread.values())
     if not check.rejected():
         return (f"At {label}: not rejected (Bartlett p {check.p:.3g}; residual spread "

@@ -42,7 +42,9 @@ __all__ = ["Interval", "t_quantile", "paired_interval", "pooled_contrasts", "hol
            "VarianceCheck", "equal_variance_check", "Allocation", "simulate_allocation", "LEVEL",
            "REFERENCE_RULE", "Cell", "Estimates", "estimate", "summarize", "paired_differences",
            "pooled_differences", "variance_checks", "paired_power", "tost_power",
-           "seeds_for_power"]
+           "seeds_for_power", "hetero_contrasts", "Tost", "tost", "primary_p", "verdict",
+           "family_holm", "leave_one_seed_out", "bootstrap_contrast", "mcnemar", "Combined",
+           "combine"]
 
 LEVEL = 0.95
 REFERENCE_RULE = "doubling"  # every rule is compared against it
@@ -198,6 +200,7 @@ class VarianceCheck:
 
     p: float
     spread: dict[str, float]
+    untestable: str = ""  # why the test cannot be made (then p is nan), or ""
 
     def rejected(self, alpha: float = 1 - LEVEL) -> bool:
         return self.p <= alpha
@@ -228,6 +231,11 @@ def equal_variance_check(acc: Mapping[tuple[str, int], float],
     # Scaled by sqrt(runs/df): with one noise variance, every rule's spread estimates its sd.
     scale = math.sqrt(len(fit.cells) / fit.df)
     spread = {r: scale * float(np.sqrt(np.mean(np.square(g)))) for r, g in groups.items()}
+    if len(groups) == 2:
+        # With two rules each seed's two residuals are each other's negatives: the spreads are
+        # equal by construction, whatever the noise (Bartlett's p is nan or 1, never evidence).
+        return VarianceCheck(math.nan, spread, "with two rules the fit's residuals of one rule "
+                             "are the negatives of the other's, so their spreads cannot differ")
     return VarianceCheck(float(stats.bartlett(*groups.values()).pvalue), spread)
 
 
@@ -464,3 +472,209 @@ def seeds_for_power(power: Callable[[int], float], target: float = 0.8, *, low: 
         if power(n) >= target:
             return n
     raise ValueError(f"no seed count up to {high} reaches power {target}")
+
+
+# --- the confirmatory analysis ------------------------------------------------------------------
+
+def hetero_contrasts(acc: Mapping[tuple[str, int], float], reference: str,
+                     level: float = LEVEL) -> dict[str, Interval]:
+    """Each rule minus `reference` from the same additive fit as `pooled_contrasts` (rule + seed),
+    but with one noise variance *per rule* (a heteroscedastic fit).
+
+    The per-rule variances solve E[residual sum of squares of rule r] = sum over rules r' of
+    A[r, r'] sigma_r'^2, A[r, r'] = sum of (I - H)_ij^2 over i in r, j in r' (H the fit's hat
+    matrix): unbiased for any per-rule variances, balanced or not (Shukla's stability variance
+    when balanced). A contrast's variance is sum_i a_i^2 sigma_rule(i)^2 (a = its row of the
+    pseudo-inverse), its df Welch-Satterthwaite's for that quadratic form of the residuals
+    (df = var^2 / tr(QVQV), V the residuals' covariance at the estimated variances). Needs 3 rules
+    (with 2 the residuals of one rule are the negatives of the other's: no per-rule variance can
+    be told apart); no Holm here (see `confirmatory_tests`)."""
+    fit = _additive_fit(acc, reference)
+    if fit is None or fit.df <= 0:
+        return {}
+    rules = [reference] + fit.others
+    if len(rules) < 3:
+        return {}
+    group = np.array([rules.index(r) for r, _ in fit.cells])
+    resid_op = np.eye(len(fit.cells)) - fit.x @ fit.pinv  # I - H
+    m2 = resid_op ** 2
+    member = np.stack([group == g for g in range(len(rules))]).astype(float)  # rules x cells
+    a = member @ m2 @ member.T
+    rss = member @ (fit.resid ** 2)
+    sigma2, *_ = np.linalg.lstsq(a, rss, rcond=None)
+    positive = sigma2[sigma2 > 0]
+    floor = 1e-3 * float(positive.mean()) if positive.size else 1e-12
+    sigma2 = np.maximum(sigma2, floor)  # an unbiased estimate can come out negative
+    v = resid_op @ np.diag(sigma2[group]) @ resid_op.T
+    a_inv = np.linalg.pinv(a)
+    out: dict[str, Interval] = {}
+    for j, rule in enumerate(fit.others, start=1):
+        c = np.zeros(fit.x.shape[1])
+        c[j] = 1.0
+        if not np.allclose(c @ fit.pinv @ fit.x, c, atol=1e-8):
+            continue
+        coef = c @ fit.pinv  # the contrast's weights on the cells
+        w = member @ coef ** 2  # per rule
+        var = float(w @ sigma2)
+        # var_hat = e'Qe with Q = sum_r (w A^-1)_r D_r: Satterthwaite's df for it.
+        q = np.diag((w @ a_inv)[group])
+        qv = q @ v
+        df = var ** 2 / float(np.trace(qv @ qv)) if var > 0 else math.nan
+        se = math.sqrt(var)
+        mean = float(fit.beta[j])
+        t = float(stats.t.ppf(0.5 + level / 2, df)) if df > 0 else math.nan
+        p = float(2 * stats.t.sf(abs(mean) / se, df)) if se > 0 else math.nan
+        out[rule] = Interval(mean, mean - t * se, mean + t * se, se, df,
+                             sum(1 for r, _ in fit.cells if r == rule), p)
+    return out
+
+
+@dataclass(frozen=True)
+class Tost:
+    """Two one-sided tests of |difference| < margin on paired differences: `p` is the larger of
+    the two one-sided p-values; (low, high) the 1 - 2 alpha interval (inside +-margin exactly
+    when p <= alpha)."""
+
+    mean: float
+    se: float
+    df: float
+    p: float
+    margin: float
+
+    def interval(self, alpha: float = 1 - LEVEL) -> tuple[float, float]:
+        half = float(stats.t.ppf(1 - alpha, self.df)) * self.se
+        return self.mean - half, self.mean + half
+
+
+def tost(diffs: Sequence[float], margin: float) -> Tost:
+    """TOST on per-seed differences (same units as `margin`); nan p below 2 differences."""
+    d = np.asarray(diffs, dtype=float)
+    n = len(d)
+    if not margin > 0:
+        raise ValueError(f"the equivalence margin must be > 0, got {margin!r}")
+    if n < 2:
+        return Tost(float(d.mean()) if n else math.nan, math.nan, 0, math.nan, margin)
+    mean, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n))
+    if se == 0:
+        return Tost(mean, se, n - 1, 0.0 if abs(mean) < margin else 1.0, margin)
+    p_low = float(stats.t.sf((mean + margin) / se, n - 1))  # H0: difference <= -margin
+    p_high = float(stats.t.cdf((mean - margin) / se, n - 1))  # H0: difference >= +margin
+    return Tost(mean, se, n - 1, max(p_low, p_high), margin)
+
+
+def primary_p(diffs: Sequence[float], test: str, margin: float) -> float:
+    """The primary test's p-value: "superiority" (two-sided paired t) or "equivalence" (TOST)."""
+    if test == "superiority":
+        return paired_interval(diffs).p if len(diffs) > 1 else math.nan
+    if test == "equivalence":
+        return tost(diffs, margin).p
+    raise ValueError(f"unknown test {test!r}; valid: superiority, equivalence")
+
+
+def verdict(test: str, mean: float, p_holm: float, alpha: float = 1 - LEVEL) -> str:
+    """What a pre-registered test says, in the words the report and README use."""
+    if math.isnan(p_holm):
+        return "not run yet"
+    if p_holm <= alpha:
+        if test == "equivalence":
+            return "equivalent (within the margin)"
+        return "better than doubling" if mean > 0 else "worse than doubling"
+    return "not distinguished from doubling"
+
+
+def family_holm(pvalues: Mapping[Hashable, float]) -> dict[Hashable, float]:
+    """Holm over a whole pre-registered family; a test without a p-value yet (nan) is counted in
+    the family size (it may not leave it: that would make the rest look less corrected)."""
+    known = {k: p for k, p in pvalues.items() if not math.isnan(p)}
+    missing = len(pvalues) - len(known)
+    # Holm with the unknown tests as p = 1: they sit last and never lower the others' factor.
+    adjusted = holm({**known, **{("__missing__", i): 1.0 for i in range(missing)}})
+    return {k: (adjusted[k] if k in known else math.nan) for k in pvalues}
+
+
+def leave_one_seed_out(diffs: Sequence[float], test: str, margin: float,
+                       others: Mapping[Hashable, float], alpha: float = 1 - LEVEL) -> tuple[int, int]:
+    """How many of the n leave-one-seed-out analyses reach the same verdict as all n seeds, the
+    family's other p-values held fixed: (same, n)."""
+    key = ("__this__",)
+    def decided(d: Sequence[float]) -> str:
+        p = primary_p(d, test, margin)
+        adj = family_holm({**others, key: p})[key]
+        return verdict(test, float(np.mean(d)), adj, alpha)
+    full = decided(diffs)
+    n = len(diffs)
+    same = sum(decided([d for i, d in enumerate(diffs) if i != k]) == full for k in range(n))
+    return same, n
+
+
+def bootstrap_contrast(correct: np.ndarray, reference: np.ndarray, *, draws: int = 2000,
+                       level: float = LEVEL, seed: int = 0) -> tuple[float, float, float]:
+    """Mean difference in accuracy (rule - reference) with a percentile interval from a
+    bootstrap over seeds *and* test images: each draw resamples the seed pairs and, independently,
+    the test images (the same images for both rules), so the interval counts the test set's own
+    sampling beside the seeds'. `correct` and `reference` are (seeds, images) 0/1 arrays, row i
+    of both from seed i."""
+    c = np.asarray(correct, dtype=np.float32)
+    r = np.asarray(reference, dtype=np.float32)
+    if c.shape != r.shape or c.ndim != 2:
+        raise ValueError(f"correct and reference must be (seeds, images) arrays of one shape, got "
+                         f"{c.shape} and {r.shape}")
+    d = c - r
+    seeds, images = d.shape
+    rng = np.random.default_rng(seed)
+    means = np.empty(draws)
+    chunk = 250
+    for start in range(0, draws, chunk):
+        b = min(chunk, draws - start)
+        sw = np.stack([np.bincount(rng.integers(0, seeds, seeds), minlength=seeds)
+                       for _ in range(b)]).astype(np.float32)
+        iw = rng.multinomial(images, np.full(images, 1 / images), size=b).astype(np.float32)
+        means[start:start + b] = np.einsum("bs,si,bi->b", sw, d, iw) / (seeds * images)
+    tail = (1 - level) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return float(d.mean()), float(low), float(high)
+
+
+def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """McNemar's exact test of two models scored on the same images (two-sided binomial p on
+    the images exactly one of them gets right)."""
+    a = np.asarray(correct_a, dtype=bool)
+    b = np.asarray(correct_b, dtype=bool)
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    if only_a + only_b == 0:
+        return 1.0
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+@dataclass(frozen=True)
+class Combined:
+    """One rule's effect at several budgets: the inverse-variance combined effect and Cochran's Q
+    test of heterogeneity (is the effect the same at every budget?)."""
+
+    mean: float
+    se: float
+    p: float
+    q: float
+    q_p: float
+    budgets: int
+
+    def interval(self, level: float = LEVEL) -> tuple[float, float]:
+        z = float(stats.norm.ppf(0.5 + level / 2))
+        return self.mean - z * self.se, self.mean + z * self.se
+
+
+def combine(effects: Sequence[tuple[float, float]]) -> Combined:
+    """Fixed-effect combination of (mean, se) pairs, one per budget, with Cochran's Q (df =
+    budgets - 1; nan with one budget). Normal quantiles: each se rests on its own seeds, so read
+    it as approximate with few seeds."""
+    est = [(m, s) for m, s in effects if s > 0 and not math.isnan(s)]
+    if not est:
+        return Combined(math.nan, math.nan, math.nan, math.nan, math.nan, 0)
+    w = np.array([1 / s ** 2 for _, s in est])
+    m = np.array([mu for mu, _ in est])
+    mean = float(w @ m / w.sum())
+    se = float(1 / math.sqrt(w.sum()))
+    p = float(2 * stats.norm.sf(abs(mean) / se))
+    q = float(w @ (m - mean) ** 2)
+    q_p = float(stats.chi2.sf(q, len(est) - 1)) if len(est) > 1 else math.nan
+    return Combined(mean, se, p, q, q_p, len(est))
