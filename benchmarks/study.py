@@ -155,7 +155,6 @@ def summary_figure(results_dir: Path) -> Path | None:
 
 
 def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
-    project = f"study-{kind}"
     flags = ["--dataset", args.dataset, "--rules", args.rules,
              f"--max-{kind}", ",".join(map(str, budgets)),
              "--seeds", str(args.seeds), "--depth", str(args.depth),
@@ -164,20 +163,28 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
     if args.first_seeds < args.seeds:
         flags += ["--first-seeds", str(args.first_seeds),
                   "--relevant-difference", str(args.relevant_difference)]
-    where = ["--directory", str(args.runs_dir), "--project", project]
-    project_dir = args.runs_dir / project
-    out = args.results_dir / kind
+    return run_compare(kind, f"study-{kind}", flags, args.runs_dir, args.results_dir / kind,
+                       overwrite=args.overwrite, title=f"Study at equal {kind}",
+                       rerun="`make study`")
+
+
+def run_compare(name: str, project: str, flags: list[str], runs_dir: Path, out: Path, *,
+                overwrite: bool, title: str, rerun: str) -> int:
+    """One zoo-compare project run (or resumed) with its ledger kept in `out` beside its results
+    and a study.json recording the machine and wall time of every invocation."""
+    where = ["--directory", str(runs_dir), "--project", project]
+    project_dir = runs_dir / project
     out.mkdir(parents=True, exist_ok=True)
-    if not args.overwrite:
+    if not overwrite:
         _restore_ledger(out, project_dir)
     runs_file = project_dir / "runs.jsonl"
-    before = _count(runs_file) if not args.overwrite else 0
-    print(f"study ({kind}): zoo-compare {' '.join(flags)}", flush=True)
+    before = _count(runs_file) if not overwrite else 0
+    print(f"study ({name}): zoo-compare {' '.join(flags)}", flush=True)
     compare = [sys.executable, "-m", "tuning.comparisons.cli", *flags, *where]
     machine = machine_info()  # before the run: its load average is the one at the start
     start = time.perf_counter()
     try:
-        code = subprocess.call(compare + (["--overwrite"] if args.overwrite else []), cwd=ROOT)
+        code = subprocess.call(compare + (["--overwrite"] if overwrite else []), cwd=ROOT)
     except KeyboardInterrupt:  # zoo-compare got the Ctrl-C too and kept every finished run
         code = 130
     wall = time.perf_counter() - start
@@ -185,11 +192,11 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
     if code and _count(runs_file):
         # Stopped early: report what is finished, so partial results can be committed.
         subprocess.call(compare + ["--report-only"], cwd=ROOT)
-    for name in ("compare.md", "compare.csv", "compare.png", "profiles.png"):
-        if (project_dir / name).exists():
-            shutil.copy2(project_dir / name, out / name)
+    for view in ("compare.md", "compare.csv", "compare.png", "profiles.png"):
+        if (project_dir / view).exists():
+            shutil.copy2(project_dir / view, out / view)
     record = out / "study.json"
-    old = json.loads(record.read_text()) if record.exists() and not args.overwrite else {}
+    old = json.loads(record.read_text()) if record.exists() and not overwrite else {}
     invocations = [i for i in old.get("invocations", []) if old.get("flags") == flags]
     invocations.append({"wall_seconds": round(wall), "runs_trained": _count(runs_file) - before,
                         "completed": code == 0,
@@ -201,21 +208,29 @@ def run_study(kind: str, budgets: list[int], args: argparse.Namespace) -> int:
                                   "runs": runs, "wall_seconds_total": total,
                                   "invocations": invocations}, indent=2) + "\n")
     (out / "README.md").write_text(
-        f"# Study at equal {kind}\n\n`zoo-compare {' '.join(flags)}`\n\n"
+        f"# {title}\n\n`zoo-compare {' '.join(flags)}`\n\n"
         f"{runs} runs in {total / 60:.0f} min of wall time over {len(invocations)} "
         f"invocation(s); the last on {machine_line(machine)}."
         + ("" if code == 0 else " Stopped early: the tables hold the runs finished so far, and "
-           "`make study` resumes from runs.jsonl here.") + "\n\n"
+           f"{rerun} resumes from runs.jsonl here.") + "\n\n"
         "See compare.md (tables, pooled and per-rule intervals, Holm, seed allocation), "
         "compare.png and profiles.png.\n")
-    print(f"study ({kind}): {runs} runs, {total / 60:.0f} min; results in {out}"
+    print(f"study ({name}): {runs} runs, {total / 60:.0f} min; results in {out}"
           + ("" if code == 0 else " (stopped early: rerun to resume)"), flush=True)
     return code
 
 
 # What a study needs to resume, kept beside its results so that committing them keeps the
-# finished runs: runs.jsonl (zoo-compare never retrains a run recorded there) and its settings.
-LEDGER = ("runs.jsonl", "compare_settings.json")
+# finished runs: runs.jsonl (zoo-compare never retrains a run recorded there), its settings, and
+# the runs' per-image predictions.
+LEDGER = ("runs.jsonl", "compare_settings.json", "predictions")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    elif src.exists():
+        shutil.copy2(src, dst)
 
 
 def _restore_ledger(out: Path, project_dir: Path) -> None:
@@ -224,16 +239,14 @@ def _restore_ledger(out: Path, project_dir: Path) -> None:
         return
     project_dir.mkdir(parents=True, exist_ok=True)
     for name in LEDGER:
-        if (out / name).exists():
-            shutil.copy2(out / name, project_dir / name)
+        _copy(out / name, project_dir / name)
     print(f"study: resuming from {_count(project_dir / 'runs.jsonl')} finished runs in {out}",
           flush=True)
 
 
 def _keep_ledger(project_dir: Path, out: Path) -> None:
     for name in LEDGER:
-        if (project_dir / name).exists():
-            shutil.copy2(project_dir / name, out / name)
+        _copy(project_dir / name, out / name)
 
 
 def _count(runs_file: Path) -> int:

@@ -22,7 +22,7 @@ __all__ = ["main", "build_parser"]
 
 # CompareConfig field -> the flag that sets it (errors in the CLI's words).
 FLAGS = {"dataset": "--dataset", "rules": "--rules", "budgets": "--max-params/--max-macs",
-         "budget_kind": "--max-params/--max-macs", "seeds": "--seeds", "depth": "--depth",
+         "budget_kind": "--max-params/--max-macs", "seeds": "--seeds", "seed_start": "--seed-start", "depth": "--depth",
          "base_filters": "--base-filters", "block": "--blocks",
          "downsample_every": "--downsample-every", "epochs": "--epochs",
          "batch_size": "--batch-sizes", "learning_rate": "--learning-rates",
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--seeds", type=int, default=3, metavar="N",
       help="how many seeds per rule x budget: seeds 0..N-1 (default 3); with --first-seeds, the "
            "most a cell gets")
+    a("--seed-start", type=int, default=0, metavar="S",
+      help="the first seed: seeds S..S+N-1 (default 0); a confirmatory study uses seeds no "
+           "earlier study used")
     a("--first-seeds", type=int, default=None, metavar="N",
       help="seed allocation: every cell runs N seeds, later seeds (up to --seeds) only cells whose "
            "interval still covers 0 and --relevant-difference (default: off)")
@@ -141,7 +144,7 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return CompareConfig(
         dataset=args.dataset, budgets=tuple(args.budgets), budget_kind=args.budget_kind,
         first_seeds=args.first_seeds, relevant_difference=args.relevant_difference / 100,
-        seeds=args.seeds, depth=args.depth, base_filters=args.base_filters, block=args.blocks[0],
+        seeds=args.seeds, seed_start=args.seed_start, depth=args.depth, base_filters=args.base_filters, block=args.blocks[0],
         downsample_every=args.downsample_every, epochs=args.epochs,
         batch_size=args.batch_sizes[0] if args.batch_sizes else None,
         learning_rate=args.learning_rates[0], train_limit=args.train_limit, workers=args.workers,

@@ -136,6 +136,7 @@ class CompareConfig:
     budgets: tuple[Any, ...] = (2_000, 6_000)
     budget_kind: str = "params"
     seeds: int = 3
+    seed_start: int = 0
     depth: int = 4
     base_filters: int = 16
     block: str = "plain"
@@ -173,6 +174,7 @@ class CompareConfig:
             raise CompareError(f"budgets lists a budget twice: {[b.key for b in budgets]}")
         object.__setattr__(self, "budgets", tuple(sorted(budgets, key=_order)))
         _positive_int("seeds", self.seeds)
+        _positive_int("seed_start", self.seed_start, 0)
         _positive_int("depth", self.depth)
         _positive_int("base_filters", self.base_filters)
         _positive_int("workers", self.workers)
@@ -199,6 +201,9 @@ class CompareConfig:
                     f"relevant_difference must be an accuracy difference in (0, 1), got "
                     f"{self.relevant_difference!r} (zoo-compare's --relevant-difference is in "
                     "points: 0.5 means 0.005)")
+            if self.seed_start:
+                raise CompareError("seed allocation counts seeds from 0: leave seed_start at 0 "
+                                   "or turn the allocation off (first_seeds)")
             if REFERENCE_RULE not in rules:
                 raise CompareError("seed allocation compares each rule with doubling: include "
                                    "doubling in the rules")
@@ -241,6 +246,8 @@ class CompareConfig:
         d = self.to_dict()
         for key in ("workers", "directory", "project", "overwrite"):
             d.pop(key)
+        if not self.seed_start:  # projects made before seed_start still resume
+            d.pop("seed_start")
         if self.allocation is None:
             d.pop("first_seeds")
             d.pop("relevant_difference")
@@ -272,7 +279,7 @@ class RunGrid:
                     grid.plans[(rule, budget.key)] = zoo.plan(rule, **grid.network(budget.key))
                 except BudgetError as exc:
                     grid.unreachable[(rule, budget.key)] = str(exc)
-        for seed in range(config.seeds):
+        for seed in range(config.seed_start, config.seed_start + config.seeds):
             for budget in config.budgets:
                 for rule in config.rules:
                     if (rule, budget.key) in grid.plans:

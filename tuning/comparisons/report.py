@@ -109,6 +109,7 @@ def _table(config: CompareConfig, grid: RunGrid, est: Estimates) -> str:
     headers = ["rule", "budget", "filters (seed 0)", "params", "MACs", "latency ms",
                "test accuracy (mean +- std)", "n",
                "vs doubling, own paired 95% CI (pts)", "vs doubling, pooled 95% CI (pts)",
+               "per-rule variances 95% CI (pts)",
                "pooled, simultaneous CI (pts)", "Holm p"]
     rows = []
     for budget in config.budgets:
@@ -118,7 +119,7 @@ def _table(config: CompareConfig, grid: RunGrid, est: Estimates) -> str:
             if s is None:
                 if cell in grid.unreachable:
                     rows.append([rule, budget.label, "unreachable", "", "", "", "", 0, "", "", "",
-                                 ""])
+                                 "", ""])
                 continue
             ref = rule == REFERENCE_RULE
             rows.append([rule, budget.label, "-".join(map(str, s["filters"] or [])),
@@ -126,6 +127,7 @@ def _table(config: CompareConfig, grid: RunGrid, est: Estimates) -> str:
                          f"{s['acc_mean']:.4f} +- {s['acc_std']:.4f}", s["n"],
                          "reference" if ref else _interval(paired.get(cell)),
                          "reference" if ref else _interval(pooled.get(cell)),
+                         "reference" if ref else _interval(est.hetero.get(cell)),
                          "" if ref else _interval(pooled.get(cell), simultaneous=True),
                          "" if ref else _holm_p(pooled.get(cell))])
     return tabulate(rows, headers, tablefmt="github", disable_numparse=True)
@@ -178,7 +180,7 @@ def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any
              f"{r.batch_size or 'from data size'}, Adam peak lr {r.learning_rate} with warm-up + "
              "cosine decay"
              + (f", first {config.train_limit:,} training images" if config.train_limit else "")
-             + f") over seeds 0..{config.seeds - 1}"
+             + f") over seeds {config.seed_start}..{config.seed_start + config.seeds - 1}"
              + (f" (seeds from {alloc.first} on only where still open)" if alloc else "")
              + ", and tested on the test split. Differences "
              "are in accuracy points; params and MACs are the exact counts of the trained "
@@ -210,6 +212,9 @@ def _markdown(config: CompareConfig, grid: RunGrid, runs: Sequence[dict[str, Any
               "missing run (a seed a rule has not finished) is left out of the fit, not "
               "imputed: its rule's effect is estimated from the seeds it has, and df = runs - "
               "rules - seeds + 1.",
+              "- **per-rule variances 95% CI**: the same fit with one noise variance per rule "
+              "(unbiased per-rule estimates from the residuals, Welch-Satterthwaite df): it drops "
+              "the one-variance assumption (needs 3 rules or more).",
               "- **simultaneous CI and Holm p**: the comparisons against doubling at one budget "
               "are one family. Holm's adjusted p <= 0.05 is the verdict above; the simultaneous "
               "interval (Bonferroni, level 1 - 0.05/comparisons) covers every true difference "

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -41,7 +41,7 @@ from scipy import stats
 __all__ = ["Interval", "t_quantile", "paired_interval", "pooled_contrasts", "holm",
            "VarianceCheck", "equal_variance_check", "Allocation", "simulate_allocation", "LEVEL",
            "REFERENCE_RULE", "Cell", "Estimates", "estimate", "summarize", "paired_differences",
-           "pooled_differences", "variance_checks", "paired_power", "tost_power",
+           "pooled_differences", "hetero_differences", "variance_checks", "paired_power", "tost_power",
            "seeds_for_power", "hetero_contrasts", "Tost", "tost", "primary_p", "verdict",
            "family_holm", "leave_one_seed_out", "bootstrap_contrast", "mcnemar", "Combined",
            "combine"]
@@ -391,6 +391,14 @@ def pooled_differences(runs: Sequence[Mapping[str, Any]], reference: str = REFER
             for rule, iv in pooled_contrasts(acc, reference, level).items()}
 
 
+def hetero_differences(runs: Sequence[Mapping[str, Any]], reference: str = REFERENCE_RULE,
+                       level: float = LEVEL) -> dict[Cell, Interval]:
+    """Per (rule, budget): rule minus reference from the per-rule-variance fit of its budget
+    (`hetero_contrasts`)."""
+    return {(rule, budget): iv for budget, acc in _by_budget(runs).items()
+            for rule, iv in hetero_contrasts(acc, reference, level).items()}
+
+
 def variance_checks(runs: Sequence[Mapping[str, Any]], reference: str = REFERENCE_RULE
                     ) -> dict[str, VarianceCheck | None]:
     """Per budget: does the pooled model's one noise variance hold (`equal_variance_check`)?"""
@@ -412,6 +420,7 @@ class Estimates:
     allocation_states: dict[Cell, tuple[int, str]]
     allocation_spread: float | None
     allocation_error: dict[str, float] | None
+    hetero: dict[Cell, Interval] = field(default_factory=dict)
 
 
 ALLOCATION_DRAWS = 20000
@@ -433,7 +442,7 @@ def estimate(runs: Sequence[Mapping[str, Any]], allocation: Allocation | None = 
             error = simulate_allocation(allocation, 0.0, spread, draws=ALLOCATION_DRAWS)
     return Estimates(summarize(runs), paired_differences(runs, reference),
                      pooled_differences(runs, reference), variance_checks(runs, reference),
-                     states, spread, error)
+                     states, spread, error, hetero_differences(runs, reference))
 
 
 # --- power: how many seeds a confirmatory cell needs -------------------------------------------

@@ -20,7 +20,7 @@ from tuning._memory import custom_gradients_released  # noqa: E402
 from tuning.constraints import measure_latency_ms  # noqa: E402
 from tuning.comparisons.hypermodel import CompareHyperModel  # noqa: E402
 from tuning.comparisons.oracle import RunListOracle  # noqa: E402
-from tuning.comparisons.runs import RunProgress, append_run, read_runs  # noqa: E402
+from tuning.comparisons.runs import RunProgress, append_run, read_runs, save_predictions  # noqa: E402
 from tuning.comparisons.config import Run  # noqa: E402
 from cnnzoo.signals import sigint_deferred  # noqa: E402
 from tuning._memory import gc_frozen  # noqa: E402
@@ -62,14 +62,22 @@ class CompareTuner(kt.Tuner):
         with custom_gradients_released():
             history = recipe.fit(model, d.x_train, d.y_train, validation_data=(d.x_val, d.y_val))
         seconds = time.perf_counter() - start
-        test_loss, test_acc = model.evaluate(d.x_test, d.y_test, verbose=0,
-                                             batch_size=recipe.resolve(len(d.x_train)).batch_size)
+        batch = recipe.resolve(len(d.x_train)).batch_size
+        test_loss, test_acc = model.evaluate(d.x_test, d.y_test, verbose=0, batch_size=batch)
+        # Per-image predictions: the test set's own sampling (a bootstrap over images, McNemar)
+        # and the same contrast on the validation split are computed from them.
+        save_predictions(Path(self.project_dir), run,
+                         test=model.predict(d.x_test, batch_size=batch, verbose=0).argmax(-1),
+                         val=model.predict(d.x_val, batch_size=batch, verbose=0).argmax(-1))
         desc = zoo.describe(model)
         metrics = {"test_accuracy": float(test_acc), "test_loss": float(test_loss),
                    "val_accuracy": float(history.history["val_accuracy"][-1]),
                    "params": float(desc.total_params), "macs": float(desc.total_macs),
                    "latency_ms": float(measure_latency_ms(model)), "train_seconds": seconds}
-        self._record(run, model, metrics)
+        # The validation accuracy of every epoch (did training converge?) goes to runs.jsonl
+        # only: a trial's metrics are numbers.
+        curve = [round(float(v), 5) for v in history.history["val_accuracy"]]
+        self._record(run, model, {**metrics, "val_curve": curve})
         return metrics
 
     def _record(self, run: Run, model: keras.Model, metrics: dict[str, float]) -> None:

@@ -1,0 +1,58 @@
+"""Smoke test of the confirmatory runner (benchmarks/confirm.py) on digits, tiny: a two-study
+design run, resumed from the ledgers kept beside the results (another runs dir, as on a fresh
+checkout), and a report listing every pre-registered test, a test not run included."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+DESIGN = {
+    "dataset": "digits", "network": {"depth": 4, "base_filters": 8, "block": "plain"},
+    "alpha": 0.05, "power": 0.8, "smallest_effect_points": {"1": 0.3},
+    "equivalence_margin_points": 50, "tost_power_at_points": 0.15, "workers": 1,
+    "studies": [
+        {"name": "params", "part": 1, "budget_kind": "params", "budgets": [2000],
+         "rules": ["doubling", "constant", "linear"], "epochs": 1, "train_limit": 200,
+         "seed_start": 1000, "seeds": 2},
+        {"name": "macs", "part": 1, "budget_kind": "macs", "budgets": [60000],
+         "rules": ["doubling", "linear"], "epochs": 1, "train_limit": 200, "seed_start": 2000,
+         "seeds": 2}],
+    "hypotheses": [
+        {"id": "P1", "family": "1", "study": "params", "budget": 2000, "rule": "constant",
+         "test": "superiority"},
+        {"id": "M1", "family": "1", "study": "macs", "budget": 60000, "rule": "linear",
+         "test": "equivalence"}]}
+
+
+@pytest.mark.slow
+def test_confirm_runs_the_design_resumes_and_reports_every_test(tmp_path, subprocess_env):
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps(DESIGN))
+    base = [sys.executable, str(ROOT / "benchmarks" / "confirm.py"), "--design", str(design),
+            "--results-dir", str(tmp_path / "results")]
+    proc = subprocess.run(base + ["--runs-dir", str(tmp_path / "runs"), "--studies", "params"],
+                          cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = (tmp_path / "results" / "report.md").read_text()
+    # every pre-registered test is listed, the one whose study has not run as "not run yet"
+    assert "| P1 |" in report and "| M1 |" in report and "not run yet" in report
+    out = tmp_path / "results" / "params"
+    runs = [json.loads(l) for l in (out / "runs.jsonl").read_text().splitlines()]
+    assert sorted({r["seed"] for r in runs}) == [1000, 1001]  # the design's fresh seeds
+    assert all(len(r["val_curve"]) == 1 for r in runs)
+    assert len(list((out / "predictions").glob("*.npz"))) == 6  # one per run, in the ledger
+    # A fresh checkout (another runs dir) resumes from the ledger: params trains nothing more.
+    proc = subprocess.run(base + ["--runs-dir", str(tmp_path / "fresh")], cwd=tmp_path,
+                          env=subprocess_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((out / "study.json").read_text())
+    assert [i["runs_trained"] for i in record["invocations"]] == [6, 0]
+    result = json.loads((tmp_path / "results" / "report.json").read_text())
+    m1 = next(h for h in result["hypotheses"] if h["id"] == "M1")
+    assert m1["seeds"] == 2 and m1["verdict"] != "not run yet"
+    assert "bootstrap" in next(h for h in result["hypotheses"] if h["id"] == "P1")
