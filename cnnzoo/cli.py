@@ -14,9 +14,10 @@ import argparse
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-__all__ = ["EXIT_USAGE", "EXIT_INTERRUPTED", "OneLineParser", "csv_list", "fail", "add_deprecated",
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "OneLineParser", "csv_list", "fail", "add_deprecated",
            "range_or_value", "deprecated_spellings", "flag_words"]
 
+EXIT_FAILED = 1  # the input was fine but the job produced nothing (e.g. no trial completed)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a job stopped by Ctrl-C
 

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-from cnnzoo.cli import (EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, add_deprecated, csv_list, flag_words,
+from cnnzoo.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, add_deprecated, csv_list, flag_words,
                         range_or_value)
 
 __all__ = ["main", "build_parser"]
@@ -171,7 +171,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("zoo-tune: worker finished; the chief writes the results", flush=True)
         return 0
     _print_summary(result)
+    if result.completed == 0:
+        # CI reads the exit status: a search that trained nothing has no winner to report.
+        print(f"zoo-tune: error: {_nothing_completed(result)}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
+
+
+def _nothing_completed(result) -> str:  # type: ignore[no-untyped-def]
+    """One line: why no trial completed, and where the first failed trial's full error is."""
+    rows = result.leaderboard()
+    failed = [r for r in rows if r["status"] not in ("COMPLETED", "REJECTED")]
+    counts = f"{len(failed)} failed, {result.rejected} rejected over budget"
+    if not failed:
+        return f"no trial completed ({counts}); see {result.report_path}"
+    first = min(failed, key=lambda r: int(r["trial"]) if str(r["trial"]).isdigit() else 0)
+    where = result.project_dir / f"trial_{first['trial']}" / "trial.json"
+    return (f"no trial completed ({counts}); trial {first['trial']} failed with: "
+            f"{first['reason'] or first['status']} (full error: {where}, key 'message')")
 
 
 def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
