@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-fill-budget", dest="fill_budget", action="store_false",
       help="with --max-params/--max-macs, build each draw as drawn and reject it when over budget "
       "(default: scale it to fill the budget, so trials compare shapes at equal cost)")
-    a("--seed-from", "--seed-rule", dest="seed_from", help="--mode per_layer: the first trial is "
+    a("--seed-from", dest="seed_from", help="--mode per_layer: the first trial is "
       "this rule's plan (e.g. doubling) or the slim profile (slim)")
     a("--max-trials", type=int, help="trials to train (default 10; 1 in slim mode); budget "
       "rejections come on top, up to --max-rejections")
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Old spellings (see the vocabulary in tuning/README.md): still accepted, with a warning.
     add_deprecated(p, "--export-name", "--model-name", "export_name")
     add_deprecated(p, "--block", "--blocks", "blocks", type=csv_list())
+    add_deprecated(p, "--seed-rule", "--seed-from", "seed_from")
     return p
 
 
