@@ -111,7 +111,7 @@ def _final(job: tuple[str, list[int], int, int, int, str, int | None]) -> dict[s
                       num_classes=data.num_classes, seed=seed)
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
-    zoo.Recipe(epochs=epochs).fit(model, data.x_train, data.y_train)
+    zoo.Recipe(epochs=epochs).fit(model, data.x_train, data.y_train, verbose=0, seed=None)
     seconds = time.perf_counter() - start
     _, acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]
     return {"label": label, "filters": filters, "seed": seed, "test_accuracy": float(acc),

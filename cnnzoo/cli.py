@@ -1,7 +1,7 @@
 """The argument parser every cnn-zoo command-line tool uses, and their exit codes.
 
 Nothing heavy is imported here (not even numpy): `--help` and usage errors answer at once. The
-flag vocabulary of the four tools is written down once, in tuning/README.md; tests check the
+flag vocabulary of the five tools is written down once, in tuning/README.md; tests check the
 parsers against that table.
 
 Usage errors are one line on stderr and exit 2 (`prog: error: message`), with no usage block: scripts
@@ -14,15 +14,23 @@ import argparse
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-__all__ = ["EXIT_USAGE", "EXIT_INTERRUPTED", "OneLineParser", "csv_list", "fail", "add_deprecated",
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "OneLineParser", "csv_list", "fail", "add_deprecated",
            "range_or_value", "deprecated_spellings", "flag_words"]
 
+EXIT_FAILED = 1  # the input was fine but the job produced nothing (e.g. no trial completed)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a job stopped by Ctrl-C
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse whose errors are one line, `prog: error: message (see prog --help)`, and exit 2."""
+    """argparse whose errors are one line, `prog: error: message (see prog --help)`, and exit 2.
+
+    Abbreviated flags are refused: argparse would take `--batch-size` for `--batch-sizes` (or
+    for an old spelling's new flag) silently, and a later flag could make it ambiguous."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         fail(self.prog, f"{message} (see {self.prog} --help)")

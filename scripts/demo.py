@@ -259,7 +259,7 @@ def doubling_baseline(winner: dict[str, Any], data: Any, args: argparse.Namespac
                         learning_rate=float(hp.get("learning_rate", 3e-3)))
     n = args.train_limit or len(data.x_train)
     recipe.fit(model, data.x_train[:n], data.y_train[:n], validation_data=(data.x_val, data.y_val),
-               callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3,
+               verbose=0, callbacks=[keras.callbacks.EarlyStopping("val_accuracy", patience=3,
                                                         restore_best_weights=True)])
     _, val_acc = model.evaluate(data.x_val, data.y_val, verbose=0)[:2]
     _, test_acc = model.evaluate(data.x_test, data.y_test, verbose=0)[:2]

@@ -17,6 +17,9 @@ PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 DEFAULT_SIGNATURE = "serving_default"
+# What `serving.export(signatures=...)` and `zoo-export --signatures` choose from (here, with no
+# TensorFlow, so zoo-export checks them before TensorFlow loads).
+SIGNATURE_CHOICES = ("predict", "classify", "bytes")
 
 
 def validate_model_name(name: object) -> str:

@@ -1,4 +1,4 @@
-"""The four CLIs follow the one flag vocabulary written down in tuning/README.md: the same flag in
+"""The four CLIs with the project's own flags (zoo-serve keeps TF Serving's) follow the one flag vocabulary written down in tuning/README.md: the same flag in
 every tool the table names (and in no other), help text on every flag, old spellings that still
 parse as the new flag with a deprecation warning; input mistakes are reported in flag names
 before TensorFlow loads."""
@@ -93,6 +93,7 @@ def test_the_old_spellings_are_the_table_s_and_are_hidden():
 SPELLINGS = [
     ("zoo-tune", ["--export-name", "m"], ["--model-name", "m"]),
     ("zoo-tune", ["--block", "residual"], ["--blocks", "residual"]),
+    ("zoo-tune", ["--seed-rule", "doubling"], ["--seed-from", "doubling"]),  # was an alias: no warning
     ("zoo-compare", ["--budgets", "2000,4000"], ["--max-params", "2000,4000"]),
     ("zoo-compare", ["--budgets", "9000", "--budget-kind", "macs"], ["--max-macs", "9000"]),
     ("zoo-compare", ["--max-params", "9", "--block", "residual"], ["--max-params", "9", "--blocks", "residual"]),
@@ -184,3 +185,62 @@ def test_input_mistakes_are_one_line_in_flag_names_before_tensorflow_loads(tmp_p
     assert err[6] == "zoo-compare: error: --downsample-every must be an int >= 1, got 0"
     assert not any("_" in w and w.isidentifier() for ln in err for w in re.findall(r"\b\w+\b", ln)
                    if w in ("max_params", "downsample_every", "overwrite")), err
+
+
+@pytest.mark.parametrize("tool, argv, abbreviation", [
+    ("zoo-tune", ["--batch-size", "32"], "--batch-size"),  # once a full search at --batch-sizes 32
+    ("zoo-tune", ["--max-trial", "1"], "--max-trial"),
+    ("zoo-compare", ["--max-param", "9000"], "--max-param"),
+    ("zoo-export", ["m.keras", "--model-nam", "m"], "--model-nam"),
+    ("zoo-query", ["--model-nam", "digits", "status"], "--model-nam"),
+])
+def test_abbreviated_flags_are_refused(tool, argv, abbreviation, capsys):
+    with pytest.raises(SystemExit) as exc:
+        TOOLS[tool]().parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"unrecognized arguments: {abbreviation}" in err, err
+
+
+def test_zoo_serve_refuses_abbreviations_too(capsys):
+    from serving.server.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--model_config", "x"])
+    assert "unrecognized arguments: --model_config" in capsys.readouterr().err
+
+
+EXPORT_CHECKS = r"""
+import json, os, sys
+from serving.exporter import cli
+d = sys.argv[1]
+model = os.path.join(d, "m.keras")
+open(model, "wb").close()  # never loaded: every check below comes first
+os.makedirs(os.path.join(d, "out", "m", "3"))
+codes = [cli.main(argv) for argv in [
+    [model, "--model-name", "m", "--export-dir", os.path.join(d, "out"), "--version", "3"],
+    [d, "--model-name", "m"],
+    [model, "--model-name", "m", "--signatures", "predict,foo"],
+    [model, "--model-name", "a/b"],
+    [model, "--model-name", "m", "--class-names", "cat"],
+    [model],
+]]
+print(json.dumps({"codes": codes, "tf": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
+"""
+
+
+def test_zoo_export_usage_errors_name_the_flag_before_tensorflow_loads(tmp_path, subprocess_env):
+    """Each used to take 2.6-5.7 s (TensorFlow first) and spoke export()'s keywords ("pass
+    overwrite=True", "unknown signatures ['foo']"); a SavedModel folder got "does not exist"."""
+    out = subprocess.run([sys.executable, "-c", EXPORT_CHECKS, str(tmp_path)], capture_output=True,
+                         text=True, env=subprocess_env, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"codes": [2] * 6, "tf": False, "keras": False}
+    err = [ln for ln in out.stderr.splitlines() if ln.startswith("zoo-export: error: ")]
+    assert len(err) == 6, out.stderr
+    assert "already exists" in err[0] and "pass --overwrite" in err[0]
+    assert "is a folder (a SavedModel?)" in err[1]
+    assert "--signatures 'predict,foo'" in err[2] and "(unknown: foo)" in err[2]
+    assert err[3].startswith("zoo-export: error: --model-name: invalid model name 'a/b'")
+    assert "--class-names 'cat': name at least two classes" in err[4]
+    assert "--model-name is required" in err[5]

@@ -9,6 +9,7 @@ keras-tuner's own functions.
 from __future__ import annotations
 
 import inspect
+import os
 import posixpath
 import re
 from pathlib import Path
@@ -236,3 +237,98 @@ def test_roles_and_oracle_address_as_keras_tuner_sees_them(chief_and_workers, tu
     labels = chief["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert not service["spec"]["selector"].items() <= workers["spec"]["template"]["metadata"]["labels"].items()
+
+
+# ------------------------------------------------------------------------------------ image
+
+def _dockerignore_excludes(patterns: list[str], path: str) -> bool:
+    """Whether the build context leaves `path` out: Docker's rules (the last matching pattern
+    wins, `!` re-includes, a pattern that matches a parent folder matches what is inside it)."""
+    def regex(pattern: str) -> re.Pattern:
+        out = ""
+        i = 0
+        while i < len(pattern):
+            if pattern.startswith("**/", i):
+                out, i = out + "(?:.*/)?", i + 3
+            elif pattern.startswith("**", i):
+                out, i = out + ".*", i + 2
+            elif pattern[i] == "*":
+                out, i = out + "[^/]*", i + 1
+            elif pattern[i] == "?":
+                out, i = out + "[^/]", i + 1
+            else:
+                out, i = out + re.escape(pattern[i]), i + 1
+        return re.compile(out + r"\Z")
+
+    parts = path.split("/")
+    prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+    excluded = False
+    for pattern in patterns:
+        negate = pattern.startswith("!")
+        if regex(pattern.lstrip("!").strip("/")).match(path) or (
+                not negate and any(regex(pattern.strip("/")).match(p) for p in prefixes[:-1])):
+            excluded = not negate
+    return excluded
+
+
+def _image_context_files(dockerfile: Path) -> list[str]:
+    """The files the Dockerfile's COPY lines take from the build context its .dockerignore leaves."""
+    ignore = Path(f"{dockerfile}.dockerignore")
+    patterns = [line.strip() for line in ignore.read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    sources = []
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if words and words[0].upper() == "COPY":
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    files = []
+    for source in sources:
+        top = ROOT / source
+        for f in ([top] if top.is_file() else sorted(p for p in top.rglob("*") if p.is_file())):
+            rel = f.relative_to(ROOT).as_posix()
+            if not _dockerignore_excludes(patterns, rel):
+                files.append(rel)
+    return files
+
+
+def test_dockerignore_rules_as_docker_reads_them():
+    patterns = ["**", "!zoo/**", "**/__pycache__"]
+    assert _dockerignore_excludes(patterns, "runs/x.json")
+    assert not _dockerignore_excludes(patterns, "zoo/rules.py")
+    assert _dockerignore_excludes(patterns, "zoo/__pycache__/rules.cpython-311.pyc")
+
+
+def test_embedded_image_context_builds_a_wheel_with_every_package(tmp_path):
+    """The embedded image installs the project from its build context: a wheel built from exactly
+    the files the Dockerfile copies (after its .dockerignore) must hold every package, and each
+    must import from the installed wheel, not from this checkout (a fresh process, cwd elsewhere)."""
+    import subprocess
+    import sys
+    context = tmp_path / "context"
+    for rel in _image_context_files(DEPLOY / "Dockerfile.embedded"):
+        (context / rel).parent.mkdir(parents=True, exist_ok=True)
+        (context / rel).write_bytes((ROOT / rel).read_bytes())
+    # the build backend comes from the registry (pip's build isolation), as in the image
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path / "dist"),
+                    str(context)], check=True, timeout=300, cwd=tmp_path)
+    wheel = next((tmp_path / "dist").glob("*.whl"))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                    str(wheel)], check=True, timeout=300, cwd=tmp_path)
+
+    # pyproject's [tool.setuptools.packages.find] include list (tomllib is 3.11+, the project 3.10+)
+    include = re.search(r'^include = \[(.*)\]$', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    packages = [p.strip(' "').rstrip("*") for p in include.split(",")]
+    missing = [p for p in packages if not (target / p / "__init__.py").is_file()]
+    assert not missing, f"the image's wheel has no {missing}: Dockerfile.embedded or its .dockerignore leaves them out"
+    check = ("import importlib, sys\n"
+             f"for name in {packages!r}:\n"
+             "    m = importlib.import_module(name)\n"
+             f"    assert m.__file__.startswith({str(target)!r}), (name, m.__file__)\n"
+             "import serving.server.cli, tuning.searches.cli, tuning.comparisons.cli, serving.exporter.cli, "
+             "serving.client.cli\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(target)
+    done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

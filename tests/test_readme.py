@@ -1,4 +1,4 @@
-"""Every Python and shell snippet of README.md (and zoo/README.md) runs, in order, as written.
+"""Every Python and shell snippet of README.md (and zoo/README.md, serving/README.md) runs, in order, as written.
 
 A snippet is skipped only when the line after its closing fence is `<!-- readme-test: skip ... -->`
 (the set-up commands themselves). The tours must leave the checkout as they found it: they write
@@ -32,7 +32,7 @@ def test_the_readmes_have_snippets_to_run():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("readme", ["README.md", "zoo/README.md"])
+@pytest.mark.parametrize("readme", ["README.md", "zoo/README.md", "serving/README.md"])
 def test_every_snippet_runs_in_order(readme, subprocess_env):
     env = dict(subprocess_env, PATH=f"{Path(sys.executable).parent}{os.pathsep}{subprocess_env['PATH']}")
     before = _git_status()

@@ -1,6 +1,7 @@
 """`build`: one builder for every rule (same signature everywhere, like keras.applications)."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -39,6 +40,7 @@ class ModelInfo:
     scale: float = 1.0  # the budget-fitting factor (1.0 when no budget was given)
     include_top: bool = True  # False: the network ends at its features (see pooling)
     pooling: str | None = "avg"  # the global pooling at the end: "avg", "max" or None
+    seed: int | None = None  # the initializers' seed; Recipe.fit's default seed too
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -47,18 +49,18 @@ class ModelInfo:
         return d
 
 
-def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: int | None = None,
+def build(rule: str, /, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: int | None = None,
           include_top: bool = True, pooling: str | None = None, classes: int | None = None,
-          weights: None = None, depth: int | None = None, base_filters: int | None = None,
+          weights: str | os.PathLike | None = None, depth: int | None = None, base_filters: int | None = None,
           block: str = "plain", downsample: str = "max", downsample_every: int | None = None,
           downsample_at: Sequence[int] | None = None, kernel_size: int = 3, dropout: float = 0.0,
           round_to: int | None = None, min_filters: int | None = None,
           max_filters: int | None = None, max_params: int | None = None,
           max_macs: int | None = None, seed: int | None = None,
-          model_name: str | None = None, **rule_kwargs: Any) -> ZooModel:
-    """Build an *uncompiled* classification CNN whose per-layer widths follow rule `name`.
+          name: str | None = None, model_name: str | None = None, **rule_kwargs: Any) -> ZooModel:
+    """Build an *uncompiled* classification CNN whose per-layer widths follow `rule`.
 
-    Layer i is a `block` with `plan(name, ...)[i]` kernels; the feature map is halved after the
+    Layer i is a `block` with `plan(rule, ...)[i]` kernels; the feature map is halved after the
     layers in the downsample schedule (every `downsample_every` layers, default 2, or explicitly
     `downsample_at`), then a global-average-pooling head ends in a softmax named `probabilities`
     with `num_classes` (default 10) outputs. The input is named `images` (float32, values in
@@ -70,15 +72,19 @@ def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: i
 
     keras.applications' keywords mean what they mean there: `include_top=False` drops the head
     (budgets then count the features alone) and `pooling` ("avg", "max" or None for the 4D feature
-    map) ends the features; `classes` is another name for `num_classes`; `weights` can only be
-    None, since zoo networks have no pretrained weights.
+    map) ends the features; `classes` is another name for `num_classes`; `weights` is None or
+    the path of a weights file of this same network (`model.save_weights`), since zoo networks
+    have no pretrained weights; `name` names the Keras model (`model_name` is its older spelling).
     """
+    if name is not None and model_name is not None and name != model_name:
+        raise ValueError(f"name and model_name both name the Keras model: pass one of them (got "
+                         f"name={name!r}, model_name={model_name!r})")
+    model_name = name if name is not None else model_name  # `name` is the Keras model's, as in keras.applications
     get_block(block)
-    get_rule(name).check_kwargs(rule_kwargs, caller="build", caller_keywords=_BUILD_KEYWORDS)
-    if weights is not None:
-        raise ValueError(f"weights={weights!r}: zoo networks have no pretrained weights, so only "
-                         "weights=None is accepted; to start from saved weights, build the model "
-                         "and call model.load_weights(path)")
+    get_rule(rule).check_kwargs(rule_kwargs, caller="build", caller_keywords=_BUILD_KEYWORDS)
+    if weights is not None and not (isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights)):
+        raise ValueError(f"weights={weights!r}: zoo networks have no pretrained weights; pass None or "
+                         "the path of an existing weights file of this network (model.save_weights)")
     if not isinstance(include_top, bool):
         raise ValueError(f"include_top must be True or False, got {include_top!r}")
     if pooling not in (None, "avg", "max"):
@@ -105,7 +111,7 @@ def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: i
                              "leaves out: add a Dropout layer after the features instead")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
-    widths = plan(name, depth=depth, base_filters=base_filters, downsample_every=downsample_every,
+    widths = plan(rule, depth=depth, base_filters=base_filters, downsample_every=downsample_every,
                   downsample_at=downsample_at, round_to=round_to, min_filters=min_filters,
                   max_filters=max_filters, max_params=max_params, max_macs=max_macs,
                   input_shape=input_shape, num_classes=num_classes or 0, block=block,
@@ -115,14 +121,17 @@ def build(name: str, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: i
                         downsample=downsample, downsample_at=widths.downsample_at,
                         kernel_size=kernel_size, include_top=include_top)
     info = ModelInfo(
-        rule=name, block=block, filters=list(widths), depth=len(widths),
-        base_filters=(widths.profile[0] if name == "custom" else
+        rule=rule, block=block, filters=list(widths), depth=len(widths),
+        base_filters=(widths.profile[0] if rule == "custom" else
                       DEFAULT_BASE_FILTERS if base_filters is None else base_filters),
         input_shape=arch.input_shape, num_classes=num_classes, downsample=downsample,
         downsample_at=arch.downsample_at, kernel_size=kernel_size, dropout=float(dropout),
         rule_kwargs=widths.rule_kwargs, profile=widths.profile, scale=widths.scale,
-        include_top=include_top, pooling=pooling)
-    return from_plan(widths, arch_info=info, seed=seed, model_name=model_name)
+        include_top=include_top, pooling=pooling, seed=seed)
+    model = from_plan(widths, arch_info=info, seed=seed, model_name=model_name)
+    if weights is not None:
+        model.load_weights(weights)
+    return model
 
 
 _BUILD_KEYWORDS = keyword_names(build)

@@ -95,9 +95,27 @@ class Recipe:
         return model
 
     def fit(self, model: Any, x: Any, y: Any, *, validation_data: Any = None,
-            callbacks: list | None = None, verbose: int | str = 0,
-            epochs: int | None = None) -> Any:
-        """Compile and train `model` on (x, y) with this recipe; returns Keras' History."""
+            callbacks: list | None = None, verbose: int | str = "auto",
+            epochs: int | None = None, seed: int | None | str = "model") -> Any:
+        """Compile and train `model` on (x, y) with this recipe; returns Keras' History.
+
+        `seed` seeds Python's, NumPy's and TensorFlow's global generators before training
+        (`keras.utils.set_random_seed`), so the data order, and with a seeded build the whole
+        run, repeats on one host: "model" (the default) takes the seed `zoo.build` was given
+        (none for a model built without one), None leaves the generators as they are (a caller
+        that seeds them itself). `verbose` is Keras' ("auto": a progress bar; 0: silent)."""
+        if isinstance(seed, str):
+            if seed != "model":
+                raise ValueError(f"seed must be 'model', None or an int >= 0, got {seed!r}")
+            from .builders import model_info
+
+            seed = (model_info(model) or {}).get("seed")
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"seed must be 'model', None or an int >= 0, got {seed!r}")
+            import keras
+
+            keras.utils.set_random_seed(seed)
         r = self.resolve(len(x))
         self.compile(model, len(x), epochs)
         return model.fit(x, y, batch_size=r.batch_size, epochs=epochs or r.epochs,

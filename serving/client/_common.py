@@ -31,6 +31,31 @@ def check_model(model: Any) -> str:
     return model
 
 
+MISSING: Any = object()  # an argument the caller left out (None is a value some take)
+
+
+def default_model(default: str | None, model: Any) -> str:
+    """`model`, or the client's default model when the call names none."""
+    if model is None or model is MISSING:
+        if default is None:
+            raise ValueError("no model named: pass it first (client.predict('digits', images)) or give "
+                             "the client a default model (serving.Client(target, model_name='digits'))")
+        return default
+    return check_model(model)
+
+
+def model_and_data(default: str | None, model: Any, data: Any, data_name: str) -> tuple[str, Any]:
+    """(model name, data) of a call whose model may be left to the client's default:
+    `predict('digits', x)`, `predict(x)` and `predict(inputs=x)` (the default model)."""
+    if data is MISSING:
+        if model is MISSING:
+            raise ValueError(f"{data_name} missing")
+        if isinstance(model, str):
+            raise ValueError(f"{data_name} missing (model {model!r} named, nothing to send)")
+        model, data = MISSING, model
+    return default_model(default, model), data
+
+
 def check_version_label(version: Any, label: Any) -> tuple[int | None, str | None]:
     """At most one of version (int >= 0) and label ([a-zA-Z0-9_]+), as ModelSpec's oneof."""
     if version is not None and label is not None:

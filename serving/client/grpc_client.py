@@ -20,7 +20,7 @@ import concurrent.futures
 import os
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import grpc
 import numpy as np
@@ -36,9 +36,10 @@ from tensorflow_serving.apis import (  # noqa: E402
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
 from serving.client._common import (  # noqa: E402  (signature_specs is public here too)
-    EXAMPLE_FEATURE, TASK_METHODS, as_input_arrays, check_context, check_model,
+    EXAMPLE_FEATURE, MISSING, TASK_METHODS, as_input_arrays, check_context, check_model, default_model,
     check_output_filter, check_signature, check_tasks, check_timeout, check_version_label,
-    classifications_to_arrays, examples_from, normalize_status, run_many, signature_specs, wait_loop)
+    classifications_to_arrays, examples_from, model_and_data, normalize_status, run_many,
+    signature_specs, wait_loop)
 from serving.errors import ClientError  # noqa: E402
 from serving.exporter.model_server_config import read_model_server_config  # noqa: E402
 from serving.tensors import from_numpy_content, to_numpy  # noqa: E402
@@ -97,9 +98,12 @@ class Client:
     `tensorflow_model_server`. Numpy in (inputs are sent as `tensor_content`, one copy), numpy out.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 10.0, tls: Any = None,
+    def __init__(self, target: str = DEFAULT_TARGET, model_name: str | None = None, *,
+                 timeout: float = 10.0, tls: Any = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        """`model_name`: the model a call that names none goes to (`client.predict(images)`)."""
         self.target = _check_target(target)
+        self.model_name = None if model_name is None else check_model(model_name)
         self.timeout = check_timeout(timeout)
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) \
                 or max_message_bytes <= 0:
@@ -128,7 +132,8 @@ class Client:
         self._channel.close()
 
     def __repr__(self) -> str:
-        return f"Client({self.target!r}, timeout={self.timeout})"
+        model = "" if self.model_name is None else f", model_name={self.model_name!r}"
+        return f"Client({self.target!r}{model}, timeout={self.timeout})"
 
     def _error(self, exc: grpc.RpcError, rpc: str, timeout: float) -> ClientError:
         code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
@@ -196,21 +201,24 @@ class Client:
                 self._input_names[key] = cached
         return cached
 
-    def predict(self, model: str, inputs: Any, *, version: int | None = None, label: str | None = None,
+    def predict(self, model: Any = MISSING, inputs: Any = MISSING, *, version: int | None = None, label: str | None = None,
                 signature: str | None = None, output_filter: Sequence[str] | None = None,
                 timeout: float | None = None) -> dict[str, np.ndarray]:
         """Predict: `inputs` is an array (for a single-input signature) or a dict name -> array;
-        returns name -> numpy array (DT_STRING outputs as object arrays of bytes)."""
+        returns name -> numpy array (DT_STRING outputs as object arrays of bytes). `model` may be
+        left out when the client has a default model: `client.predict(images)`."""
+        model, inputs = model_and_data(self.model_name, model, inputs, "inputs")
         request = self._predict_request(model, inputs, version, label, signature, output_filter, timeout)
         response = self._call(self._predict.Predict, request, "Predict", timeout)
         return {name: to_numpy(t, name) for name, t in response.outputs.items()}
 
-    def predict_async(self, model: str, inputs: Any, *, version: int | None = None,
+    def predict_async(self, model: Any = MISSING, inputs: Any = MISSING, *, version: int | None = None,
                       label: str | None = None, signature: str | None = None,
                       output_filter: Sequence[str] | None = None,
                       timeout: float | None = None) -> "concurrent.futures.Future[dict[str, np.ndarray]]":
         """Like predict() but returns at once with a concurrent.futures.Future (result() gives the
         dict, or raises ClientError). Many can be in flight on the one channel."""
+        model, inputs = model_and_data(self.model_name, model, inputs, "inputs")
         request = self._predict_request(model, inputs, version, label, signature, output_filter, timeout)
         if self._closed:
             raise ValueError(f"this Client for {self.target} is closed")
@@ -241,9 +249,10 @@ class Client:
         call.add_done_callback(done)
         return future
 
-    def predict_many(self, model: str, batches: Iterable[Any], *, max_in_flight: int = 8,
+    def predict_many(self, model: Any = MISSING, batches: Any = MISSING, *, max_in_flight: int = 8,
                      **kwargs: Any) -> list[dict[str, np.ndarray]]:
         """predict() for each batch with up to `max_in_flight` requests at once; results in order."""
+        model, batches = model_and_data(self.model_name, model, batches, "batches")
         return run_many(self.predict_async, model, batches, max_in_flight, kwargs)
 
     # -- Classify / Regress / MultiInference ---------------------------------------------------
@@ -256,12 +265,14 @@ class Client:
         return input_pb2.Input(example_list_with_context=input_pb2.ExampleListWithContext(
             examples=examples, context=dict_to_example(ctx)))
 
-    def classify(self, model: str, examples_or_images: Any, *, version: int | None = None,
+    def classify(self, model: Any = MISSING, examples_or_images: Any = MISSING, *, version: int | None = None,
                  label: str | None = None, signature: str = "classify",
                  context: Mapping[str, Any] | None = None, feature: str = EXAMPLE_FEATURE,
                  timeout: float | None = None) -> dict[str, np.ndarray]:
         """Classify: images [N,H,W,C] (sent as tf.Examples with float feature `feature`) or a list
         of dicts/tf.train.Example -> {"classes": str [N,K], "scores": float32 [N,K]}."""
+        model, examples_or_images = model_and_data(self.model_name, model, examples_or_images,
+                                                   "examples_or_images")
         request = classification_pb2.ClassificationRequest(
             model_spec=self._spec(model, version, label, signature),
             input=self._input_proto(examples_or_images, context, feature))
@@ -269,24 +280,28 @@ class Client:
         return classifications_to_arrays(
             [[(c.label, c.score) for c in r.classes] for r in response.result.classifications])
 
-    def regress(self, model: str, examples_or_images: Any, *, version: int | None = None,
+    def regress(self, model: Any = MISSING, examples_or_images: Any = MISSING, *, version: int | None = None,
                 label: str | None = None, signature: str = "regress",
                 context: Mapping[str, Any] | None = None, feature: str = EXAMPLE_FEATURE,
                 timeout: float | None = None) -> np.ndarray:
         """Regress: same inputs as classify(); returns float32 [N] values."""
+        model, examples_or_images = model_and_data(self.model_name, model, examples_or_images,
+                                                   "examples_or_images")
         request = regression_pb2.RegressionRequest(
             model_spec=self._spec(model, version, label, signature),
             input=self._input_proto(examples_or_images, context, feature))
         response = self._call(self._predict.Regress, request, "Regress", timeout)
         return np.asarray([r.value for r in response.result.regressions], dtype=np.float32)
 
-    def multi_inference(self, model: str, examples_or_images: Any,
+    def multi_inference(self, model: Any = MISSING, examples_or_images: Any = MISSING,
                         tasks: Mapping[str, str] | None = None, *, version: int | None = None,
                         label: str | None = None, context: Mapping[str, Any] | None = None,
                         feature: str = EXAMPLE_FEATURE, timeout: float | None = None) -> dict[str, Any]:
         """MultiInference on one shared input; `tasks` maps signature -> "classify" | "regress"
         (default {"classify": "classify", "regress": "regress"}). Returns signature -> the
         classify() / regress() shaped result."""
+        model, examples_or_images = model_and_data(self.model_name, model, examples_or_images,
+                                                   "examples_or_images")
         tasks = check_tasks(tasks)
         request = inference_pb2.MultiInferenceRequest(
             tasks=[inference_pb2.InferenceTask(model_spec=self._spec(model, version, label, sig),
@@ -306,11 +321,12 @@ class Client:
         return out
 
     # -- metadata / status / reload -----------------------------------------------------------
-    def metadata(self, model: str, version: int | None = None, *, label: str | None = None,
+    def metadata(self, model: str | None = None, version: int | None = None, *, label: str | None = None,
                  timeout: float | None = None) -> dict[str, Any]:
         """GetModelMetadata(signature_def) as the same JSON-like dict the REST API answers:
         {"model_spec": {...}, "metadata": {"signature_def": {"signature_def": {key: ...}}}}.
         `signature_specs()` turns it into input/output dtypes and shapes."""
+        model = default_model(self.model_name, model)
         request = get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=self._spec(model, version, label), metadata_field=["signature_def"])
         response = self._call(self._predict.GetModelMetadata, request, "GetModelMetadata", timeout)
@@ -323,9 +339,10 @@ class Client:
         return {"model_spec": spec,
                 "metadata": {"signature_def": _to_dict(sig_map)}}
 
-    def status(self, model: str, version: int | None = None, *, label: str | None = None,
+    def status(self, model: str | None = None, version: int | None = None, *, label: str | None = None,
                timeout: float | None = None) -> list[dict[str, Any]]:
         """GetModelStatus -> [{"version", "state", "error_code", "error_message"}] by version."""
+        model = default_model(self.model_name, model)
         request = get_model_status_pb2.GetModelStatusRequest(model_spec=self._spec(model, version, label))
         response = self._call(self._models.GetModelStatus, request, "GetModelStatus", timeout)
         return normalize_status(_to_dict(response))
@@ -338,11 +355,11 @@ class Client:
         self._call(self._models.HandleReloadConfigRequest, request, "HandleReloadConfigRequest",
                    timeout)
 
-    def wait_until_available(self, model: str, timeout: float = 60.0, *,
+    def wait_until_available(self, model: str | None = None, timeout: float = 60.0, *,
                              version: int | None = None) -> list[dict[str, Any]]:
         """Poll status() until `version` (or any version) is AVAILABLE; returns the statuses.
         Raises ClientError DEADLINE_EXCEEDED after `timeout` s, FAILED_PRECONDITION if it failed."""
-        model = check_model(model)
+        model = default_model(self.model_name, model)
         timeout = check_timeout(timeout)
         version, _ = check_version_label(version, None)
         return wait_loop(lambda: self.status(model, timeout=min(self.timeout, timeout)), model, version,

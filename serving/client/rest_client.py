@@ -27,7 +27,7 @@ import base64
 import concurrent.futures
 import json
 import threading
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 import grpc
@@ -37,10 +37,11 @@ import requests
 
 from serving.json_body import dumps_json
 from serving.errors import ClientError
-from serving.client._common import (as_input_arrays, check_context, check_model,
+from serving.client._common import (MISSING, as_input_arrays, check_context, check_model, default_model,
                              check_output_filter, check_signature, check_tasks, check_timeout,
                              check_version_label, classifications_to_arrays, examples_from,
-                             EXAMPLE_FEATURE, normalize_status, run_many, signature_specs, wait_loop)
+                             EXAMPLE_FEATURE, model_and_data, normalize_status, run_many,
+                             signature_specs, wait_loop)
 
 DEFAULT_BASE_URL = "http://localhost:8501"
 _CODE_OF_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
@@ -115,9 +116,11 @@ def _from_json_value(value: Any, dtype: str, name: str) -> np.ndarray:
 class RestClient:
     """TF Serving REST client with the methods of `serving.Client`; safe to share between threads."""
 
-    def __init__(self, base_url: str = DEFAULT_BASE_URL, *, timeout: float = 10.0,
-                 max_workers: int = 8, verify: bool | str = True) -> None:
+    def __init__(self, base_url: str = DEFAULT_BASE_URL, model_name: str | None = None, *,
+                 timeout: float = 10.0, max_workers: int = 8, verify: bool | str = True) -> None:
+        """`model_name`: the model a call that names none goes to (`client.predict(images)`)."""
         self.base_url = _check_base_url(base_url)
+        self.model_name = None if model_name is None else check_model(model_name)
         self.timeout = check_timeout(timeout)
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
@@ -140,7 +143,8 @@ class RestClient:
         self.close()
 
     def __repr__(self) -> str:
-        return f"RestClient({self.base_url!r}, timeout={self.timeout})"
+        model = "" if self.model_name is None else f", model_name={self.model_name!r}"
+        return f"RestClient({self.base_url!r}{model}, timeout={self.timeout})"
 
     def close(self) -> None:
         """Stop the worker threads and close every connection; later calls raise ValueError."""
@@ -211,14 +215,16 @@ class RestClient:
             return self._executor
 
     # -- metadata / status ------------------------------------------------------------------
-    def metadata(self, model: str, version: int | None = None, *, label: str | None = None,
+    def metadata(self, model: str | None = None, version: int | None = None, *, label: str | None = None,
                  timeout: float | None = None) -> dict[str, Any]:
         """GET .../metadata: {"model_spec": {...}, "metadata": {"signature_def": {...}}}."""
+        model = default_model(self.model_name, model)
         return self._request("GET", self._url(model, version, label, "/metadata"), None, timeout)
 
-    def status(self, model: str, version: int | None = None, *, label: str | None = None,
+    def status(self, model: str | None = None, version: int | None = None, *, label: str | None = None,
                timeout: float | None = None) -> list[dict[str, Any]]:
         """GET /v1/models/NAME -> [{"version", "state", "error_code", "error_message"}]."""
+        model = default_model(self.model_name, model)
         return normalize_status(self._request("GET", self._url(model, version, label), None, timeout))
 
     def reload(self, config_or_path: Any, *, timeout: float | None = None) -> None:
@@ -227,10 +233,10 @@ class RestClient:
                           "TF Serving's REST API has no config reload; use serving.Client (gRPC "
                           "HandleReloadConfigRequest) against the server's --port", target=self.base_url)
 
-    def wait_until_available(self, model: str, timeout: float = 60.0, *,
+    def wait_until_available(self, model: str | None = None, timeout: float = 60.0, *,
                              version: int | None = None) -> list[dict[str, Any]]:
         """Poll GET /v1/models/NAME until `version` (or any) is AVAILABLE; see Client's."""
-        model = check_model(model)
+        model = default_model(self.model_name, model)
         timeout = check_timeout(timeout)
         version, _ = check_version_label(version, None)
         return wait_loop(lambda: self.status(model, timeout=min(self.timeout, timeout)), model, version,
@@ -253,11 +259,13 @@ class RestClient:
         return cached
 
     # -- predict ------------------------------------------------------------------------------
-    def predict(self, model: str, inputs: Any, *, version: int | None = None, label: str | None = None,
+    def predict(self, model: Any = MISSING, inputs: Any = MISSING, *, version: int | None = None, label: str | None = None,
                 signature: str | None = None, output_filter: Sequence[str] | None = None,
                 format: str = "columnar", timeout: float | None = None) -> dict[str, np.ndarray]:
         """POST :predict in the `format` "columnar" ({"inputs": ...}) or "row" ({"instances": ...});
-        returns name -> numpy array like Client.predict (output_filter applied client-side)."""
+        returns name -> numpy array like Client.predict (output_filter applied client-side).
+        `model` may be left out when the client has a default model."""
+        model, inputs = model_and_data(self.model_name, model, inputs, "inputs")
         if format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
         url = self._url(model, version, label, ":predict")
@@ -282,16 +290,19 @@ class RestClient:
         answer = self._request("POST", url, body, timeout)
         return _decode_predict(answer, outputs, names, self.base_url)
 
-    def predict_async(self, model: str, inputs: Any, **kwargs: Any) -> "concurrent.futures.Future":
+    def predict_async(self, model: Any = MISSING, inputs: Any = MISSING,
+                      **kwargs: Any) -> "concurrent.futures.Future":
         """predict() on the client's worker threads; returns a concurrent.futures.Future."""
+        model, inputs = model_and_data(self.model_name, model, inputs, "inputs")
         as_input_arrays(inputs)  # fail here, not inside the future, on obviously bad inputs
         if self._closed:
             raise ValueError(f"this RestClient for {self.base_url} is closed")
         return self._executor_().submit(self.predict, model, inputs, **kwargs)
 
-    def predict_many(self, model: str, batches: Iterable[Any], *, max_in_flight: int = 8,
+    def predict_many(self, model: Any = MISSING, batches: Any = MISSING, *, max_in_flight: int = 8,
                      **kwargs: Any) -> list[dict[str, np.ndarray]]:
         """predict() for each batch, up to `max_in_flight` at once; results in order."""
+        model, batches = model_and_data(self.model_name, model, batches, "batches")
         return run_many(self.predict_async, model, batches, max_in_flight, kwargs)
 
     # -- classify / regress / multi_inference ---------------------------------------------------
@@ -308,11 +319,13 @@ class RestClient:
             body["context"] = {k: jsonable(v) for k, v in ctx.items()}
         return body
 
-    def classify(self, model: str, examples_or_images: Any, *, version: int | None = None,
+    def classify(self, model: Any = MISSING, examples_or_images: Any = MISSING, *, version: int | None = None,
                  label: str | None = None, signature: str = "classify",
                  context: Mapping[str, Any] | None = None, feature: str = EXAMPLE_FEATURE,
                  timeout: float | None = None) -> dict[str, np.ndarray]:
         """POST :classify -> {"classes": str [N,K], "scores": float32 [N,K]} as Client.classify."""
+        model, examples_or_images = model_and_data(self.model_name, model, examples_or_images,
+                                                   "examples_or_images")
         url = self._url(model, version, label, ":classify")
         answer = self._request("POST", url, self._examples_body(examples_or_images, signature, context,
                                                                 feature), timeout)
@@ -323,11 +336,13 @@ class RestClient:
                               f"{str(answer)[:200]}", target=self.base_url, status=200) from None
         return classifications_to_arrays(rows)
 
-    def regress(self, model: str, examples_or_images: Any, *, version: int | None = None,
+    def regress(self, model: Any = MISSING, examples_or_images: Any = MISSING, *, version: int | None = None,
                 label: str | None = None, signature: str = "regress",
                 context: Mapping[str, Any] | None = None, feature: str = EXAMPLE_FEATURE,
                 timeout: float | None = None) -> np.ndarray:
         """POST :regress -> float32 [N] as Client.regress."""
+        model, examples_or_images = model_and_data(self.model_name, model, examples_or_images,
+                                                   "examples_or_images")
         url = self._url(model, version, label, ":regress")
         answer = self._request("POST", url, self._examples_body(examples_or_images, signature, context,
                                                                 feature), timeout)
@@ -337,10 +352,12 @@ class RestClient:
             raise ClientError(grpc.StatusCode.INTERNAL, f"unexpected :regress answer from {self.base_url}: "
                               f"{str(answer)[:200]}", target=self.base_url, status=200) from None
 
-    def multi_inference(self, model: str, examples_or_images: Any,
+    def multi_inference(self, model: Any = MISSING, examples_or_images: Any = MISSING,
                         tasks: Mapping[str, str] | None = None, **kwargs: Any) -> dict[str, Any]:
         """REST has no MultiInference: one :classify / :regress request per task, same result shape
         as Client.multi_inference (not one atomic request)."""
+        model, examples_or_images = model_and_data(self.model_name, model, examples_or_images,
+                                                   "examples_or_images")
         tasks = check_tasks(tasks)
         return {sig: getattr(self, method)(model, examples_or_images, signature=sig, **kwargs)
                 for sig, method in tasks.items()}

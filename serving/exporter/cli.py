@@ -4,8 +4,9 @@
                [--class-names a,b,c] [--overwrite] [--signatures predict,classify,bytes]
                [--metadata FILE.json] [--base-path-style absolute|relative] [--no-config] [--force]
 
-Bad input prints one `zoo-export: error: ...` line and exits with status 2 (argparse's convention),
-without a traceback. A model file that shows no sign of training (see
+Bad input prints one `zoo-export: error: ...` line in flag words and exits with status 2
+(argparse's convention), without a traceback; everything that can be checked without the model
+is checked before TensorFlow loads. A model file that shows no sign of training (see
 `serving.exporter.savedmodel.untrained_reason`) is refused unless `--force` is given. (The best models of a
 zoo-tune search are exported by `zoo-tune --export N`.)
 """
@@ -19,7 +20,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from cnnzoo.cli import add_deprecated
+from cnnzoo.cli import OneLineParser, add_deprecated, flag_words
 
 
 PROG = "zoo-export"
@@ -31,7 +32,7 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog=PROG, description="Export Keras models as versioned SavedModels for TF Serving.")
     # Where the model comes from: one source (a group, so another kind can join it).
     source = parser.add_mutually_exclusive_group(required=True)
@@ -86,15 +87,60 @@ def _read_metadata(path: str | None) -> dict[str, Any] | None:
     return data
 
 
+# export()'s keywords -> this tool's flags, for its errors
+FLAGS = {"overwrite": "--overwrite", "class_names": "--class-names", "signatures": "--signatures",
+         "base_dir": "--export-dir", "name": "--model-name", "version": "--version",
+         "metadata": "--metadata", "base_path_style": "--base-path-style", "update_config": "--no-config"}
+
+
+def check_model_file(path: str) -> None:
+    """CliError unless `path` is an existing Keras file (no TensorFlow needed)."""
+    if os.path.isdir(path):
+        raise CliError(f"MODEL.keras {path!r} is a folder (a SavedModel?): zoo-export takes a Keras file "
+                       "saved with model.save('x.keras'); load and re-save a SavedModel with Keras first")
+    if not os.path.isfile(path):
+        raise CliError(f"MODEL.keras {path!r} does not exist")
+    if not path.endswith((".keras", ".h5", ".hdf5")):
+        raise CliError(f"MODEL.keras {path!r}: expected a Keras file ending in .keras or .h5 "
+                       "(for a SavedModel folder, load and re-save it with Keras first)")
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """Every check that needs neither TensorFlow nor the model: CliError in flag words."""
+    from serving.names import SIGNATURE_CHOICES, validate_model_name, validate_version
+
+    check_model_file(args.model)
+    if not args.name:
+        raise CliError("--model-name is required when exporting a model file")
+    try:
+        validate_model_name(args.name)
+    except ValueError as exc:
+        raise CliError(f"--model-name: {exc}") from None
+    if args.version is not None:
+        try:
+            args.version = validate_version(args.version)
+        except ValueError as exc:
+            raise CliError(f"--version: {exc}") from None
+    signatures = _split(args.signatures) or []
+    unknown = [s for s in signatures if s not in SIGNATURE_CHOICES]
+    if unknown or "predict" not in signatures:
+        raise CliError(f"--signatures {args.signatures!r}: a comma-separated subset of "
+                       f"{','.join(SIGNATURE_CHOICES)} that includes predict"
+                       + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    if args.class_names is not None and len(_split(args.class_names) or []) < 2:
+        raise CliError(f"--class-names {args.class_names!r}: name at least two classes, comma-separated")
+    _read_metadata(args.metadata)
+    existing = os.path.join(args.base_dir, args.name, str(args.version))
+    if args.version is not None and os.path.exists(existing) and not args.overwrite:
+        raise CliError(f"version {args.version} of {args.name!r} already exists at {existing}; pass "
+                       "--overwrite to replace it")
+
+
 def load_keras_model(path: str) -> Any:
     """Load a `.keras` (or legacy `.h5`) model file, with its optimizer when the file has one (its
     step count is what shows the model was trained); without compiling when that fails (e.g. a
     custom loss that is not registered)."""
-    if not os.path.isfile(path):
-        raise CliError(f"model file {path!r} does not exist")
-    if not path.endswith((".keras", ".h5", ".hdf5")):
-        raise CliError(f"model file {path!r}: expected a Keras file ending in .keras or .h5 "
-                       "(for a SavedModel folder, load and re-save it with Keras first)")
+    check_model_file(path)
     import keras
 
     import zoo  # noqa: F401  (registers zoo's serializable layers before loading)
@@ -141,16 +187,15 @@ def export_model_file(args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from cnnzoo.env import setup_tensorflow
-
-    setup_tensorflow()  # after parsing: --help and usage errors stay instant
     try:
-        if args.version is not None:
-            from serving.names import validate_version
-            args.version = validate_version(args.version)
+        preflight(args)  # before TensorFlow: --help and usage errors stay instant
+        from cnnzoo.env import setup_tensorflow
+
+        setup_tensorflow()
         exported = [export_model_file(args)]
     except (CliError, ValueError, TypeError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        # export() speaks Python keywords (`pass overwrite=True`, `class_names has ...`)
+        print(f"{PROG}: error: {flag_words(str(exc), FLAGS)}", file=sys.stderr)
         return EXIT_USAGE
     for ev in exported:
         print(f"exported {ev.name} version {ev.version} to {ev.path}")

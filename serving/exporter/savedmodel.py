@@ -43,7 +43,7 @@ try:  # POSIX advisory lock; TF Serving deployments are Linux, elsewhere exports
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-SIGNATURE_CHOICES = ("predict", "classify", "bytes")
+from serving.names import SIGNATURE_CHOICES  # noqa: E402  (re-exported: savedmodel's API)
 BASE_PATH_STYLES = ("absolute", "relative")
 MAX_WARMUP_SAMPLES = 32
 LOCK_FILENAME = ".zoo-export.lock"

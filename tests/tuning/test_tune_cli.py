@@ -44,6 +44,9 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
     (["--mode", "slim", "--slim-strength", "0"], "--slim-strength must be None or a positive number"),
     (["--workers", "2", "--max-trials", "0"], "--max-trials must be an int >= 1, got 0"),
     (["--workers", "2", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),  # before any process
+    # no trial logs it: every trial used to fail in EarlyStopping, and the search exited 0
+    (["--objective", "val_acc"], "unknown --objective 'val_acc'; trials log: val_accuracy, val_loss"),
+    (["--objective", "val_accuracy,param"], "unknown --objective 'param'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, tmp_path, capsys):
     assert main(BASE + ["--directory", str(tmp_path / "runs")] + argv) == 2
@@ -162,3 +165,18 @@ def test_damaged_data_files_are_one_line_and_exit_2(tmp_path, capsys, kind, mess
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("zoo-tune: error: ")
     assert __import__("re").search(message, err), err
+
+
+def test_a_search_with_no_completed_trial_exits_1_naming_the_first_error(tmp_path, subprocess_env):
+    """Every trial fails (TensorBoard cannot write under /dev/null): the search used to print
+    '0 trained' and exit 0, so CI called it a pass. Exit status in a fresh process."""
+    proc = subprocess.run([sys.executable, "-m", "tuning", *BASE, "--directory", str(tmp_path),
+                           "--tensorboard", "/dev/null/logs"], capture_output=True, text=True,
+                          env=subprocess_env, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    trial_json = tmp_path / "digits-rule-random" / "trial_0" / "trial.json"
+    assert last.startswith("zoo-tune: error: no trial completed (1 failed, 0 rejected over budget); "
+                           "trial 0 failed with: "), last
+    assert "/dev/null is not a directory" in last and str(trial_json) in last and trial_json.exists()
+    assert "Warning" not in proc.stderr  # matplotlib's empty-legend warning on the empty plot

@@ -106,7 +106,8 @@ def test_user_rule_builds():
                               "are: input_shape, num_classes, .*; rule 'doubling' takes: factor"),
     (dict(include_topp=False), TypeError, "include_topp \\(did you mean include_top\\?\\)"),
     (dict(weights="imagenet"), ValueError, "weights='imagenet': zoo networks have no pretrained "
-                                           "weights, so only weights=None is accepted"),
+                                           "weights; pass None or the path of an existing weights file"),
+    (dict(name="x", model_name="y"), ValueError, "name and model_name both name the Keras model"),
     (dict(pooling="sum"), ValueError, "pooling must be None, 'avg' or 'max'"),
     (dict(pooling="max"), ValueError, "pooling='max' needs include_top=False"),
     (dict(include_top=False, classes=5), ValueError, "num_classes/classes sizes the classifier head"),
@@ -115,9 +116,9 @@ def test_user_rule_builds():
     (dict(include_top="no"), ValueError, "include_top must be True or False"),
 ])
 def test_build_bad_input(kwargs, exc, match):
-    name = kwargs.pop("name", "doubling")
+    rule = kwargs.pop("name") if kwargs.get("name") == "nope" else "doubling"
     with pytest.raises(exc, match=match):
-        zoo.build(name, **kwargs)
+        zoo.build(rule, **kwargs)
 
 
 @pytest.mark.parametrize("pooling, out", [(None, (None, 4, 4, 32)), ("avg", (None, 32)),
@@ -221,3 +222,42 @@ def test_dir_lists_only_public_names():
     assert set(zoo.__all__) <= set(names) and {"datasets", "images"} <= set(names)
     assert all(not n.startswith("_") or n == "__version__" for n in names), names
     assert all(getattr(zoo, n) is not None for n in names)
+
+
+def test_keras_keywords_name_and_a_weights_file(tmp_path):
+    """keras.applications' `name` names the model (it used to collide with the rule: "multiple
+    values for argument 'name'") and `weights` takes a weights file of the same network."""
+    kw = dict(input_shape=(8, 8, 1), depth=2, base_filters=4)
+    a = zoo.build("doubling", name="my_cnn", seed=1, **kw)
+    assert a.name == "my_cnn" and zoo.model_info(a)["rule"] == "doubling"
+    a.save_weights(tmp_path / "a.weights.h5")
+    b = zoo.build("doubling", seed=2, weights=tmp_path / "a.weights.h5", **kw)
+    assert all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights()))
+
+
+def test_recipe_fit_repeats_a_seeded_build_whatever_ran_before(digits):
+    """The same network and build seed, trained twice in one process, scores the same: Recipe.fit
+    seeds the data order from the build seed (it used to follow Keras' global random state)."""
+    import keras
+
+    def run() -> list:
+        model = zoo.build("doubling", input_shape=(8, 8, 1), depth=2, base_filters=4, seed=5)
+        zoo.Recipe(epochs=1, batch_size=64).fit(model, digits.x_train[:256], digits.y_train[:256],
+                                                 verbose=0)
+        return model.get_weights()
+
+    first = run()
+    keras.utils.set_random_seed(99)  # another run's seeding in between
+    np.random.random(10)
+    second = run()
+    assert all(np.array_equal(x, y) for x, y in zip(first, second))
+    assert zoo.model_info(zoo.build("doubling", input_shape=(8, 8, 1), depth=2, seed=5))["seed"] == 5
+    with pytest.raises(ValueError, match="seed must be 'model', None or an int >= 0"):
+        zoo.Recipe(epochs=1).fit(zoo.build("doubling", input_shape=(8, 8, 1), depth=2), digits.x_train[:8],
+                                 digits.y_train[:8], seed="auto")
+
+
+def test_recipe_fit_shows_progress_by_default_as_keras_does():
+    import inspect
+
+    assert inspect.signature(zoo.Recipe.fit).parameters["verbose"].default == "auto"

@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Sequence
 
-from cnnzoo.cli import (EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, add_deprecated, csv_list, flag_words,
+from cnnzoo.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, OneLineParser, add_deprecated, csv_list, flag_words,
                         range_or_value)
 
 __all__ = ["main", "build_parser"]
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-fill-budget", dest="fill_budget", action="store_false",
       help="with --max-params/--max-macs, build each draw as drawn and reject it when over budget "
       "(default: scale it to fill the budget, so trials compare shapes at equal cost)")
-    a("--seed-from", "--seed-rule", dest="seed_from", help="--mode per_layer: the first trial is "
+    a("--seed-from", dest="seed_from", help="--mode per_layer: the first trial is "
       "this rule's plan (e.g. doubling) or the slim profile (slim)")
     a("--max-trials", type=int, help="trials to train (default 10; 1 in slim mode); budget "
       "rejections come on top, up to --max-rejections")
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Old spellings (see the vocabulary in tuning/README.md): still accepted, with a warning.
     add_deprecated(p, "--export-name", "--model-name", "export_name")
     add_deprecated(p, "--block", "--blocks", "blocks", type=csv_list())
+    add_deprecated(p, "--seed-rule", "--seed-from", "seed_from")
     return p
 
 
@@ -171,7 +172,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("zoo-tune: worker finished; the chief writes the results", flush=True)
         return 0
     _print_summary(result)
+    if result.completed == 0:
+        # CI reads the exit status: a search that trained nothing has no winner to report.
+        print(f"zoo-tune: error: {_nothing_completed(result)}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
+
+
+def _nothing_completed(result) -> str:  # type: ignore[no-untyped-def]
+    """One line: why no trial completed, and where the first failed trial's full error is."""
+    rows = result.leaderboard()
+    failed = [r for r in rows if r["status"] not in ("COMPLETED", "REJECTED")]
+    counts = f"{len(failed)} failed, {result.rejected} rejected over budget"
+    if not failed:
+        return f"no trial completed ({counts}); see {result.report_path}"
+    first = min(failed, key=lambda r: int(r["trial"]) if str(r["trial"]).isdigit() else 0)
+    where = result.project_dir / f"trial_{first['trial']}" / "trial.json"
+    return (f"no trial completed ({counts}); trial {first['trial']} failed with: "
+            f"{first['reason'] or first['status']} (full error: {where}, key 'message')")
 
 
 def _print_summary(result) -> None:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from typing import Any
 from zoo.budget import BudgetError
 
 __all__ = ["SearchConfig", "SearchError", "SearchBudgetError", "BudgetError", "SEED_SOURCES", "MODES",
-           "SEARCH_MODES", "TUNER_NAMES", "DISTRIBUTIONS"]
+           "SEARCH_MODES", "COST_METRICS", "TRIAL_METRICS", "TUNER_NAMES", "DISTRIBUTIONS"]
 
 # The names the command line offers (this module loads no Keras, so `--help` stays instant).
 MODES = ("rule", "per_layer")  # the hypermodel's search spaces
@@ -26,6 +26,10 @@ TUNER_NAMES = ("random", "bayesian", "hyperband", "grid")
 DISTRIBUTIONS = ("mirrored",)
 
 DEFAULT_MAX_TRIALS = 10
+# What every trial logs (Keras' fit with the accuracy metric, then CostLogger's costs): an
+# objective outside these would fail every trial (early stopping and the oracle find no value).
+COST_METRICS = ("params", "macs", "latency_ms")  # lower is better
+TRIAL_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss") + COST_METRICS
 SEED_SOURCES = ("slim",)  # besides rule names: where a per-layer search's first trial comes from
 
 # Fields that decide what a project's trials are; a resumed project must match them.
@@ -197,6 +201,11 @@ class SearchConfig:
             valid = [r for r in zoo.list_models() if r != "custom"] + list(SEED_SOURCES)
             if self.seed_from not in valid:
                 raise SearchError(f"unknown seed_from {self.seed_from!r}; valid: {', '.join(valid)}")
+        names = [self.objective] if isinstance(self.objective, str) else (
+            list(self.objective) if isinstance(self.objective, tuple) else [])
+        for name in names:  # a keras_tuner.Objective is the caller's own: taken as it is
+            if isinstance(name, str) and name not in TRIAL_METRICS:
+                raise SearchError(f"unknown `objective` {name!r}; trials log: {', '.join(TRIAL_METRICS)}")
         if self.rerank_top and not isinstance(self.objective, str):
             raise SearchError("rerank_top needs a single objective (it averages one metric over "
                               f"runs); got {self.objective!r}")

@@ -74,7 +74,8 @@ def plot_filters(best: Sequence[dict[str, Any]], reference: Sequence[int] | None
     ax.set_ylabel("kernels (filters)")
     ax.set_title("per-layer filters of the best models")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a search that trained nothing has no lines to name
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

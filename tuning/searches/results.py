@@ -18,14 +18,13 @@ import keras
 import keras_tuner as kt
 from tuning._keras_tuner import MultiObjective
 from tuning.constraints import Rejection
+from tuning.searches.config import COST_METRICS
 from tuning.searches.rerank import rerank_mean
 from tuning.searches.tuners import trial_reason, trial_status
 
 __all__ = ["COST_METRICS", "LEADERBOARD_COLUMNS", "leaderboard_rows", "pareto_front",
            "write_leaderboard", "SearchResult", "rank_rows"]
 
-# Cost metrics logged on every trial by CostLogger; lower is better.
-COST_METRICS = ("params", "macs", "latency_ms")
 
 
 def primary_metric(objective: Any) -> str:

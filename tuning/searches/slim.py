@@ -412,7 +412,7 @@ def learn_profile(x: Any, y: Any, *, input_shape: Sequence[int], num_classes: in
         keras.utils.set_random_seed(seed)
     start = time.perf_counter()
     with custom_gradients_released():
-        history = recipe.fit(model, x, y, validation_data=validation_data, verbose=verbose,
+        history = recipe.fit(model, x, y, validation_data=validation_data, verbose=verbose, seed=None,
                              callbacks=[reweigh] + callbacks)
     seconds = time.perf_counter() - start
     gammas = _gammas(model, regs)

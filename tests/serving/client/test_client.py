@@ -193,6 +193,42 @@ def test_one_client_shared_by_threads(client):
         assert all(pool.map(work, range(16)))
 
 
+@pytest.mark.parametrize("make", [lambda port: Client(f"127.0.0.1:{port[0]}", "tiny", timeout=30),
+                                  lambda port: RestClient(f"http://127.0.0.1:{port[1]}", "tiny", timeout=30)])
+def test_a_default_model_serves_calls_that_name_none(server, make, grpc_client):
+    """A newcomer's first guess, Client("localhost:8500", "digits"), used to be a TypeError."""
+    expected = grpc_client.predict("tiny", IMAGES)
+    with make(server) as c:
+        assert "model_name='tiny'" in repr(c)
+        for answer in (c.predict(IMAGES), c.predict(inputs=IMAGES), c.predict_async(IMAGES).result(),
+                       c.predict_many([IMAGES, IMAGES])[1]):
+            assert answer.keys() == expected.keys()
+            np.testing.assert_allclose(answer["probabilities"], expected["probabilities"], rtol=1e-5)
+        np.testing.assert_allclose(c.regress(IMAGES, version=2), SUMS + 2, rtol=1e-5)
+        assert c.classify(IMAGES)["scores"].shape[0] == 5
+        assert set(c.multi_inference(IMAGES)) == {"classify", "regress"}
+        assert c.metadata()["model_spec"]["name"] == "tiny" and c.status(version=2)[0]["version"] == 2
+        assert c.wait_until_available(timeout=5)
+        # a model named on the call still wins
+        with pytest.raises(ClientError, match="nope"):
+            c.predict("nope", IMAGES)
+
+
+@pytest.mark.parametrize("cls", [Client, RestClient])
+@pytest.mark.parametrize("call,match", [
+    (lambda c: c.predict(IMAGES), r"no model named: pass it first .*model_name='digits'"),
+    (lambda c: c.status(), "no model named"),
+    (lambda c: c.predict("tiny"), r"inputs missing \(model 'tiny' named"),
+    (lambda c: c.predict(), "inputs missing"),
+])
+def test_without_a_default_model_a_call_must_name_one(cls, call, match):
+    with (cls("127.0.0.1:9") if cls is Client else cls("http://127.0.0.1:9")) as client:
+        with pytest.raises(ValueError, match=match):
+            call(client)
+    with pytest.raises(ValueError, match="model must be a non-empty model name"):
+        cls("127.0.0.1:9" if cls is Client else "http://127.0.0.1:9", "")
+
+
 def test_deadline_names_address_and_hint(server):
     with Client(f"127.0.0.1:{server[0]}") as c:
         with pytest.raises(ClientError) as info:

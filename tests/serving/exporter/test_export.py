@@ -474,8 +474,10 @@ def test_cli_exports_a_keras_file(trained, tmp_path, capsys):
     (["missing.keras", "--model-name", "x"], "does not exist"),
     (["{model}", "--model-name", "a/b"], "invalid model name"),
     (["{model}", "--model-name", "x", "--version", "-3"], "invalid version"),
-    (["{model}", "--model-name", "x", "--class-names", "a,b"], "class_names has 2 names"),
-    (["{model}", "--model-name", "x", "--signatures", "predict,nope"], "unknown signatures"),
+    (["{model}", "--model-name", "x", "--class-names", "a,b"], "--class-names has 2 names"),
+    (["{model}", "--model-name", "x", "--signatures", "predict,nope"], "--signatures 'predict,nope': a "
+     "comma-separated subset of predict,classify,bytes that includes predict (unknown: nope)"),
+    (["{folder}", "--model-name", "x"], "is a folder (a SavedModel?)"),
     (["{model}"], "--model-name is required"),
     (["{model}", "--model-name", "x", "--metadata", "{model}"], "not valid JSON"),
 ])
@@ -483,7 +485,7 @@ def test_cli_bad_input_exits_2(argv, message, trained, tmp_path, capsys):
     model_file = tmp_path / "m.keras"
     if "{model}" in argv:
         trained.save(model_file)
-    argv = [a.replace("{model}", str(model_file)) for a in argv]
+    argv = [a.replace("{model}", str(model_file)).replace("{folder}", str(tmp_path)) for a in argv]
     assert export_cli.main([*argv, "--export-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("zoo-export: error:") and message in err and "Traceback" not in err
@@ -494,7 +496,7 @@ def test_cli_console_script_usage_errors(subprocess_env, tmp_path):
     proc = subprocess.run([str(VENV_BIN / "zoo-export"), str(tmp_path / "nope.keras"), "--model-name", "x"],
                           env=subprocess_env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "zoo-export: error: model file" in proc.stderr
+    assert "zoo-export: error: MODEL.keras" in proc.stderr and "does not exist" in proc.stderr
     proc = subprocess.run([str(VENV_BIN / "zoo-export")], env=subprocess_env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "required" in proc.stderr
