@@ -1,6 +1,6 @@
 """Smoke tests of `make study` (benchmarks/study.py) and Q2 (benchmarks/bench_search.py) through
-their real code paths on digits, tiny: both studies with the seed allocation flags, resumed; Q2's
-searches at both budgets and its finals. The full runs take hours and are not run here."""
+their real code paths on digits, tiny: both studies with the seed allocation flags; Q2's
+searches at both budgets and its finals, resumed. The full runs take hours and are not run here."""
 import json
 import subprocess
 import sys
@@ -11,26 +11,33 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _bench_module(name):
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
 @pytest.mark.slow
-def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
+def test_study_runs_both_studies_with_the_seed_allocation(tmp_path, subprocess_env):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "study.py"), "--dataset", "digits",
            "--rules", "doubling,constant", "--max-params", "2000", "--depth", "4", "--epochs", "1",
            "--train-limit", "200", "--seeds", "3", "--first-seeds", "2",
            "--relevant-difference", "99", "--workers", "1",
            "--results-dir", str(tmp_path / "results")]
-    # The second invocation resumes the MAC study from the ledger kept beside the results (as
-    # on a fresh checkout of committed results: another runs dir): nothing left to train.
-    for runs_dir, extra in (("runs", []), ("fresh-checkout-runs", ["--studies", "macs"])):
-        proc = subprocess.run(cmd + ["--runs-dir", str(tmp_path / runs_dir)] + extra,
-                              cwd=tmp_path, env=subprocess_env,
-                              capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    for kind, invocations in (("params", 1), ("macs", 2)):
+    # One invocation: resuming from the ledger kept beside the results (a fresh checkout) is
+    # study.run_compare's, which test_benchmarks_confirm.py runs and resumes.
+    proc = subprocess.run(cmd + ["--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, env=subprocess_env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for kind in ("params", "macs"):
         out = tmp_path / "results" / kind
         record = json.loads((out / "study.json").read_text())
         assert record["runs"] in (4, 5, 6)  # 2 rules x 2 seeds, a third only where still open
-        # every run trained by the first invocation; the resumed one trains nothing
-        assert [i["runs_trained"] for i in record["invocations"]] == [record["runs"]] + [0] * (invocations - 1)
+        assert [i["runs_trained"] for i in record["invocations"]] == [record["runs"]]
         assert record["invocations"][0]["machine"]["cores"] >= 1
         assert f"--max-{kind} " in record["command"] and "--first-seeds 2" in record["command"]
         assert all(i["completed"] for i in record["invocations"])
@@ -45,7 +52,7 @@ def test_study_runs_both_studies_and_resumes(tmp_path, subprocess_env):
 
 
 @pytest.mark.slow
-def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env):
+def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env, capsys):
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_search.py"), "--dataset", "digits",
            "--minutes", "0.05", "--epochs", "1", "--train-limit", "150", "--val-limit", "60",
            "--seeds", "1", "--search-seeds", "1", "--strategies", "b_random_filled,e_slim_seeded",
@@ -68,16 +75,16 @@ def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env):
     md = (tmp_path / "results" / "search.md").read_text()
     assert "Holm p" in md
     assert "e_slim_seeded_s0: slim learned the profile" in md  # every slim training is listed
-    # Every stage resumes: a rerun trains nothing and searches nothing.
-    proc = subprocess.run(cmd, cwd=tmp_path, env=subprocess_env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0 and "== 0 final trainings" in proc.stdout, proc.stderr[-2000:]
-    assert "== strategy" not in proc.stdout
+    # Every stage resumes: a rerun (in-process: the run above was the process) trains nothing
+    # and searches nothing.
+    bench_search = _bench_module("bench_search")
+    capsys.readouterr()
+    assert bench_search.main(cmd[2:]) == 0
+    out = capsys.readouterr()
+    assert "== 0 final trainings" in out.out and "== strategy" not in out.out, out.err[-2000:]
     # Another protocol is refused by name, before any work: it would mix two protocols.
-    changed = [("0.1" if a == "0.05" else a) for a in cmd]
-    proc = subprocess.run(changed, cwd=tmp_path, env=subprocess_env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 2 and "--minutes 0.05 -> 0.1" in proc.stderr, proc.stderr[-2000:]
+    changed = [("0.1" if a == "0.05" else a) for a in cmd[2:]]
+    assert bench_search.main(changed) == 2 and "--minutes 0.05 -> 0.1" in capsys.readouterr().err
 
 
 def test_the_preregistered_seed_counts_are_the_power_analysis(tmp_path):

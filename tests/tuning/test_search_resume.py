@@ -1,4 +1,7 @@
-"""Fault tolerance and chief/worker mode, with real `python -m tuning` processes (slow)."""
+"""Fault tolerance and chief/worker mode, with real `python -m tuning` processes (slow).
+
+The processes under test (the one killed, the chief and its workers, the launcher) are real; a
+plain run after them, which only has to resume, is `zoo-tune`'s main() called in-process."""
 import csv
 import json
 import os
@@ -10,6 +13,8 @@ import sys
 import time
 
 import pytest
+
+from tuning.searches.cli import main
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +53,7 @@ def _oracle_trials(project_dir):
     return trials
 
 
-def test_kill_9_mid_search_then_rerun_resumes(tmp_path, subprocess_env):
+def test_kill_9_mid_search_then_rerun_resumes(tmp_path, subprocess_env, capsys):
     runs = tmp_path / "runs"
     proc = subprocess.Popen(_cmd(runs, 5), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, env=subprocess_env)
@@ -68,10 +73,9 @@ def test_kill_9_mid_search_then_rerun_resumes(tmp_path, subprocess_env):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL and len(first) == 2
 
-    second = subprocess.run(_cmd(runs, 5), capture_output=True, text=True, env=subprocess_env,
-                            timeout=300)
-    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
-    rerun = _finished_trials(second.stdout)
+    capsys.readouterr()
+    assert main(_cmd(runs, 5)[3:]) == 0  # the same flags, in-process
+    rerun = _finished_trials(capsys.readouterr().out)
     assert not set(rerun) & set(first), "a completed trial ran again"
     project = runs / "digits-per_layer-random"
     trials = _oracle_trials(project)
@@ -81,9 +85,7 @@ def test_kill_9_mid_search_then_rerun_resumes(tmp_path, subprocess_env):
         assert len(list(csv.DictReader(fh))) == 5
 
     # A third run of the same command has nothing left to do and trains nothing.
-    third = subprocess.run(_cmd(runs, 5), capture_output=True, text=True, env=subprocess_env,
-                           timeout=300)
-    assert third.returncode == 0 and _finished_trials(third.stdout) == []
+    assert main(_cmd(runs, 5)[3:]) == 0 and _finished_trials(capsys.readouterr().out) == []
 
 
 def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, free_port):
