@@ -206,6 +206,9 @@ class RestApi:
             for verb in _VERBS:
                 add("POST", f"{base}:{verb}", getattr(self, f"_{verb}"))
         add("*", "/v1/{tail:.*}", self._malformed)  # everything else under /v1, as TF Serving
+        from serving.server.frontends.v2_rest import V2Routes  # (here, not at the top: it imports this module)
+
+        V2Routes(self).add_to(app.router)  # the Open Inference Protocol on the same port
         return app
 
     # ------------------------------------------------------------------ plumbing
@@ -217,11 +220,13 @@ class RestApi:
         return _error_response(invalid_argument(f"Malformed request: {request.method} {request.path}"[:300]))
 
     async def _answer(self, request: web.Request, api: str, work: Callable[[], Awaitable[Any]]) -> web.Response:
-        """Run a handler's work; errors become {"error": ...} with TF Serving's HTTP status."""
+        """Run a handler's work (a result to answer as JSON, or a ready Response); errors become
+        {"error": ...} with TF Serving's HTTP status."""
         start = time.perf_counter()
         error: BaseException | None = None
         try:
-            return _json_response(await work())
+            result = await work()
+            return result if isinstance(result, web.Response) else _json_response(result)
         except web.HTTPException as exc:  # e.g. 413 over --max_request_bytes: keep aiohttp's status
             error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED if exc.status == 413 else grpc.StatusCode.UNKNOWN,
                                  exc.reason)
