@@ -236,3 +236,24 @@ def test_roles_and_oracle_address_as_keras_tuner_sees_them(chief_and_workers, tu
     labels = chief["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     assert not service["spec"]["selector"].items() <= workers["spec"]["template"]["metadata"]["labels"].items()
+
+
+# ------------------------------------------------------------------------------------ KServe (v2)
+def test_kserve_example_runs_zoo_serve_speaking_v2_on_the_routed_port():
+    from serving.server.cli import build_parser
+
+    objects = _docs(DEPLOY / "k8s" / "kserve-v2.yaml")
+    runtime, isvc = objects["ServingRuntime", "zoo-serve"], objects["InferenceService", "digits"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["protocolVersion"] == "v2" and model["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["modelFormat"] in [{k: f[k] for k in ("name", "version")} for f in runtime["spec"]["supportedModelFormats"]]
+    assert model["storageUri"].startswith("pvc://zoo-models/")  # the volume serving.yaml claims
+    container = runtime["spec"]["containers"][0]
+    assert container["name"] == "kserve-container"  # the name KServe routes to
+    # KServe puts the model name in {{.Name}}; zoo-serve's parser vets the flags as it would run them
+    args = build_parser().parse_args([a.replace("{{.Name}}", isvc["metadata"]["name"]) for a in container["args"]])
+    assert args.model_name == "digits" and args.model_base_path == "/mnt/models"  # KServe's download folder
+    assert _ports(container) == {"http1": args.rest_api_port}  # the v2 REST routes are on the REST port
+    dockerfile = (DEPLOY / "Dockerfile.embedded").read_text()
+    assert 'ENTRYPOINT ["zoo-serve"' in dockerfile
