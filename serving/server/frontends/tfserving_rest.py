@@ -37,6 +37,7 @@ from tensorflow.core.framework import types_pb2
 from serving import tensors
 
 from serving.server.frontends import _json_fast
+from serving.server.frontends.v2_rest import V2Routes
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.names import VERSION_MAX
 from serving.server.options import DEFAULT_MAX_UNCOMPRESSED_BYTES
@@ -206,9 +207,7 @@ class RestApi:
             for verb in _VERBS:
                 add("POST", f"{base}:{verb}", getattr(self, f"_{verb}"))
         add("*", "/v1/{tail:.*}", self._malformed)  # everything else under /v1, as TF Serving
-        from serving.server.frontends.v2_rest import V2Routes  # (here, not at the top: it imports this module)
-
-        V2Routes(self).add_to(app.router)  # the Open Inference Protocol on the same port
+        V2Routes(self, _parse_body).add_to(app.router)  # the Open Inference Protocol on the same port
         return app
 
     # ------------------------------------------------------------------ plumbing

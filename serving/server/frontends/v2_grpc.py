@@ -22,7 +22,6 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from serving import tensors
 from serving.errors import as_serving_error, invalid_argument
 from serving.server.frontends import _v2
-from serving.server.frontends.tfserving_grpc import deadline_of
 from serving.server.service import Service
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -68,8 +67,9 @@ def _inputs(request: service_pb2.ModelInferRequest) -> list[_v2.InputTensor]:
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     """The six methods of KServe's GRPCInferenceService; each translates and calls the Service."""
 
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, deadline_of: Callable[[grpc.ServicerContext], float | None]) -> None:
         self.service = service
+        self.deadline_of = deadline_of  # the TF Serving front end's, so both read deadlines alike
 
     @staticmethod
     def _call(context: grpc.ServicerContext, fn: Callable[[], Any]) -> Any:
@@ -130,7 +130,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                context: grpc.ServicerContext) -> service_pb2.ModelInferResponse:
         ref = _v2.ref_of(request.model_name, request.model_version, _parameters(request.parameters))
         result = _v2.infer(self.service, ref, lambda: _inputs(request), [o.name for o in request.outputs],
-                           deadline_of(context))
+                           self.deadline_of(context))
         response = service_pb2.ModelInferResponse(model_name=result.model, model_version=str(result.version),
                                                   id=request.id)
         datatypes = {k: _v2.output_datatype(v) for k, v in result.outputs.items()}
@@ -147,9 +147,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
 
-def add_to_server(service: Service, server: grpc.Server) -> str:
-    """Serve the v2 protocol on `server` beside TF Serving's services; returns its service name."""
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(service), server)
+def add_to_server(service: Service, server: grpc.Server,
+                  deadline_of: Callable[[grpc.ServicerContext], float | None]) -> str:
+    """Serve the v2 protocol on `server` beside TF Serving's services; returns its service name.
+    `deadline_of` is passed in (not imported) because the TF Serving front end imports this one."""
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(service, deadline_of), server)
     return SERVICE_NAME
 
 

@@ -10,14 +10,13 @@ Readiness is answered as the protocol's HTTP form says: 200 for true, 400 for fa
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import web
 
 from serving.errors import invalid_argument, not_found
 from serving.json_body import dumps_json
 from serving.server.frontends import _v2
-from serving.server.frontends.tfserving_rest import RestApi, _parse_body
 from serving.server.service import ModelRef
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -98,9 +97,12 @@ def _requested(body: dict, binary_default: bool) -> dict[str, bool]:
 class V2Routes:
     """The v2 routes of one RestApi (its service, pool, limits and timeout)."""
 
-    def __init__(self, api: RestApi) -> None:
+    def __init__(self, api: Any, parse_body: Callable[[bytes], dict]) -> None:
+        """`api`: the tfserving_rest.RestApi and its JSON parser, passed in (not imported) because
+        that module imports this one."""
         self.api = api
         self.service = api.service
+        self.parse_body = parse_body
 
     def add_to(self, router: web.UrlDispatcher) -> None:
         add = router.add_route
@@ -161,7 +163,7 @@ class V2Routes:
     def _infer_raw(self, request: web.Request, raw: bytes, deadline: float | None) -> Any:
         """Parse and run (in the pool); a dict answers as JSON, binary outputs as a Response."""
         head, blobs = _split(request, raw)
-        body = _parse_body(head)
+        body = self.parse_body(head)
         params = _parameters(body.get("parameters"), "request")
         request_id = body.get("id")
         if request_id is not None and not isinstance(request_id, str):
