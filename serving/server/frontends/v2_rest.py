@@ -4,20 +4,21 @@ Routes: `GET /v2`, `/v2/health/live`, `/v2/health/ready`, `GET /v2/models/{name}
 (metadata), `GET .../ready`, `POST .../infer`. Each handler translates JSON (and Triton's binary
 tensor data extension: a JSON header of `Inference-Header-Content-Length` bytes, then each
 tensor's bytes in order, sized by its `binary_data_size`) into `_v2`'s words and back; body
-limits, the pool, deadlines and metrics are the v1 REST front end's (`RestApi`), reused as they are.
+limits, the pool, deadlines and metrics are the v1 REST front end's (`RestApi`'s public
+`answer`/`deadline`/`read_body`/`run`, described here as `RestCalls`), reused as they are.
 Readiness is answered as the protocol's HTTP form says: 200 for true, 400 for false (with the JSON
 `{"ready": false}`), 404 for a model the server does not serve.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from aiohttp import web
 
 from serving.errors import invalid_argument, not_found
 from serving.json_body import dumps_json
 from serving.server.frontends import _v2
-from serving.server.service import ModelRef
+from serving.server.service import ModelRef, Service
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _NAME = "{name:[^/]+}"
@@ -94,11 +95,26 @@ def _requested(body: dict, binary_default: bool) -> dict[str, bool]:
     return out
 
 
+class RestCalls(Protocol):
+    """What the v2 routes use of tfserving_rest.RestApi (described, not imported: that module
+    imports this one): its service and how it runs a call."""
+
+    service: Service
+
+    async def answer(self, request: web.Request, api: str, work: Callable[[], Awaitable[Any]]) -> web.Response: ...
+
+    def deadline(self) -> float | None: ...
+
+    async def read_body(self, request: web.Request, deadline: float | None) -> bytes: ...
+
+    async def run(self, fn: Callable[[float | None], Any], deadline: float | None = None) -> Any: ...
+
+
 class V2Routes:
     """The v2 routes of one RestApi (its service, pool, limits and timeout)."""
 
-    def __init__(self, api: Any, parse_body: Callable[[bytes], dict]) -> None:
-        """`api`: the tfserving_rest.RestApi and its JSON parser, passed in (not imported) because
+    def __init__(self, api: RestCalls, parse_body: Callable[[bytes], dict]) -> None:
+        """`api`: the tfserving_rest.RestApi, and its JSON parser, passed in (not imported) because
         that module imports this one."""
         self.api = api
         self.service = api.service
@@ -119,17 +135,17 @@ class V2Routes:
     async def _unknown(self, request: web.Request) -> web.Response:
         async def work() -> Any:
             raise not_found(f"no v2 route {request.method} {request.path}"[:300])
-        return await self.api._answer(request, "", work)
+        return await self.api.answer(request, "", work)
 
     async def _server_metadata(self, request: web.Request) -> web.Response:
         async def work() -> Any:
             return _v2.server_metadata()
-        return await self.api._answer(request, "", work)
+        return await self.api.answer(request, "", work)
 
     async def _live(self, request: web.Request) -> web.Response:
         async def work() -> Any:
             return {"live": True}
-        return await self.api._answer(request, "", work)
+        return await self.api.answer(request, "", work)
 
     @staticmethod
     def _readiness(ready: bool, **fields: Any) -> web.Response:
@@ -138,27 +154,27 @@ class V2Routes:
 
     async def _server_ready(self, request: web.Request) -> web.Response:
         async def work() -> Any:
-            return self._readiness(await self.api._run(lambda d: self.service.ready()))
-        return await self.api._answer(request, "", work)
+            return self._readiness(await self.api.run(lambda d: self.service.ready()))
+        return await self.api.answer(request, "", work)
 
     async def _model_ready(self, request: web.Request) -> web.Response:
         async def work() -> Any:
             ref = _ref(request)
-            return self._readiness(await self.api._run(lambda d: self.service.ready(ref)), name=ref.name)
-        return await self.api._answer(request, "", work)
+            return self._readiness(await self.api.run(lambda d: self.service.ready(ref)), name=ref.name)
+        return await self.api.answer(request, "", work)
 
     async def _model_metadata(self, request: web.Request) -> web.Response:
         async def work() -> Any:
             params = {k: v for k, v in request.query.items() if k == _v2.SIGNATURE_PARAMETER}
-            return await self.api._run(lambda d: _v2.model_metadata(self.service, _ref(request, params)))
-        return await self.api._answer(request, "", work)
+            return await self.api.run(lambda d: _v2.model_metadata(self.service, _ref(request, params)))
+        return await self.api.answer(request, "", work)
 
     async def _infer(self, request: web.Request) -> web.Response:
         async def work() -> Any:
-            deadline = self.api._deadline()
-            raw = await self.api._body(request, deadline)
-            return await self.api._run(lambda d: self._infer_raw(request, raw, d), deadline)
-        return await self.api._answer(request, _v2.API, work)
+            deadline = self.api.deadline()
+            raw = await self.api.read_body(request, deadline)
+            return await self.api.run(lambda d: self._infer_raw(request, raw, d), deadline)
+        return await self.api.answer(request, _v2.API, work)
 
     def _infer_raw(self, request: web.Request, raw: bytes, deadline: float | None) -> Any:
         """Parse and run (in the pool); a dict answers as JSON, binary outputs as a Response."""
