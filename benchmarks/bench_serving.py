@@ -43,7 +43,7 @@ from cnnzoo.net import free_port
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 GET_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
-CHECKS = ("S1", "S2", "S3", "S4")
+CHECKS = ("S1", "S2", "S3", "S4", "V2")
 METRICS_PATH = "/monitoring/prometheus/metrics"
 PREFIX = ":tensorflow:serving:"
 ZOO = "zoo-serve gRPC"
@@ -392,6 +392,61 @@ class Bench:
             return json.loads(data)
         return call
 
+    def v2_grpc_call(self, server: ServerProcess, model: str, x: np.ndarray) -> Callable[[], Any]:
+        """ModelInfer as tritonclient.grpc sends it (raw_input_contents), over a generic stub."""
+        from tritonclient.grpc import service_pb2
+
+        req = service_pb2.ModelInferRequest(model_name=model)
+        req.inputs.add(name="images", datatype="FP32", shape=x.shape)
+        req.raw_input_contents.append(np.ascontiguousarray(x, dtype="<f4").tobytes())
+        req.outputs.add(name="probabilities")
+        stub = self.grpc.insecure_channel(server.target).unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        request = req.SerializeToString()
+
+        def call() -> Any:
+            out = service_pb2.ModelInferResponse.FromString(stub(request, timeout=30))
+            return np.frombuffer(out.raw_output_contents[0], dtype="<f4")
+        return call
+
+    def v2_rest_call(self, server: ServerProcess, model: str, x: np.ndarray) -> Callable[[], Any]:
+        """POST /v2/models/M/infer with binary tensors both ways (tritonclient.http's default)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+        header = json.dumps({"inputs": [{"name": "images", "shape": list(x.shape), "datatype": "FP32",
+                                         "parameters": {"binary_data_size": x.size * 4}}],
+                             "outputs": [{"name": "probabilities", "parameters": {"binary_data": True}}]}).encode()
+        body = header + np.ascontiguousarray(x, dtype="<f4").tobytes()
+        headers = {"Inference-Header-Content-Length": str(len(header)), "Content-Type": "application/octet-stream"}
+        path = f"/v2/models/{model}/infer"
+
+        def call() -> Any:
+            conn.request("POST", path, body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"REST {resp.status}: {data[:300]!r}")
+            return np.frombuffer(data[int(resp.headers["Inference-Header-Content-Length"]):], dtype="<f4")
+        return call
+
+    # V2 -----------------------------------------------------------------
+    def v2(self) -> None:
+        """The Open Inference Protocol against TF Serving's APIs on the same server and model."""
+        rounds, calls = (3, 15) if self.quick else (10, 60)
+        for batch in (1, 32):
+            x = self.images("doubling32", batch)
+            sides = {"v2 gRPC": self.v2_grpc_call(self.plain, "doubling32", x),
+                     "gRPC": self.grpc_call(self.plain, "doubling32", x),
+                     "v2 REST (binary)": self.v2_rest_call(self.plain, "doubling32", x),
+                     "REST": self.rest_call(self.plain, "doubling32", x)}
+            per = interleave(sides, rounds, calls)
+            self.run.add(latency_check(f"V2-grpc-batch{batch}", f"v2 gRPC ModelInfer vs TF Serving gRPC Predict "
+                                       f"p50, 32x32x3, batch {batch}", per, "v2 gRPC", "gRPC", 1.10))
+            c = latency_check(f"V2-rest-batch{batch}", f"v2 REST infer (binary tensors) vs TF Serving REST "
+                              f"predict (JSON) p50, 32x32x3, batch {batch}", per, "v2 REST (binary)", "REST", 1.0)
+            c["informative"] = batch != 32  # the issue's target is at batch 32
+            self.run.add(c)
+
     # S1 -----------------------------------------------------------------
     def s1(self) -> None:
         rounds, calls = (3, 30) if self.quick else (12, 150)
@@ -641,7 +696,7 @@ def main(argv: list[str] | None = None) -> None:
         extra += ("\nThe lean grpcio server is S1's limit (`_grpc_floor.py lean`: the same signature behind a "
                   "bare servicer); the grpc floor is a do-nothing grpcio server answering the same request: "
                   "the part of the latency no Python gRPC server can remove.\n")
-    lat_rows = [c for c in run.checks if c["id"].startswith(("S1", "S3"))]
+    lat_rows = [c for c in run.checks if c["id"].startswith(("S1", "S3", "V2"))]
     if lat_rows:
         extra += ("\n## Latency p99 (ms)\n\n| check | value p99 | limit p99 |\n|---|---|---|\n"
                   + "\n".join(f"| {c['id']} | {c['value_name']}: {c['value_p99_ms']:.2f} | "

@@ -332,3 +332,25 @@ def test_embedded_image_context_builds_a_wheel_with_every_package(tmp_path):
     done = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------ KServe (v2)
+def test_kserve_example_runs_zoo_serve_speaking_v2_on_the_routed_port():
+    from serving.server.cli import build_parser
+
+    objects = _docs(DEPLOY / "k8s" / "kserve-v2.yaml")
+    runtime, isvc = objects["ServingRuntime", "zoo-serve"], objects["InferenceService", "digits"]
+    model = isvc["spec"]["predictor"]["model"]
+    assert model["protocolVersion"] == "v2" and model["protocolVersion"] in runtime["spec"]["protocolVersions"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    formats = runtime["spec"]["supportedModelFormats"]
+    assert model["modelFormat"] in [{k: f[k] for k in ("name", "version")} for f in formats]
+    assert model["storageUri"].startswith("pvc://zoo-models/")  # the volume serving.yaml claims
+    container = runtime["spec"]["containers"][0]
+    assert container["name"] == "kserve-container"  # the name KServe routes to
+    # KServe puts the model name in {{.Name}}; zoo-serve's parser vets the flags as it would run them
+    args = build_parser().parse_args([a.replace("{{.Name}}", isvc["metadata"]["name"]) for a in container["args"]])
+    assert args.model_name == "digits" and args.model_base_path == "/mnt/models"  # KServe's download folder
+    assert _ports(container) == {"http1": args.rest_api_port}  # the v2 REST routes are on the REST port
+    dockerfile = (DEPLOY / "Dockerfile.embedded").read_text()
+    assert 'ENTRYPOINT ["zoo-serve"' in dockerfile

@@ -8,8 +8,11 @@ No protos here: the REST client imports this module, and TF Serving's protos imp
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import grpc
@@ -97,6 +100,52 @@ def check_tasks(tasks: Any) -> Mapping[str, str]:
     if not isinstance(tasks, Mapping) or not tasks or any(m not in TASK_METHODS for m in tasks.values()):
         raise ValueError(f"tasks must map signature names to one of {sorted(TASK_METHODS)}, got {tasks!r}")
     return tasks
+
+
+# ------------------------------------------------------------------------------ gRPC channels
+
+DEFAULT_TARGET = "localhost:8500"
+
+
+def check_target(target: Any) -> str:
+    if not isinstance(target, str) or not target or "://" in target and not target.startswith(
+            ("unix://", "dns://", "ipv4:", "ipv6:")):
+        raise ValueError(f"target must be 'host:port' (e.g. {DEFAULT_TARGET!r}) or a gRPC URI such as "
+                         f"'unix:///path' or 'dns:///host:port', got {target!r}")
+    return target
+
+
+def channel_credentials(tls: Any) -> grpc.ChannelCredentials | None:
+    """None/False: plaintext (TF Serving's default). True: TLS with the system roots. A path: TLS
+    with that PEM root certificate. grpc.ChannelCredentials: used as given (mutual TLS...)."""
+    if tls is None or tls is False:
+        return None
+    if tls is True:
+        return grpc.ssl_channel_credentials()
+    if isinstance(tls, grpc.ChannelCredentials):
+        return tls
+    if isinstance(tls, (str, os.PathLike)):
+        try:
+            return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
+        except OSError as exc:
+            raise ValueError(f"tls: cannot read the root certificate {str(tls)!r}: {exc.strerror}") from None
+    raise ValueError(f"tls must be None/False (plaintext), True (system roots), a path to a PEM root "
+                     f"certificate or grpc.ChannelCredentials, got {tls!r}")
+
+
+def rpc_error(exc: grpc.RpcError, target: str, rpc: str, timeout: float) -> ClientError:
+    """A gRPC client's failure as a ClientError: an unreachable server or a deadline says which
+    address and what to check."""
+    code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if callable(getattr(exc, "details", None)) else None) or str(exc)
+    if code is grpc.StatusCode.UNAVAILABLE and any(
+            s in details.lower() for s in ("connect", "refused", "resolution", "unreachable", "socket")):
+        details = (f"cannot reach a model server at {target} ({details}); check that the server "
+                   "is running and its --port matches, and the host/port in target")
+    elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        details = (f"no answer from {target} to {rpc} within {timeout:g} s ({details}); the server "
+                   "may be overloaded or the model slow: raise timeout= or check the server")
+    return ClientError(code, details, target=target)
 
 
 # ------------------------------------------------------------------------------------- inputs
@@ -276,6 +325,31 @@ def wait_loop(fetch: Callable[[], list[dict[str, Any]]], model: str, version: in
                               "check the server's log, its --model_base_path and the model name",
                               target=target)
         time.sleep(poll)
+
+
+class Workers:
+    """A client's worker threads for its *_async calls, started on first use."""
+
+    def __init__(self, max_workers: Any, name: str) -> None:
+        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
+            raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
+        self.max_workers, self.name = max_workers, name
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> concurrent.futures.Future:
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(self.max_workers,
+                                                                       thread_name_prefix=self.name)
+            return self._executor.submit(fn, *args, **kwargs)
+
+    def shutdown(self) -> None:
+        """Wait for the running calls; the queued ones are cancelled."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
 
 
 def run_many(submit: Callable[..., concurrent.futures.Future], model: str, batches: Iterable[Any],

@@ -1,7 +1,8 @@
 """`zoo-query`: ask a TF Serving model server (embedded or real) about images.
 
-    zoo-query [--server HOST:PORT | --rest URL] --model-name NAME [--version N | --label L]
-              [--top-k 3] [--json] IMAGE...            PNG/JPEG files, resized to the model's input
+    zoo-query [--server HOST:PORT | --rest URL] [--protocol tfserving|v2] --model-name NAME
+              [--version N | --label L] [--top-k 3] [--json] IMAGE...
+                                                      PNG/JPEG files, resized to the model's input
     zoo-query ... --model-name NAME --npz FILE [--npz-key KEY] [--details]   images stored in a .npz
     zoo-query ... --model-name NAME --bytes IMAGE...       encoded files to the bytes signature
     zoo-query status   --model-name NAME [--server ... | --rest ...] [--json]
@@ -11,6 +12,12 @@ The input size comes from the model's metadata (the predict signature's 4-D inpu
 same command works for any served image classifier. Class names come from the model's Classify
 signature when it has one (zoo exports do), else the class index is printed. A file literally
 named `status` or `metadata` must be written `./status`.
+
+`--protocol v2` asks the same server (or Triton, KServe, ...) over the Open Inference Protocol on
+the same ports: the same top-k lines, from v2 model metadata and inference. v2 has no Classify,
+so class indices are printed; `status` is v2 readiness (the versions metadata lists, AVAILABLE
+when ready); `metadata` prints the protocol's tensors (FP32, not DT_FLOAT). v2's gRPC metadata
+has no signature parameter: `--signature`/`--bytes` need `--rest` there.
 
 Pixels are prepared by `zoo.images.to_model_input`, the function that prepares training data, so
 a model sees what it was trained on: float32 in [0, 1] (`zoo.images.PIXEL_RANGE`). Integer images
@@ -32,8 +39,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from cnnzoo.cli import EXIT_USAGE, OneLineParser, add_deprecated
+from serving.names import DEFAULT_SIGNATURE
 
 COMMANDS = ("status", "metadata")
+PROTOCOLS = ("tfserving", "v2")
 LABEL_KEYS = ("y_test", "y", "labels")
 IMAGE_KEYS = ("x_test", "x", "images")
 # Images per request: TF Serving with --enable_batching refuses requests larger than its
@@ -53,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--server", default=None, metavar="HOST:PORT",
                        help="gRPC address (default localhost:8500)")
     where.add_argument("--rest", default=None, metavar="URL", help="REST base URL, e.g. http://localhost:8501")
+    p.add_argument("--protocol", choices=PROTOCOLS, default=PROTOCOLS[0],
+                   help="API to ask over --server/--rest: tfserving (TF Serving's, default) or v2 (the "
+                        "Open Inference Protocol, KServe v2)")
     p.add_argument("--model-name", dest="model", default=None, metavar="NAME",
                    help="served model name (required)")
     ver = p.add_mutually_exclusive_group()
@@ -149,12 +161,18 @@ def _run(args: argparse.Namespace) -> int:
         raise UsageError(f"--server takes HOST:PORT for gRPC; for {args.server} use --rest")
     if args.rest and not args.rest.startswith(("http://", "https://")):
         raise UsageError(f"--rest takes a URL like http://localhost:8501, got {args.rest!r}")
+    if args.protocol == "v2" and not args.rest and (args.bytes or args.signature not in (None, DEFAULT_SIGNATURE)):
+        raise UsageError("--protocol v2 over gRPC (--server) describes serving_default only (v2's ModelMetadata "
+                         "takes no signature): use --rest URL for --signature or --bytes")
 
     # Imported here so `--help` and usage errors answer at once; only the gRPC client imports
-    # TensorFlow (TF Serving's protos import all of it), REST needs none of it.
-    if args.rest:
+    # TensorFlow (TF Serving's protos import all of it), REST and v2 need none of it.
+    if args.protocol == "v2":
+        from serving.client.v2_client import V2Client
+        client: Any = V2Client(args.rest or args.server or "localhost:8500", timeout=args.timeout)
+    elif args.rest:
         from serving.client.rest_client import RestClient
-        client: Any = RestClient(args.rest, timeout=args.timeout)
+        client = RestClient(args.rest, timeout=args.timeout)
     else:
         from serving.client.grpc_client import Client
         client = Client(args.server or "localhost:8500", timeout=args.timeout)
@@ -177,15 +195,34 @@ def _status(client: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _metadata(client: Any, args: argparse.Namespace) -> int:
+def _specs(client: Any, args: argparse.Namespace, signature: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the model's metadata as its protocol gives it, `signature_specs` of it). v2 metadata is of
+    one signature, with v2 datatypes; `v2_client.signature_specs` reads it in TF Serving's words."""
+    if args.protocol == "v2":
+        from serving.client.v2_client import signature_specs as v2_specs
+        meta = client.metadata(args.model, args.version, label=args.label, signature=signature)
+        return meta, v2_specs(meta, signature)
     from serving.client._common import signature_specs
     meta = client.metadata(args.model, args.version, label=args.label)
+    return meta, signature_specs(meta)
+
+
+def _metadata(client: Any, args: argparse.Namespace) -> int:
+    meta, specs = _specs(client, args, args.signature)
     if args.json:
         print(json.dumps(meta, indent=2))
         return 0
+    if args.protocol == "v2":  # the protocol's own words: its datatypes, the versions it lists
+        print(f"model {meta.get('name', args.model)} versions {', '.join(meta.get('versions', [])) or '?'} "
+              f"({meta.get('platform', '?')})")
+        print(f"  signature {args.signature or DEFAULT_SIGNATURE}")
+        for kind in ("inputs", "outputs"):
+            for t in meta.get(kind, []):
+                print(f"    {kind[:-1]:6s} {t['name']}: {t['datatype']} {t['shape']}")
+        return 0
     spec = meta.get("model_spec", {})
     print(f"model {spec.get('name', args.model)} version {spec.get('version', '?')}")
-    for key, sig in sorted(signature_specs(meta).items()):
+    for key, sig in sorted(specs.items()):
         print(f"  signature {key} ({sig['method']})")
         for kind in ("inputs", "outputs"):
             for name, (dtype, shape) in sorted(sig[kind].items()):
@@ -321,10 +358,9 @@ def _class_names(client: Any, args: argparse.Namespace, specs: dict[str, Any], s
 
 def _predict(client: Any, args: argparse.Namespace, paths: Sequence[str]) -> int:
     import numpy as np
-    from serving.client._common import signature_specs
 
-    signature = args.signature or ("serving_bytes" if args.bytes else "serving_default")
-    specs = signature_specs(client.metadata(args.model, args.version, label=args.label))
+    signature = args.signature or ("serving_bytes" if args.bytes else DEFAULT_SIGNATURE)
+    _, specs = _specs(client, args, signature)
     if args.bytes:
         input_name = _bytes_input(specs, signature, args.model)
     else:

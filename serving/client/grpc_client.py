@@ -19,7 +19,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import grpc
@@ -36,15 +35,15 @@ from tensorflow_serving.apis import (  # noqa: E402
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
 from serving.client._common import (  # noqa: E402  (signature_specs is public here too)
-    EXAMPLE_FEATURE, MISSING, TASK_METHODS, as_input_arrays, check_context, check_model, default_model,
-    check_output_filter, check_signature, check_tasks, check_timeout, check_version_label,
-    classifications_to_arrays, examples_from, model_and_data, normalize_status, run_many,
+    DEFAULT_TARGET, EXAMPLE_FEATURE, MISSING, TASK_METHODS, as_input_arrays, channel_credentials, check_context,
+    check_model, check_output_filter, check_signature, check_tasks, check_timeout, check_version_label,
+    classifications_to_arrays, check_target, default_model, examples_from, model_and_data, normalize_status,
+    rpc_error, run_many,
     signature_specs, wait_loop)
 from serving.errors import ClientError  # noqa: E402
 from serving.exporter.model_server_config import read_model_server_config  # noqa: E402
 from serving.tensors import from_numpy_content, to_numpy  # noqa: E402
 
-DEFAULT_TARGET = "localhost:8500"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # 8x8 digits need little; 224x224 batches need more
 
 
@@ -65,32 +64,6 @@ def dict_to_example(features: Mapping[str, list[Any]]) -> example_pb2.Example:
 
 # ---------------------------------------------------------------------------------- the client
 
-def _check_target(target: Any) -> str:
-    if not isinstance(target, str) or not target or "://" in target and not target.startswith(
-            ("unix://", "dns://", "ipv4:", "ipv6:")):
-        raise ValueError(f"target must be 'host:port' (e.g. {DEFAULT_TARGET!r}) or a gRPC URI such as "
-                         f"'unix:///path' or 'dns:///host:port', got {target!r}")
-    return target
-
-
-def _credentials(tls: Any) -> grpc.ChannelCredentials | None:
-    """None/False: plaintext (TF Serving's default). True: TLS with the system roots. A path: TLS
-    with that PEM root certificate. grpc.ChannelCredentials: used as given (mutual TLS...)."""
-    if tls is None or tls is False:
-        return None
-    if tls is True:
-        return grpc.ssl_channel_credentials()
-    if isinstance(tls, grpc.ChannelCredentials):
-        return tls
-    if isinstance(tls, (str, os.PathLike)):
-        try:
-            return grpc.ssl_channel_credentials(root_certificates=Path(tls).read_bytes())
-        except OSError as exc:
-            raise ValueError(f"tls: cannot read the root certificate {str(tls)!r}: {exc.strerror}") from None
-    raise ValueError(f"tls must be None/False (plaintext), True (system roots), a path to a PEM root "
-                     f"certificate or grpc.ChannelCredentials, got {tls!r}")
-
-
 class Client:
     """TF Serving gRPC client: one channel, safe to share between threads; use as a context manager.
 
@@ -102,7 +75,7 @@ class Client:
                  timeout: float = 10.0, tls: Any = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         """`model_name`: the model a call that names none goes to (`client.predict(images)`)."""
-        self.target = _check_target(target)
+        self.target = check_target(target)
         self.model_name = None if model_name is None else check_model(model_name)
         self.timeout = check_timeout(timeout)
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) \
@@ -110,7 +83,7 @@ class Client:
             raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes)]
-        creds = _credentials(tls)
+        creds = channel_credentials(tls)
         self._channel = (grpc.secure_channel(target, creds, options) if creds is not None
                          else grpc.insecure_channel(target, options))
         self._predict = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
@@ -136,16 +109,7 @@ class Client:
         return f"Client({self.target!r}{model}, timeout={self.timeout})"
 
     def _error(self, exc: grpc.RpcError, rpc: str, timeout: float) -> ClientError:
-        code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
-        details = (exc.details() if callable(getattr(exc, "details", None)) else None) or str(exc)
-        if code is grpc.StatusCode.UNAVAILABLE and any(
-                s in details.lower() for s in ("connect", "refused", "resolution", "unreachable", "socket")):
-            details = (f"cannot reach a model server at {self.target} ({details}); check that the server "
-                       "is running and its --port matches, and the host/port in target")
-        elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
-            details = (f"no answer from {self.target} to {rpc} within {timeout:g} s ({details}); the server "
-                       "may be overloaded or the model slow: raise timeout= or check the server")
-        return ClientError(code, details, target=self.target)
+        return rpc_error(exc, self.target, rpc, timeout)
 
     def _call(self, method: Callable[..., Any], request: Any, rpc: str, timeout: float | None) -> Any:
         if self._closed:
@@ -201,7 +165,8 @@ class Client:
                 self._input_names[key] = cached
         return cached
 
-    def predict(self, model: Any = MISSING, inputs: Any = MISSING, *, version: int | None = None, label: str | None = None,
+    def predict(self, model: Any = MISSING, inputs: Any = MISSING, *, version: int | None = None,
+                label: str | None = None,
                 signature: str | None = None, output_filter: Sequence[str] | None = None,
                 timeout: float | None = None) -> dict[str, np.ndarray]:
         """Predict: `inputs` is an array (for a single-input signature) or a dict name -> array;

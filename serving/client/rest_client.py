@@ -24,32 +24,23 @@ per task, and `reload` is gRPC-only (ClientError UNIMPLEMENTED).
 from __future__ import annotations
 
 import base64
-import concurrent.futures
-import json
+import concurrent.futures  # noqa: F401  (in annotations)
 import threading
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
 import grpc
 import numpy as np
-import orjson
-import requests
 
 from serving.json_body import dumps_json
 from serving.errors import ClientError
+from serving.client._http import DEFAULT_BASE_URL, Http
 from serving.client._common import (MISSING, as_input_arrays, check_context, check_model, default_model,
-                             check_output_filter, check_signature, check_tasks, check_timeout,
-                             check_version_label, classifications_to_arrays, examples_from,
-                             EXAMPLE_FEATURE, model_and_data, normalize_status, run_many,
-                             signature_specs, wait_loop)
+                                    check_output_filter, check_signature, check_tasks, check_timeout,
+                                    check_version_label, classifications_to_arrays, examples_from,
+                                    EXAMPLE_FEATURE, model_and_data, normalize_status, run_many,
+                                    signature_specs, wait_loop, Workers)
 
-DEFAULT_BASE_URL = "http://localhost:8501"
-_CODE_OF_HTTP = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-                 403: grpc.StatusCode.PERMISSION_DENIED, 404: grpc.StatusCode.NOT_FOUND,
-                 409: grpc.StatusCode.ABORTED, 429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-                 499: grpc.StatusCode.CANCELLED, 500: grpc.StatusCode.INTERNAL,
-                 501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
-                 504: grpc.StatusCode.DEADLINE_EXCEEDED}
 FORMATS = ("columnar", "row")
 # Answers are decoded by the dtype names in the model's metadata. A table by name instead of
 # tensorflow's DataType enum, because importing any TensorFlow proto imports all of TensorFlow.
@@ -58,13 +49,6 @@ _NUMPY_DTYPES = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_HALF": np.
                  "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_UINT8": np.uint8,
                  "DT_UINT16": np.uint16, "DT_UINT32": np.uint32, "DT_UINT64": np.uint64,
                  "DT_BOOL": np.bool_}
-
-
-def _check_base_url(base_url: Any) -> str:
-    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-        raise ValueError(f"base_url must start with http:// or https:// (e.g. {DEFAULT_BASE_URL!r}), "
-                         f"got {base_url!r}")
-    return base_url.rstrip("/")
 
 
 def _to_json_value(array: np.ndarray) -> Any:
@@ -84,19 +68,6 @@ def _to_json_value(array: np.ndarray) -> Any:
     if array.dtype == np.float64:
         array = array.astype(np.float32)  # as the gRPC client does: models take float32
     return np.ascontiguousarray(array)  # orjson writes only C-contiguous arrays
-
-
-def _loads(raw: bytes) -> Any:
-    """An answer body -> Python; None when it is not JSON. NaN/Infinity (which TF Serving writes
-    for non-finite outputs) are not JSON to orjson, so json reads those."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(raw)
-    except ValueError:  # includes UnicodeDecodeError
-        return None
 
 
 def _from_json_value(value: Any, dtype: str, name: str) -> np.ndarray:
@@ -119,21 +90,13 @@ class RestClient:
     def __init__(self, base_url: str = DEFAULT_BASE_URL, model_name: str | None = None, *,
                  timeout: float = 10.0, max_workers: int = 8, verify: bool | str = True) -> None:
         """`model_name`: the model a call that names none goes to (`client.predict(images)`)."""
-        self.base_url = _check_base_url(base_url)
+        self._http = Http(base_url, timeout, verify)
+        self.base_url, self.timeout, self.verify = self._http.base_url, self._http.timeout, verify
         self.model_name = None if model_name is None else check_model(model_name)
-        self.timeout = check_timeout(timeout)
-        if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
-            raise ValueError(f"max_workers must be an int >= 1, got {max_workers!r}")
-        if not isinstance(verify, (bool, str)):
-            raise ValueError(f"verify must be a bool or a CA bundle path (str), got {verify!r}")
+        self._workers = Workers(max_workers, "zoo-rest-client")
         self.max_workers = max_workers
-        self.verify = verify
-        self._local = threading.local()
-        self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._meta_cache: dict[tuple, dict[str, Any]] = {}
-        self._closed = False
 
     # -- plumbing ---------------------------------------------------------------------------
     def __enter__(self) -> "RestClient":
@@ -148,23 +111,9 @@ class RestClient:
 
     def close(self) -> None:
         """Stop the worker threads and close every connection; later calls raise ValueError."""
-        self._closed = True
-        with self._lock:
-            executor, self._executor = self._executor, None
-            sessions, self._sessions = self._sessions, []
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-        for s in sessions:
-            s.close()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            self._local.session = session
-            with self._lock:
-                self._sessions.append(session)
-        return session
+        self._http.closed = True  # first: no new request starts while the workers wind down
+        self._workers.shutdown()
+        self._http.close()
 
     def _url(self, model: Any, version: Any, label: Any, suffix: str = "") -> str:
         model = check_model(model)
@@ -177,42 +126,11 @@ class RestClient:
         return url + suffix
 
     def _request(self, method: str, url: str, body: Any, timeout: float | None) -> Any:
-        if self._closed:
-            raise ValueError(f"this RestClient for {self.base_url} is closed")
         t = self.timeout if timeout is None else check_timeout(timeout)
-        try:
-            data = None if body is None else dumps_json(body)
-            response = self._session().request(method, url, data=data, timeout=t, verify=self.verify,
-                                               headers={"Content-Type": "application/json"} if data else None)
-        except requests.exceptions.Timeout as exc:
-            raise ClientError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                              f"no answer from {self.base_url} to {method} {url} within {t:g} s ({exc}); "
-                              "the server may be overloaded or the model slow: raise timeout= or check "
-                              "the server", target=self.base_url) from None
-        except requests.exceptions.ConnectionError as exc:
-            raise ClientError(grpc.StatusCode.UNAVAILABLE,
-                              f"cannot reach a model server at {self.base_url} ({type(exc).__name__}); "
-                              "check that the server is running and its --rest_api_port matches the "
-                              "port in base_url", target=self.base_url) from None
-        payload = _loads(response.content)
-        if response.status_code != 200:
-            message = payload.get("error") if isinstance(payload, dict) else None
-            if not isinstance(message, str):
-                message = f"HTTP {response.status_code} from {url}: {response.text[:300]}"
-            code = _CODE_OF_HTTP.get(response.status_code, grpc.StatusCode.UNKNOWN)
-            raise ClientError(code, message, target=self.base_url, status=response.status_code)
-        if not isinstance(payload, dict):
-            raise ClientError(grpc.StatusCode.INTERNAL, f"{url} answered 200 without a JSON object "
-                              f"({response.text[:200]!r}); is {self.base_url} a TF Serving REST port?",
-                              target=self.base_url, status=200)
-        return payload
-
-    def _executor_(self) -> concurrent.futures.ThreadPoolExecutor:
-        with self._lock:
-            if self._executor is None:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.max_workers, thread_name_prefix="zoo-rest-client")
-            return self._executor
+        data = None if body is None else dumps_json(body)
+        response = self._http.send(method, url, data, {"Content-Type": "application/json"} if data else None,
+                                   t, "RestClient")
+        return self._http.json_object(response.content, url, "TF Serving REST")
 
     # -- metadata / status ------------------------------------------------------------------
     def metadata(self, model: str | None = None, version: int | None = None, *, label: str | None = None,
@@ -259,7 +177,8 @@ class RestClient:
         return cached
 
     # -- predict ------------------------------------------------------------------------------
-    def predict(self, model: Any = MISSING, inputs: Any = MISSING, *, version: int | None = None, label: str | None = None,
+    def predict(self, model: Any = MISSING, inputs: Any = MISSING, *, version: int | None = None,
+                label: str | None = None,
                 signature: str | None = None, output_filter: Sequence[str] | None = None,
                 format: str = "columnar", timeout: float | None = None) -> dict[str, np.ndarray]:
         """POST :predict in the `format` "columnar" ({"inputs": ...}) or "row" ({"instances": ...});
@@ -295,9 +214,9 @@ class RestClient:
         """predict() on the client's worker threads; returns a concurrent.futures.Future."""
         model, inputs = model_and_data(self.model_name, model, inputs, "inputs")
         as_input_arrays(inputs)  # fail here, not inside the future, on obviously bad inputs
-        if self._closed:
+        if self._http.closed:
             raise ValueError(f"this RestClient for {self.base_url} is closed")
-        return self._executor_().submit(self.predict, model, inputs, **kwargs)
+        return self._workers.submit(self.predict, model, inputs, **kwargs)
 
     def predict_many(self, model: Any = MISSING, batches: Any = MISSING, *, max_in_flight: int = 8,
                      **kwargs: Any) -> list[dict[str, np.ndarray]]:

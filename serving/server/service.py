@@ -136,6 +136,20 @@ class Service:
             version = self.manager.resolve(ref.name, label=ref.label).version
         return [VersionStatus(s.version, s.state, s.error) for s in self.manager.status(ref.name, version)]
 
+    def ready(self, ref: ModelRef | None = None) -> bool:
+        """Whether `ref` (a model, a version or a label) can answer now; without `ref`, whether
+        every served model can. NOT_FOUND for a model that is not served; False for a version or
+        label it does not have (not ready, which the v2 protocol asks of readiness)."""
+        if ref is None:
+            return all(self.ready(ModelRef(name)) for name in self.manager.model_names)
+        if not self.manager.has_model(ref.name):
+            self.resolve(ModelRef(ref.name))  # NOT_FOUND, worded as for any request naming the model
+        try:
+            self.resolve(ref)
+        except ServingError:
+            return False
+        return True
+
     def metadata(self, ref: ModelRef, fields: Sequence[str]) -> tuple[Servable, get_model_metadata_pb2.SignatureDefMap]:
         """GetModelMetadata: only "signature_def" exists, as in TF Serving."""
         if not fields:

@@ -20,6 +20,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
 
 from serving import tensors
 from serving.errors import as_serving_error, invalid_argument
+from serving.server.frontends import v2_grpc
 from serving.server.service import ClassifyResult, ModelRef, Service, VersionStatus
 
 SERVICE_NAMES = (
@@ -195,11 +196,14 @@ def build_grpc_server(service: Service, *, host: str, port: int, max_threads: in
                          options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(service), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), server)
+
+    v2_name = v2_grpc.add_to_server(service, server, deadline_of)  # the Open Inference Protocol on the same port
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, v2_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                                        server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_secure_port(address, credentials) if credentials is not None else \
         server.add_insecure_port(address)

@@ -37,6 +37,7 @@ from tensorflow.core.framework import types_pb2
 from serving import tensors
 
 from serving.server.frontends import _json_fast
+from serving.server.frontends.v2_rest import V2Routes
 from serving.errors import ServingError, as_serving_error, invalid_argument
 from serving.names import VERSION_MAX
 from serving.server.options import DEFAULT_MAX_UNCOMPRESSED_BYTES
@@ -206,9 +207,13 @@ class RestApi:
             for verb in _VERBS:
                 add("POST", f"{base}:{verb}", getattr(self, f"_{verb}"))
         add("*", "/v1/{tail:.*}", self._malformed)  # everything else under /v1, as TF Serving
+        V2Routes(self, _parse_body).add_to(app.router)  # the Open Inference Protocol on the same port
         return app
 
     # ------------------------------------------------------------------ plumbing
+    # answer / deadline / read_body / run are public: they are the one way a REST route on this
+    # app runs a call (body limits, the pool, --rest_api_timeout_in_ms, metrics), and the v2
+    # routes (v2_rest.V2Routes, its RestCalls) use them as TF Serving's routes do.
     async def _metrics(self, request: web.Request) -> web.Response:
         body, content_type = self.service.metrics.exposition()
         return web.Response(body=body, headers={"Content-Type": content_type})
@@ -216,12 +221,14 @@ class RestApi:
     async def _malformed(self, request: web.Request) -> web.Response:
         return _error_response(invalid_argument(f"Malformed request: {request.method} {request.path}"[:300]))
 
-    async def _answer(self, request: web.Request, api: str, work: Callable[[], Awaitable[Any]]) -> web.Response:
-        """Run a handler's work; errors become {"error": ...} with TF Serving's HTTP status."""
+    async def answer(self, request: web.Request, api: str, work: Callable[[], Awaitable[Any]]) -> web.Response:
+        """Run a handler's work (a result to answer as JSON, or a ready Response); errors become
+        {"error": ...} with TF Serving's HTTP status."""
         start = time.perf_counter()
         error: BaseException | None = None
         try:
-            return _json_response(await work())
+            result = await work()
+            return result if isinstance(result, web.Response) else _json_response(result)
         except web.HTTPException as exc:  # e.g. 413 over --max_request_bytes: keep aiohttp's status
             error = ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED if exc.status == 413 else grpc.StatusCode.UNKNOWN,
                                  exc.reason)
@@ -233,18 +240,18 @@ class RestApi:
             if request.method == "POST":
                 self.service.observe(request.match_info.get("name", ""), api, "REST", error, start)
 
-    def _deadline(self) -> float | None:
+    def deadline(self) -> float | None:
         """When a call starting now must be answered (time.monotonic(), which the loop's clock is)."""
         return time.monotonic() + self.timeout if self.timeout else None
 
-    async def _body(self, request: web.Request, deadline: float | None) -> bytes:
+    async def read_body(self, request: web.Request, deadline: float | None) -> bytes:
         return await _read_body(request, self.max_request_bytes, self.max_uncompressed_bytes, deadline)
 
-    async def _run(self, fn: Callable[[float | None], Any], deadline: float | None = None) -> Any:
+    async def run(self, fn: Callable[[float | None], Any], deadline: float | None = None) -> Any:
         """Run `fn(deadline)` in the pool, bounded by --rest_api_timeout_in_ms (counted from
         `deadline`, the call's, when given: the body upload used part of it)."""
         if deadline is None:
-            deadline = self._deadline()
+            deadline = self.deadline()
         future = asyncio.get_running_loop().run_in_executor(self.executor, fn, deadline)
         try:
             return await asyncio.wait_for(future, None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -254,49 +261,49 @@ class RestApi:
     # ------------------------------------------------------------------ GET
     async def _status(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            statuses = await self._run(lambda d: self.service.status(_ref(request)))
+            statuses = await self.run(lambda d: self.service.status(_ref(request)))
             # GetModelStatusResponse as proto JSON: int64 as a string, enums by name
             return {"model_version_status": [
                 {"version": str(s.version), "state": s.state.name,
                  "status": {"error_code": "OK" if s.error is None else s.error.code.name,
                             "error_message": "" if s.error is None else s.error.message}}
                 for s in statuses]}
-        return await self._answer(request, "", work)
+        return await self.answer(request, "", work)
 
     async def _metadata(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            servable, sig_map = await self._run(lambda d: self.service.metadata(_ref(request), ["signature_def"]))
+            servable, sig_map = await self.run(lambda d: self.service.metadata(_ref(request), ["signature_def"]))
             return {"model_spec": {"name": servable.model_name, "signature_name": "",
                                    "version": str(servable.version)},
                     "metadata": {"signature_def": json_format.MessageToDict(sig_map, preserving_proto_field_name=True)}}
-        return await self._answer(request, "", work)
+        return await self.answer(request, "", work)
 
     # ------------------------------------------------------------------ POST
     async def _predict(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            deadline = self._deadline()
-            raw = await self._body(request, deadline)
-            return await self._run(lambda d: self._predict_raw(request, raw, d), deadline)
-        return await self._answer(request, "predict", work)
+            deadline = self.deadline()
+            raw = await self.read_body(request, deadline)
+            return await self.run(lambda d: self._predict_raw(request, raw, d), deadline)
+        return await self.answer(request, "predict", work)
 
     async def _classify(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            deadline = self._deadline()
-            body = _parse_body(await self._body(request, deadline))
-            result = await self._run(lambda d: self.service.classify(_ref(request, body), self._examples(body), d),
+            deadline = self.deadline()
+            body = _parse_body(await self.read_body(request, deadline))
+            result = await self.run(lambda d: self.service.classify(_ref(request, body), self._examples(body), d),
                                      deadline)
             assert isinstance(result, ClassifyResult)
             return {"results": [[[label, score] for label, score in row] for row in result.rows()]}
-        return await self._answer(request, "classify", work)
+        return await self.answer(request, "classify", work)
 
     async def _regress(self, request: web.Request) -> web.Response:
         async def work() -> dict:
-            deadline = self._deadline()
-            body = _parse_body(await self._body(request, deadline))
-            result = await self._run(lambda d: self.service.regress(_ref(request, body), self._examples(body), d),
+            deadline = self.deadline()
+            body = _parse_body(await self.read_body(request, deadline))
+            result = await self.run(lambda d: self.service.regress(_ref(request, body), self._examples(body), d),
                                      deadline)
             return {"results": result.values.tolist()}
-        return await self._answer(request, "regress", work)
+        return await self.answer(request, "regress", work)
 
     @staticmethod
     def _examples(body: dict) -> Callable[[], list[bytes]]:

@@ -381,14 +381,14 @@ def test_rest_body_is_compact_float32_and_keeps_strings():
 
 def test_rest_body_writes_nan_and_inf_as_json_does():
     """orjson would write null for NaN; TF Serving accepts NaN/Infinity, so json.dumps writes those."""
-    from serving.client import rest_client
+    from serving.client import _http, rest_client
 
     x = np.array([[np.nan, np.inf, -np.inf, 0.5]], dtype=np.float32)
     raw = dumps_json({"instances": rest_client._to_json_value(x)})
     assert raw == b'{"instances": [[NaN, Infinity, -Infinity, 0.5]]}'
     assert dumps_json({"examples": [{"x": [1.0, float("nan")]}]}) == b'{"examples": [{"x": [1.0, NaN]}]}'
-    assert rest_client._loads(b'{"outputs": [NaN, -Infinity]}')["outputs"][1] == -np.inf
-    assert rest_client._loads(b"") is None and rest_client._loads(b"<html>") is None
+    assert _http.loads(b'{"outputs": [NaN, -Infinity]}')["outputs"][1] == -np.inf
+    assert _http.loads(b"") is None and _http.loads(b"<html>") is None
 
 
 def test_rest_nan_inputs_give_nan_outputs_like_grpc(grpc_client, rest_client):

@@ -193,14 +193,99 @@ def test_help(capsys):
 
 
 def test_rest_calls_run_without_tensorflow(server, files, subprocess_env):
-    """`zoo-query --rest` (status, and a prediction from a uint8 npz) in a fresh process: real
-    answers, and neither TensorFlow nor Keras is imported for them."""
+    """`zoo-query --rest` (status, and a prediction from a uint8 npz), and `--protocol v2` over REST
+    and gRPC, in a fresh process: real answers, and neither TensorFlow nor Keras is imported for
+    them (v2 over gRPC fails this if the v2 client reaches TF Serving's protos)."""
+    v2 = ["--protocol", "v2", "--model-name", "digits"]
     code = ("import sys\nfrom serving.client.cli import main\n"
             f"rcs = [main({[*server['rest'], '--model', 'digits', 'status']!r}),\n"
-            f"       main({[*server['rest'], '--model', 'digits', '--npz', files['uint8']]!r})]\n"
+            f"       main({[*server['rest'], '--model', 'digits', '--npz', files['uint8']]!r}),\n"
+            f"       main({[*server['rest'], *v2, 'status']!r}),\n"
+            f"       main({[*server['grpc'], *v2, '--npz', files['uint8']]!r})]\n"
             "print(rcs, sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=subprocess_env, timeout=120)
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "digits version 1: AVAILABLE" and lines[1].startswith("accuracy: 0.9"), result.stderr
-    assert lines[-1] == "[0, 0] []", result.stdout + result.stderr
+    assert lines[3] == "digits version 1: AVAILABLE" and lines[4] == lines[1], result.stdout + result.stderr
+    assert lines[-1] == "[0, 0, 0, 0] []", result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------ --protocol v2 (Open Inference Protocol)
+# All of these fail before zoo-query had --protocol (a usage error, exit 2).
+
+def _out(argv, capsys) -> str:
+    assert main(argv) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+def test_v2_prints_what_tf_serving_s_api_prints(server, files, capsys, api):
+    """The same top-k lines (classes and probabilities), image files and an npz with --details."""
+    for args in (["--top-k", "3", files["png"], files["jpg"]], ["--details", "--version", "1", "--npz", files["uint8"]]):
+        v1 = _out([*server[api], "--model-name", "digits", *args], capsys)
+        v2 = _out([*server[api], "--protocol", "v2", "--model-name", "digits", *args], capsys)
+        assert v2 == v1 and v1.count("\n") >= 2
+    assert _out([*server[api], "--protocol", "tfserving", "--model-name", "digits", files["png"]], capsys) \
+        == _out([*server[api], "--model-name", "digits", files["png"]], capsys)  # tfserving is the default
+
+
+def test_v2_bytes_over_rest_lets_the_server_decode(server, files, capsys):
+    out = _out([*server["rest"], "--protocol", "v2", "--model-name", "digits", "--bytes", "--top-k", "1",
+                files["png"], files["jpg"]], capsys)
+    assert [line.split(": ")[1].split(" (")[0] for line in out.strip().splitlines()] == [str(y) for y in files["labels"]]
+
+
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+def test_v2_status_and_metadata(server, capsys, api):
+    v2 = [*server[api], "--protocol", "v2", "--model-name", "digits"]
+    assert _out([*v2, "status"], capsys).strip() == "digits version 1: AVAILABLE"
+    assert _out([*v2, "--version", "1", "status"], capsys).strip() == "digits version 1: AVAILABLE"
+    text = _out([*v2, "metadata"], capsys)
+    assert text.startswith("model digits versions 1 (tensorflow_savedmodel)\n  signature serving_default\n")
+    assert "input  images: FP32 [-1, 8, 8, 1]" in text and "output probabilities: FP32 [-1, 10]" in text
+    meta = json.loads(_out([*v2, "--json", "metadata"], capsys))  # the protocol's own field names
+    assert set(meta) == {"name", "versions", "platform", "inputs", "outputs"} and meta["versions"] == ["1"]
+
+
+def test_v2_metadata_of_another_signature_over_rest(server, capsys):
+    text = _out([*server["rest"], "--protocol", "v2", "--model-name", "digits", "--signature", "serving_bytes",
+                 "metadata"], capsys)
+    assert "signature serving_bytes" in text and "BYTES" in text
+
+
+V2_BAD = {  # argv after the endpoint, exit code, text in the one stderr line
+    "unknown model": (["--model-name", "nope", "status"], 1, "NOT_FOUND"),
+    "unknown version": (["--model-name", "digits", "--version", "7", "status"], 1, "NOT_FOUND"),
+    "unknown model predict": (["--model-name", "nope", "PNG"], 1, "NOT_FOUND"),
+    "unknown signature": (["--model-name", "digits", "--signature", "zz", "PNG"], None, "zz"),
+}
+
+
+@pytest.mark.parametrize("api", ["grpc", "rest"])
+@pytest.mark.parametrize("case", sorted(V2_BAD))
+def test_v2_bad_input_is_one_stderr_line(server, files, capsys, api, case):
+    argv, code, text = V2_BAD[case]
+    argv = [files["png"] if a == "PNG" else a for a in argv]
+    if case == "unknown signature" and api == "grpc":  # v2 gRPC metadata cannot name a signature
+        code, text = 2, "use --rest URL for --signature or --bytes"
+    rc = main([*server[api], "--protocol", "v2", *argv])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo-query: error: ") and text in lines[0], captured.err
+    assert rc == (code if code is not None else 1) and captured.out == ""
+
+
+@pytest.mark.parametrize("endpoint", ["--server", "--rest"])
+def test_v2_server_down_names_the_address(files, capsys, endpoint):
+    down = f"127.0.0.1:{free_ports(1)[0]}"
+    target = down if endpoint == "--server" else f"http://{down}"
+    assert main([endpoint, target, "--protocol", "v2", "--model-name", "digits", files["png"]]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("zoo-query: error: UNAVAILABLE") and f"cannot reach a model server at {target}" in err
+
+
+def test_v2_protocol_flag_is_checked(capsys):
+    assert main(["--protocol", "v3", "--model-name", "digits", "status"]) == 2
+    err = capsys.readouterr().err
+    assert "--protocol" in err and "v2" in err and len(err.strip().splitlines()) == 1
