@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from _common import RESULTS_DIR, ROOT, machine_info, machine_line
+from _common import RESULTS_DIR, ROOT, machine_line
 from study import run_compare
 
 from cnnzoo.files import write_atomic

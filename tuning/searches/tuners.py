@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import warnings
-from typing import Any, Iterator, Mapping, Sequence, TextIO
+from typing import Any, Mapping, Sequence, TextIO
 
 import keras_tuner as kt
 from tqdm import tqdm
