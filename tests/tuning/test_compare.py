@@ -166,7 +166,7 @@ def test_cli_max_params_with_max_macs_pair_up(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(rules=("doubling", "nope")), "unknown rule 'nope'; valid:"),
+    (dict(rules=("doubling", "nope")), "unknown rule 'nope' in `rules`; valid:"),
     (dict(rules=("doubling", "custom")), "unknown rule 'custom'"),
     (dict(budgets=(10,)), "budget 10 params is reachable by no rule"),
     (dict(budgets=()), "at least one budget"),
@@ -175,6 +175,7 @@ def test_cli_max_params_with_max_macs_pair_up(tmp_path):
     (dict(budgets=(1500,), budget_kind="both"), "needs params:MACs pairs"),
     (dict(first_seeds=1, seeds=3), "first seeds must be an int >= 2"),
     (dict(first_seeds=2, seeds=3, rules=("linear", "constant")), "include doubling"),
+    (dict(rules=("linear", "constant")), "rules must include doubling"),  # nothing to pair with
     (dict(first_seeds=4, seeds=3), r"first_seeds \(4\) cannot exceed seeds \(3\)"),
     (dict(first_seeds=2, seeds=3, relevant_difference=50.0), "--relevant-difference is in points"),
     (dict(seeds=0), "seeds must be an int >= 1"),
@@ -223,7 +224,7 @@ def test_dataset_without_test_split_is_refused(tmp_path, capsys):
 
 def test_resume_refuses_other_settings(finished, tmp_path):
     _copy(finished, tmp_path)
-    with pytest.raises(CompareError, match="other settings .*epochs: 1 -> 2.*--overwrite"):
+    with pytest.raises(CompareError, match="other settings .*`epochs`: 1 -> 2.*--overwrite"):
         compare(directory=str(tmp_path), project="c", progress=None, **{**FAST, "epochs": 2})
 
 
