@@ -343,9 +343,9 @@ def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], 
                   projects: dict[str, Path], ports: tuple[int, int], args: argparse.Namespace) -> None:
     model = args.model
     _banner("leaderboard head (both searches, by validation accuracy)")
-    print(f"{'#':>2} {'search':<9} {'trial':>5} {'rule':<12} {'filters':<18} {'params':>8} {'val acc':>8}")
+    print(f"{'#':>2} {'search':<9} {'trial':>5} {'rule':<15} {'filters':<18} {'params':>8} {'val acc':>8}")
     for i, r in enumerate(ranked[:8], 1):
-        print(f"{i:>2} {r['project']:<9} {r['trial']:>5} {r['rule']:<12} {r['filters']:<18} "
+        print(f"{i:>2} {r['project']:<9} {r['trial']:>5} {r['rule']:<15} {r['filters']:<18} "
               f"{int(r['params']):>8,} {float(r['metric']):>8.4f}")
     w = exported[0]
     _banner("served answers (held-out test images)")
@@ -370,7 +370,7 @@ def print_summary(ranked: list[dict[str, Any]], exported: list[dict[str, Any]], 
     if cheap is not ranked[0]:
         print(f"-> cheapest within 1 point of the best: {cheap['rule']} {cheap['filters']}, "
               f"{int(cheap['params']):,} params, val {float(cheap['metric']):.4f}")
-    if w["rule"] == "doubling":
+    if w["rule"] == "doubling":  # x2 only: a searched factor is named "stagewise xF"
         print("-> the winner IS doubling: on this budget the habit held up")
     print(f"-> at {ratio:.2f}x doubling's parameters the winner's shape scores "
           f"{float(w['metric']) - baseline['val']:+.4f} validation accuracy (one run each: use "

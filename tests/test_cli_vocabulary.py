@@ -151,42 +151,6 @@ def test_epochs_default_is_the_recipe_s_in_both_tools():
     assert resolve_epochs(SearchConfig(epochs=3), 1000).epochs == 3
 
 
-CHECK_BEFORE_TF = r"""
-import json, sys
-from tuning.searches import cli
-from tuning.comparisons import cli as compare_cli
-results = []
-for main, argv in [
-    (cli.main, ["--rules", "doubing", "--directory", sys.argv[1]]),
-    (cli.main, ["--dataset", "npz:/nonexistent/x.npz", "--directory", sys.argv[1]]),
-    (cli.main, ["--no-fill-budget", "--filters", "16", "32", "--max-params", "300", "--directory", sys.argv[1]]),
-    (compare_cli.main, ["--rules", "doubing", "--max-params", "3000", "--directory", sys.argv[1]]),
-    (compare_cli.main, ["--dataset", "npz:/nonexistent/x.npz", "--max-params", "3000", "--directory", sys.argv[1]]),
-    (compare_cli.main, ["--budgets", "100", "--directory", sys.argv[1]]),
-    (compare_cli.main, ["--max-params", "3000", "--downsample-every", "0", "--directory", sys.argv[1]]),
-]:
-    results.append(main(argv))
-print(json.dumps({"codes": results, "tf": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
-"""
-
-
-def test_input_mistakes_are_one_line_in_flag_names_before_tensorflow_loads(tmp_path, subprocess_env):
-    out = subprocess.run([sys.executable, "-c", CHECK_BEFORE_TF, str(tmp_path)], capture_output=True,
-                         text=True, env=subprocess_env, cwd=ROOT, timeout=120)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"codes": [2] * 7, "tf": False, "keras": False}, (result, out.stderr)
-    err = [ln for ln in out.stderr.splitlines() if ": error: " in ln]
-    assert len(err) == 7, out.stderr
-    assert "unknown rule 'doubing' in --rules" in err[0] and "does not exist" in err[1]
-    assert "no model in the search space meets the budget" in err[2] and "--max-params 300" in err[2]
-    assert "unknown rule 'doubing' in --rules" in err[3] and "does not exist" in err[4]
-    assert "budget 100 params is reachable by no rule" in err[5]
-    assert err[6] == "zoo-compare: error: --downsample-every must be an int >= 1, got 0"
-    assert not any("_" in w and w.isidentifier() for ln in err for w in re.findall(r"\b\w+\b", ln)
-                   if w in ("max_params", "downsample_every", "overwrite")), err
-
-
 @pytest.mark.parametrize("tool, argv, abbreviation", [
     ("zoo-tune", ["--batch-size", "32"], "--batch-size"),  # once a full search at --batch-sizes 32
     ("zoo-tune", ["--max-trial", "1"], "--max-trial"),
@@ -210,37 +174,82 @@ def test_zoo_serve_refuses_abbreviations_too(capsys):
     assert "unrecognized arguments: --model_config" in capsys.readouterr().err
 
 
-EXPORT_CHECKS = r"""
-import json, os, sys
-from serving.exporter import cli
-d = sys.argv[1]
-model = os.path.join(d, "m.keras")
-open(model, "wb").close()  # never loaded: every check below comes first
-os.makedirs(os.path.join(d, "out", "m", "3"))
-codes = [cli.main(argv) for argv in [
-    [model, "--model-name", "m", "--export-dir", os.path.join(d, "out"), "--version", "3"],
-    [d, "--model-name", "m"],
-    [model, "--model-name", "m", "--signatures", "predict,foo"],
-    [model, "--model-name", "a/b"],
-    [model, "--model-name", "m", "--class-names", "cat"],
-    [model],
-]]
-print(json.dumps({"codes": codes, "tf": "tensorflow" in sys.modules, "keras": "keras" in sys.modules}))
+# Runs in a fresh interpreter (this session has TensorFlow loaded): each CLI's main() on each
+# argv, its exit status and stderr, and whether TensorFlow or Keras had been imported by then.
+WALK = r"""
+import contextlib, io, json, sys
+from importlib import import_module
+results = []
+for module, argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = import_module(module).main(argv)
+        except SystemExit as exc:
+            code = exc.code
+    results.append({"code": code, "err": err.getvalue(),
+                    "tf": "tensorflow" in sys.modules or "keras" in sys.modules})
+print(json.dumps(results))
 """
+TUNE, COMPARE, EXPORT = "tuning.searches.cli", "tuning.comparisons.cli", "serving.exporter.cli"
+SERVE, QUERY = "serving.server.cli", "serving.client.cli"
+# (module, argv with {d} for a scratch folder, what the error line says: the flag in its words)
+MISTAKES = [
+    (TUNE, ["--rules", "doubing"], "unknown rule 'doubing' in --rules"),
+    (TUNE, ["--dataset", "npz:/nonexistent/x.npz"], "--dataset 'npz:/nonexistent/x.npz'"),
+    (TUNE, ["--no-fill-budget", "--filters", "16", "32", "--max-params", "300"],
+     "no model in the search space meets the budget"),
+    # these three used to load TensorFlow first (3.5-6 s) and spoke the keywords ("filters: min ...")
+    (TUNE, ["--filters", "64", "8"], "--filters: min 64 > max 8"),
+    (TUNE, ["--dropouts", "1.5"], "--dropouts must be in [0, 1)"),
+    (TUNE, ["--project", "made", "--epochs", "2"],
+     "was made with other settings (--epochs: 99 -> 2); pass --overwrite"),
+    (COMPARE, ["--rules", "doubing", "--max-params", "3000"], "unknown rule 'doubing' in --rules"),
+    (COMPARE, ["--dataset", "npz:/nonexistent/x.npz", "--max-params", "3000"], "does not exist"),
+    (COMPARE, ["--budgets", "100"], "budget 100 params is reachable by no rule"),
+    (COMPARE, ["--max-params", "3000", "--downsample-every", "0"], "--downsample-every must be an int >= 1, got 0"),
+    # "budgets lists a budget twice" after TensorFlow, in the old flag's word
+    (COMPARE, ["--max-params", "8000,8000"], "--max-params lists a budget twice: 8000"),
+    # used to warn, then compare at 8,000 *params*
+    (COMPARE, ["--budget-kind", "macs", "--max-params", "8000"], "--budget-kind macs contradicts --max-params"),
+    # used to train every run, then say "no paired runs against doubling yet"
+    (COMPARE, ["--rules", "linear,constant", "--max-params", "8000"], "--rules must include doubling"),
+    (EXPORT, ["{d}/m.keras", "--model-name", "m", "--export-dir", "{d}/out", "--version", "3"],
+     "pass --overwrite to replace it"),
+    (EXPORT, ["{d}", "--model-name", "m"], "is a folder (a SavedModel?)"),
+    (EXPORT, ["{d}/m.keras", "--model-name", "m", "--signatures", "predict,foo"],
+     "--signatures 'predict,foo'"),
+    (EXPORT, ["{d}/m.keras", "--model-name", "a/b"], "--model-name: invalid model name 'a/b'"),
+    (EXPORT, ["{d}/m.keras", "--model-name", "m", "--class-names", "cat"],
+     "--class-names 'cat': name at least two classes"),
+    (EXPORT, ["{d}/m.keras"], "--model-name is required"),
+    # used to say "no version found" after TensorFlow loaded (3.3 s)
+    (SERVE, ["--model_base_path", "/nonexistent"], "--model_base_path /nonexistent does not exist"),
+    (SERVE, ["--port", "-1", "--model_base_path", "{d}"], "--port"),
+    (QUERY, ["status"], "--model-name is required"),
+]
 
 
-def test_zoo_export_usage_errors_name_the_flag_before_tensorflow_loads(tmp_path, subprocess_env):
-    """Each used to take 2.6-5.7 s (TensorFlow first) and spoke export()'s keywords ("pass
-    overwrite=True", "unknown signatures ['foo']"); a SavedModel folder got "does not exist"."""
-    out = subprocess.run([sys.executable, "-c", EXPORT_CHECKS, str(tmp_path)], capture_output=True,
+def test_every_cli_s_usage_errors_name_the_flag_before_tensorflow_loads(tmp_path, subprocess_env):
+    (tmp_path / "m.keras").write_bytes(b"")  # never loaded: every check comes first
+    (tmp_path / "out" / "m" / "3").mkdir(parents=True)
+    made = tmp_path / "runs" / "made"  # a zoo-tune project made with other settings
+    made.mkdir(parents=True)
+    from tuning.searches.config import SETTINGS_FILE, SearchConfig
+
+    (made / SETTINGS_FILE).write_text(json.dumps(SearchConfig(epochs=99).settings()))
+    runs = ["--directory", str(tmp_path / "runs")]
+    cases = [(m, [a.format(d=tmp_path) for a in argv] + (runs if m in (TUNE, COMPARE) else []))
+             for m, argv, _ in MISTAKES]
+    out = subprocess.run([sys.executable, "-c", WALK, json.dumps(cases)], capture_output=True,
                          text=True, env=subprocess_env, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"codes": [2] * 6, "tf": False, "keras": False}
-    err = [ln for ln in out.stderr.splitlines() if ln.startswith("zoo-export: error: ")]
-    assert len(err) == 6, out.stderr
-    assert "already exists" in err[0] and "pass --overwrite" in err[0]
-    assert "is a folder (a SavedModel?)" in err[1]
-    assert "--signatures 'predict,foo'" in err[2] and "(unknown: foo)" in err[2]
-    assert err[3].startswith("zoo-export: error: --model-name: invalid model name 'a/b'")
-    assert "--class-names 'cat': name at least two classes" in err[4]
-    assert "--model-name is required" in err[5]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(results) == len(MISTAKES)
+    for (module, argv, message), result in zip(MISTAKES, results):
+        errors = [ln for ln in result["err"].splitlines() if ": error: " in ln]
+        assert result["code"] == 2 and len(errors) == 1, (module, argv, result)
+        assert message in errors[0], (module, argv, errors[0])
+        assert not result["tf"], (module, argv, "TensorFlow was imported")
+        # keyword spellings (max_params=, downsample_every) are the Python API's, not a CLI's
+        assert not re.search(r"\b(max_params|downsample_every|overwrite=|budgets lists)\b", errors[0])

@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # README.md and the pages it links to that explain the project to a newcomer.
 PAGES = ["README.md", "zoo/README.md", "tuning/README.md", "saved_models/README.md",
-         "serving/README.md", "deploy/README.md", "benchmarks/README.md", "benchmarks/results/README.md", "docs/architecture.md"]
+         "serving/README.md", "deploy/README.md", "benchmarks/README.md", "benchmarks/results/README.md", "docs/architecture.md",
+         "docs/findings.md"]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
@@ -112,3 +113,12 @@ def test_no_working_notes_in_the_user_docs():
     notes = re.compile(r"\(Q\d\)|\bToday's\b|this time\b|the issue\b|issue's", re.I)
     found = [(p.name, m.group(0)) for p in _pages() for m in notes.finditer(p.read_text("utf-8"))]
     assert not found, found
+
+
+def test_the_front_page_is_short_and_links_to_the_tables():
+    """README.md was 245-253 lines: the front page keeps the pitch, the two commands, the answer
+    (figure and a few lines) and the tours; the studies' tables live on docs/findings.md."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 220
+    assert "](docs/findings.md)" in readme and "| rule | 20k params |" not in readme
+    assert "| rule | 20k params |" in (ROOT / "docs" / "findings.md").read_text(encoding="utf-8")

@@ -22,6 +22,13 @@ from keras_tuner.src import config as _config
 from keras_tuner.src.distribute import utils as _dist_utils
 from keras_tuner.src.engine.objective import MultiObjective, create_objective
 from keras_tuner.src.engine.tuner import maybe_distribute
+from keras_tuner.src.engine import conditions as _conditions
+
+# keras-tuner 1.4's `conditions.Parent.to_proto` keeps a debug `print(self.values[0])`: with
+# `--workers N` every conditional hyperparameter sent to or from the chief put a rule name on
+# stdout (26 stray "doubling"/"linear" lines in a small search). A module global named `print`
+# shadows the builtin in that module only, so nothing else is muted (that module has no other print).
+_conditions.print = lambda *args, **kwargs: None
 
 __all__ = ["MultiObjective", "create_objective", "maybe_distribute", "is_worker", "owns_oracle",
            "tracebacks_silenced", "ORACLE_METHODS", "ORACLE_ATTRIBUTES", "ORACLE_HOOKS",

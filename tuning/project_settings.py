@@ -23,7 +23,8 @@ def check_settings(path: Path, settings: Mapping[str, Any], *, overwrite: bool,
     except (OSError, ValueError):
         raise error(f"{path} is unreadable; pass --overwrite to start the project over") from None
     current = json.loads(json.dumps(settings))  # as it would be saved: tuples become lists
-    diff = [f"{k}: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
+    # Keys in backticks: a CLI's flag_words names them as its flags (`epochs` -> --epochs).
+    diff = [f"`{k}`: {saved.get(k)!r} -> {v!r}" for k, v in current.items() if saved.get(k) != v]
     if diff:
         raise error(f"project {str(path.parent)!r} was made with other settings "
                     f"({'; '.join(diff)}); pass --overwrite or choose another --project")

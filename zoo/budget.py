@@ -4,8 +4,10 @@ A profile is the relative widths of the layers (a rule's plan, or a search's per
 `fit_widths` finds the factor whose rounded widths use a parameter or MAC budget within a tolerance,
 so networks compared at one budget differ in shape, not in size. Rounding keeps the profile's
 order (equal layers stay equal, a wider layer never ends narrower): a fitted doubling still
-doubles. Narrow networks therefore step coarsely, and some budgets fall between two networks; the
-error then names the nearest budgets that can be reached.
+doubles. Narrow networks therefore step coarsely, and some budgets fall between two networks:
+with `strict_order=False` (what `zoo.plan` passes) the layers are then rounded one by one, so
+equal layers may differ by one kernel (constant at 20k parameters on 28x28: 21-20-21-20-21-21);
+otherwise, or where that misses too, the error names the nearest budgets that can be reached.
 """
 from __future__ import annotations
 

@@ -82,8 +82,9 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
     (as `zoo.build` makes it for `input_shape`, `num_classes`, `block`, `downsample`,
     `kernel_size` and `include_top`, head included when there is one) uses the budget within
     +-3%; a `zoo.budget.BudgetError` (a ValueError) gives the nearest reachable budgets when no
-    factor can. Fitting keeps the rule's order: equal layers stay equal and a wider layer never
-    becomes narrower than a narrower one.
+    factor can. Fitting keeps the rule's order where an order-keeping rounding is within +-3%:
+    equal layers stay equal and a wider layer never becomes narrower than a narrower one; where
+    none is, the layers are rounded one by one and equal layers may differ by one kernel.
 
     >>> plan("doubling", depth=6, base_filters=16)
     [16, 16, 32, 32, 64, 64]

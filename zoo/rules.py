@@ -1,7 +1,8 @@
 """The built-in filter-growth rules (each registered under its name; `zoo.plan` applies them).
 
-Defaults are chosen so that the growing rules end at the same width as `doubling` on the same
-depth and schedule: comparisons then differ in the *shape* of the profile, not its end point.
+Defaults are chosen so that `linear` and `geometric` end at the same width as `doubling` on the
+same depth and schedule: comparisons then differ in the *shape* of the profile, not its end point.
+`regnet`'s quantized steps do not (96 at depths 4, 6 and 8 from 16).
 """
 from __future__ import annotations
 

@@ -157,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         options.validate()
         # Parse every config file now so typos are usage errors (exit 2), not start-up failures.
         options.model_configs(), options.batching(), options.monitoring(), options.credentials()
+        # A mistyped path is a usage error, said before TensorFlow loads (not "no version found").
+        if options.model_base_path and not os.path.isdir(options.model_base_path):
+            raise ValueError(f"--model_base_path {options.model_base_path} "
+                             f"{'is not a folder' if os.path.exists(options.model_base_path) else 'does not exist'}")
     except ValueError as exc:
         parser.error(str(exc))
     return _serve(options)

@@ -87,6 +87,28 @@ def test_run_all_readme_combines_json_files(tmp_path):
         run_all.main(["--only", "nope", "--readme-only"])
 
 
+def test_a_median_that_meets_the_target_while_the_measured_values_do_not_is_not_met():
+    """benchmarks/results/README called Q1-digits "met": median per-seed ratio 1.000, but a mean
+    accuracy of 0.979 against doubling's 0.982."""
+    common, run_all = _bench_modules()
+    q1 = common.check("Q1-digits", "search vs doubling", value=0.979, limit=0.982,
+                      ratios=[0.989, 1.0, 1.011], target=1.0, direction=">=", unit="acc",
+                      value_name="per-layer", limit_name="doubling")
+    assert q1["met"] and not common.clearly_met(q1)
+    row = common.checks_table([q1]).splitlines()[2]
+    assert row.endswith("| unclear: median ratio 1.000 meets it, 0.979 / 0.982 = 0.997 does not |")
+    fine = dict(q1, value=0.983)
+    assert common.clearly_met(fine) and common.checks_table([fine]).endswith("| yes |\n")
+    assert "0 of 1 targets met." in run_all.readme([{"name": "q", "title": "Q", "finished": "now",
+                                                      "duration_s": 1.0, "checks": [q1],
+                                                      "machine": _MACHINE}])
+
+
+_MACHINE = {"platform": "Linux", "python": "3.11", "cpu_model": "cpu", "cores": 2,
+            "load_average_at_start": [0.0, 0.0, 0.0], "tensorflow": "2.21", "gpu_used": False,
+            "gpus": []}
+
+
 def test_bench_test_suite_records_a_log_made_by_hand(tmp_path):
     bench = _bench_module("bench_test_suite")
     log = tmp_path / "suite.log"

@@ -94,6 +94,28 @@ def test_a_duplicate_row_never_reaches_the_statistics(finished, tmp_path):
     assert "8 of 8 runs finished" in (project / "compare.md").read_text()
 
 
+def test_the_progress_bar_is_on_stderr_and_only_on_a_terminal():
+    """zoo-compare's bar went to stdout even when redirected (logs full of \r)."""
+    import io
+
+    from tuning.comparisons.runs import RunProgress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    lines, log = io.StringIO(), io.StringIO()
+    plain = RunProgress(3, 0, lines, bar_stream=log)  # stderr redirected: no bar at all
+    plain.update(1, "run 1 done")
+    plain.close()
+    assert lines.getvalue() == "run 1 done\n" and log.getvalue() == ""
+    lines, terminal = io.StringIO(), Terminal()
+    bar = RunProgress(3, 0, lines, bar_stream=terminal)
+    bar.update(1, "run 1 done")
+    bar.close()
+    assert lines.getvalue() == "run 1 done\n" and "1/3 runs" in terminal.getvalue()
+
+
 def test_paired_differences_and_interval():
     runs = [{"rule": r, "budget": 10, "seed": s, "test_accuracy": acc}
             for r, accs in (("doubling", [0.80, 0.82, 0.81]), ("wide", [0.90, 0.93, 0.91]),
@@ -166,7 +188,7 @@ def test_cli_max_params_with_max_macs_pair_up(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(rules=("doubling", "nope")), "unknown rule 'nope'; valid:"),
+    (dict(rules=("doubling", "nope")), "unknown rule 'nope' in `rules`; valid:"),
     (dict(rules=("doubling", "custom")), "unknown rule 'custom'"),
     (dict(budgets=(10,)), "budget 10 params is reachable by no rule"),
     (dict(budgets=()), "at least one budget"),
@@ -175,6 +197,7 @@ def test_cli_max_params_with_max_macs_pair_up(tmp_path):
     (dict(budgets=(1500,), budget_kind="both"), "needs params:MACs pairs"),
     (dict(first_seeds=1, seeds=3), "first seeds must be an int >= 2"),
     (dict(first_seeds=2, seeds=3, rules=("linear", "constant")), "include doubling"),
+    (dict(rules=("linear", "constant")), "rules must include doubling"),  # nothing to pair with
     (dict(first_seeds=4, seeds=3), r"first_seeds \(4\) cannot exceed seeds \(3\)"),
     (dict(first_seeds=2, seeds=3, relevant_difference=50.0), "--relevant-difference is in points"),
     (dict(seeds=0), "seeds must be an int >= 1"),
@@ -223,7 +246,7 @@ def test_dataset_without_test_split_is_refused(tmp_path, capsys):
 
 def test_resume_refuses_other_settings(finished, tmp_path):
     _copy(finished, tmp_path)
-    with pytest.raises(CompareError, match="other settings .*epochs: 1 -> 2.*--overwrite"):
+    with pytest.raises(CompareError, match="other settings .*`epochs`: 1 -> 2.*--overwrite"):
         compare(directory=str(tmp_path), project="c", progress=None, **{**FAST, "epochs": 2})
 
 
@@ -241,8 +264,11 @@ def test_interrupted_cli_resumes_only_what_is_missing(tmp_path, subprocess_env):
                                            or len(runs_file.read_text().splitlines()) < 2):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
+    # redirected: the run lines, no progress bar (it filled logs with \r), and "1 budget"
+    assert "\r" not in out + err and "(2 rules x 1 budget x 2 seeds)" in out, (out, err)
+    assert out.count("constant") + out.count("doubling") >= 2, out  # a line per finished run
     finished = runs_file.read_text().splitlines()
     assert 2 <= len(finished) < 4
     assert main(args) == 0  # the same command again, in-process

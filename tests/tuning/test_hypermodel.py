@@ -153,24 +153,24 @@ def test_fit_releases_the_graphs_tf_pins_so_trials_do_not_leak(data):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(mode="greedy"), "unknown mode 'greedy'; valid: rule, per_layer"),
-    (dict(rules=["fibonacci"]), "unknown rules value 'fibonacci'; valid: combinatorial, constant"),
-    (dict(rules=[]), "rules must not be empty"),
-    (dict(rules="doubling"), "rules must be a list of rule names"),
-    (dict(rules=["custom"]), "unknown rules value 'custom'"),
+    (dict(rules=["fibonacci"]), "unknown rule 'fibonacci' in `rules`; valid: combinatorial, constant"),
+    (dict(rules=[]), "`rules` must not be empty"),
+    (dict(rules="doubling"), "`rules` must be a list of rule names"),
+    (dict(rules=["custom"]), "unknown rule 'custom'"),
     (dict(mode="per_layer", rules=["linear"]), "rules only apply to mode='rule'"),
-    (dict(depth=(4, 2)), r"depth: min 4 > max 2"),
-    (dict(filters=(64, 8)), r"filters: min 64 > max 8"),
-    (dict(filters=(0, 8)), r"filters must be a \(min, max\) pair of ints >= 1"),
-    (dict(depth=3), r"depth must be a \(min, max\) pair of ints"),
+    (dict(depth=(4, 2)), r"`depth`: min 4 > max 2"),
+    (dict(filters=(64, 8)), r"`filters`: min 64 > max 8"),
+    (dict(filters=(0, 8)), r"`filters` must be an int or a \(min, max\) pair of ints >= 1"),
+    (dict(depth="3"), r"`depth` must be an int or a \(min, max\) pair of ints"),
     (dict(depth=(2, 12)), "shrinks the 8x8 input below 1x1"),
-    (dict(blocks=["dense"]), "unknown blocks value 'dense'; valid: plain, residual, separable"),
-    (dict(downsamples=["stride"]), "unknown downsamples value 'stride'"),
-    (dict(dropouts=[1.5]), r"dropouts must be in \[0, 1\)"),
-    (dict(learning_rates=[0.0]), "learning_rates must be positive"),
-    (dict(batch_sizes=[0]), "batch_sizes must be positive ints"),
-    (dict(kernel_sizes=[3, 3]), "kernel_sizes lists a value twice"),
-    (dict(filter_sampling="exp"), "unknown filter_sampling 'exp'; valid: log, linear"),
-    (dict(filter_step=1), "filter_step must be an int >= 2 for log sampling"),
+    (dict(blocks=["dense"]), "unknown value 'dense' in `blocks`; valid: plain, residual, separable"),
+    (dict(downsamples=["stride"]), "unknown value 'stride' in `downsamples`"),
+    (dict(dropouts=[1.5]), r"`dropouts` must be in \[0, 1\)"),
+    (dict(learning_rates=[0.0]), "`learning_rates` must be positive"),
+    (dict(batch_sizes=[0]), "`batch_sizes` must be positive ints"),
+    (dict(kernel_sizes=[3, 3]), "`kernel_sizes` lists a value twice"),
+    (dict(filter_sampling="exp"), "unknown `filter_sampling` 'exp'; valid: log, linear"),
+    (dict(filter_step=1), "`filter_step` must be an int >= 2 for log sampling"),
     (dict(budgets={"max_flops": 3}), r"budgets got unknown key\(s\) \['max_flops'\]"),
     (dict(budgets={"max_params": -1}), "max_params must be None or a positive int"),
     (dict(budgets={"max_latency_ms": 0}), "max_latency_ms must be None or a positive number"),
@@ -179,6 +179,18 @@ def test_fit_releases_the_graphs_tf_pins_so_trials_do_not_leak(data):
 def test_hypermodel_validates_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ZooHyperModel((8, 8, 1), 10, **kwargs)
+
+
+def test_hypermodel_takes_what_zoo_tune_takes():
+    """`ZooHyperModel(depth=3)` failed where `zoo-tune --depth 3` works, and its early-stopping
+    patience was 2 where zoo-tune's and tuning.search's is 3."""
+    from tuning.searches.cli import build_parser
+    from tuning.searches.config import SearchConfig
+
+    hm = ZooHyperModel((8, 8, 1), 10, depth=3, filters=16)
+    assert (hm.depth, hm.filters) == ((3, 3), (16, 16))
+    assert hm.patience == SearchConfig().patience == 3
+    assert "default 3" in next(a.help for a in build_parser()._actions if a.dest == "patience")
 
 
 @pytest.mark.parametrize("shape, classes, message", [

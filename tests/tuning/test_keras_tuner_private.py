@@ -63,3 +63,12 @@ def test_tuner_method_exists_and_run_trial_calls_it(name):
     assert callable(getattr(kt.Tuner, name, None)), f"keras_tuner.Tuner.{name} is gone"
     # tuning.searches.tuners overrides it to seed each execution; run_trial must go through it
     assert name in inspect.getsource(kt.Tuner.run_trial)
+
+
+def test_conditions_sent_to_a_chief_print_nothing(capsys):
+    """keras-tuner's Parent.to_proto printed its first value: 26 stray lines with --workers 2."""
+    from keras_tuner.src.engine import conditions
+
+    proto = conditions.Parent("rule", ["doubling"]).to_proto()
+    assert proto.parent.name == "rule"
+    assert capsys.readouterr().out == ""

@@ -24,7 +24,8 @@ def test_rule_mode_tries_every_rule_before_repeating_and_no_network_twice(tmp_pa
                            directory=tmp_path, max_macs=150_000, **TINY)
     rows = sorted(result.leaderboard(), key=lambda r: r["trial"])
     assert [r["status"] for r in rows] == ["COMPLETED"] * 6
-    assert sorted(r["rule"] for r in rows[:5]) == sorted(rules)  # each once, first
+    # each once, first (the drawn rule: a doubling draw with another factor is "stagewise xF")
+    assert sorted(json.loads(r["hyperparameters"])["rule"] for r in rows[:5]) == sorted(rules)
     networks = _networks(result)
     assert len(set(networks)) == len(networks)
     assert "Rules never trained" not in result.report_path.read_text()
@@ -33,7 +34,7 @@ def test_rule_mode_tries_every_rule_before_repeating_and_no_network_twice(tmp_pa
 def test_a_report_lists_the_rules_that_were_not_tried(tmp_path):
     result = tuning.search(dataset="digits", mode="rule", rules=["doubling", "linear", "diamond"],
                            max_trials=2, seed=1, directory=tmp_path, max_params=6000, **TINY)
-    tried = {r["rule"] for r in result.leaderboard()}
+    tried = {json.loads(r["hyperparameters"])["rule"] for r in result.leaderboard()}
     (missing,) = {"doubling", "linear", "diamond"} - tried
     assert f"Rules never trained (too few trials, or their networks were all duplicates or " \
            f"rejected): {missing}." in result.report_path.read_text()
@@ -86,7 +87,7 @@ def test_resume_refuses_other_settings_and_names_them(tmp_path):
                project="p", max_macs=100_000, **TINY)
     tuning.search(**run)
     with pytest.raises(tuning.SearchError, match=r"project '.*p' was made with other settings "
-                       r"\(max_trials: 1 -> 2; epochs: 1 -> 2; max_macs: 100000 -> 120000; max_rejections: 4 -> 8\); "
+                       r"\(`max_trials`: 1 -> 2; `epochs`: 1 -> 2; `max_macs`: 100000 -> 120000; `max_rejections`: 4 -> 8\); "
                        r"pass --overwrite or choose another --project"):
         tuning.search(**dict(run, max_trials=2, max_macs=120_000, epochs=2))
     assert len(tuning.search(**run).leaderboard()) == 1  # the same settings resume

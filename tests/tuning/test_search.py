@@ -8,6 +8,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from google.protobuf import text_format
 
 import tuning
+from tuning.searches.report import rule_family, rule_label
 from tuning.searches.results import pareto_front
 
 TINY = dict(epochs=1, train_limit=200, batch_sizes=(32,), depth=(2, 3), filters=(8, 32),
@@ -64,7 +65,7 @@ def test_search_leaves_every_file(run, request):
                     "## Rejected and failed trials"):
         assert section in report
     # a table of the best model per rule only where there are rules to compare
-    rules = {r["rule"] for r in rows if r["status"] == "COMPLETED"}
+    rules = {rule_family(r["rule"]) for r in rows if r["status"] == "COMPLETED"}
     assert ("## Best model per rule" in report) == (len(rules) > 1), rules
 
 
@@ -82,7 +83,7 @@ def test_rule_run_rejects_over_budget_without_training(rule_run):
     # rule parameters exist only for the trial's own rule
     for r in rows:
         hp = json.loads(r["hyperparameters"])
-        others = {"doubling", "linear", "diamond"} - {r["rule"]}
+        others = {"doubling", "linear", "diamond"} - {hp.get("rule")}
         assert not any(k.startswith(o + "_") for k in hp for o in others)
 
 
@@ -98,7 +99,7 @@ def test_search_result_api(rule_run):
     _, result = rule_run
     models = result.best_models(1)
     assert models[0].output_shape == (None, 10)
-    assert result.best_hyperparameters(1)[0].values["rule"] == result.leaderboard()[0]["rule"]
+    assert rule_label(result.best_hyperparameters(1)[0].values) == result.leaderboard()[0]["rule"]
     front = result.pareto_front()
     assert front and front[0]["status"] == "COMPLETED"
     assert result.leaderboard()[0] in front  # the most accurate model is always on the front
@@ -114,7 +115,7 @@ def test_export_best_two_labels_the_best_stable(rule_run):
     best, second = result.exported
     assert best.version > second.version  # best exported last, so `latest` serves it too
     meta = json.loads((best.path / "assets.extra" / "zoo.json").read_text())
-    assert meta["hyperparameters"]["rule"] == result.leaderboard()[0]["rule"]
+    assert rule_label(meta["hyperparameters"]) == result.leaderboard()[0]["rule"]
     assert 0 <= meta["metrics"]["test_accuracy"] <= 1 and "val_accuracy" in meta["metrics"]
     config = text_format.Parse((root / "saved_models" / "models.config").read_text(),
                                model_server_config_pb2.ModelServerConfig())

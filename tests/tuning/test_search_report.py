@@ -67,3 +67,24 @@ def test_a_slim_profile_that_pruned_nothing_says_so_and_what_to_change(tmp_path)
 def test_a_slim_profile_that_pruned_has_no_warning(tmp_path, profile):
     assert pruning_note(_slim(profile)) is None
     assert "Warning" not in _report(tmp_path, [_row("00", "slim", 0.95, 7890, 1)], slim=_slim(profile))
+
+
+def test_doubling_means_x2_and_a_searched_factor_is_named_as_the_rule_it_is(tmp_path):
+    """Rule mode searches doubling's factor (1.5-3): a trial drawn with factor 2.21 was labelled
+    "doubling" in the leaderboard, report and plots, and the demo said "the winner IS doubling"."""
+    from tuning.searches.plots import plot_pareto
+    from tuning.searches.report import rule_family, rule_label
+
+    assert rule_label({"rule": "doubling", "doubling_factor": 2.0}) == "doubling"
+    assert rule_label({"rule": "doubling", "doubling_factor": 2.0012}) == "doubling"  # x2.00
+    assert rule_label({"rule": "doubling", "doubling_factor": 2.2137}) == "stagewise x2.21"
+    assert rule_label({"rule": "doubling"}) == "doubling"  # a plan built with the default x2
+    assert rule_label({"rule": "decreasing", "decreasing_factor": 2.5}) == "decreasing"
+    assert rule_family("stagewise x2.21") == rule_family("stagewise x1.70") == "stagewise"
+    rows = [_row("3", "stagewise x2.21", 0.95, 5000, 1), _row("1", "stagewise x1.70", 0.94, 4000, 2),
+            _row("2", "doubling", 0.93, 4500, 3)]
+    report = _report(tmp_path, rows)
+    assert "rule **stagewise x2.21**" in report and "only F = 2 is doubling" in report
+    per_rule = report.split("## Best model per rule", 1)[1].split("\n## ", 1)[0]
+    assert per_rule.count("| stagewise x") == 1 and per_rule.count("| doubling") == 1
+    plot_pareto(rows, [], tmp_path / "pareto.png", "val_accuracy")  # one colour per family

@@ -119,3 +119,21 @@ def test_rule_returning_nonpositive_is_rejected():
             zoo.plan("test_negative", depth=2)
     finally:
         zoo.unregister("test_negative")
+
+
+def test_zoo_readme_says_what_fitting_and_the_rules_do():
+    """zoo/README said "layers of equal width stay equal" (constant at 20k on 28x28 is
+    21-20-21-20-21-21) and "growing rules end at doubling's last width" (regnet ends at 96)."""
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[2] / "zoo" / "README.md").read_text().split())
+    fitted = zoo.plan("constant", depth=6, input_shape=(28, 28, 1), max_params=20000)
+    assert "-".join(map(str, fitted)) == "21-20-21-20-21-21" and set(fitted.profile) == {16}
+    assert ('zoo.plan("constant", depth=6, input_shape=(28, 28, 1), max_params=20000)` is '
+            '`21-20-21-20-21-21`') in text
+    for depth in (4, 6, 8):
+        assert zoo.plan("regnet", depth=depth, base_filters=16)[-1] == 96
+        assert zoo.plan("linear", depth=depth, base_filters=16)[-1] == zoo.plan(
+            "doubling", depth=depth, base_filters=16)[-1]
+    assert "ending at 96 at depths 4, 6 and 8" in text
+    assert "Growing rules default to ending at doubling's last width" not in text

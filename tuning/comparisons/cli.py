@@ -113,8 +113,19 @@ def _budgets(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple
         given = [(old_kind or "params", old)]
     elif old_kind is not None and not given:
         parser.error("--budget-kind needs budgets: give --max-params or --max-macs")
+    elif old_kind is not None and old_kind != ("both" if len(given) > 1 else given[0][0]):
+        # The new flags name their kind; an old --budget-kind that says otherwise would be
+        # ignored silently (--budget-kind macs --max-params 8000 compared at 8,000 params).
+        flags = " and ".join(f"--max-{kind}" for kind, _ in given)
+        parser.error(f"--budget-kind {old_kind} contradicts {flags}, which names the budget "
+                     f"kind itself: drop --budget-kind")
     if not given:
         parser.error("give the budgets: --max-params N[,N...] or --max-macs N[,N...]")
+    for kind, values in given:
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:
+            flag = "--budgets" if old is not None else f"--max-{kind}"
+            parser.error(f"{flag} lists a budget twice: {', '.join(map(str, twice))}")
     if len(given) > 1:
         if len(args.max_params) != len(args.max_macs):
             parser.error(f"--max-params and --max-macs pair up: give as many of each (got "
@@ -172,6 +183,10 @@ def preflight(args: argparse.Namespace) -> None:
                          key=lambda b: (b.params or 0, b.macs or 0))
     except CompareError as exc:
         raise ValueError(f"--max-params/--max-macs: {exc}") from None
+    try:
+        _config(args)  # every check of CompareConfig (pure Python) before TensorFlow too
+    except CompareError as exc:
+        raise ValueError(str(exc)) from None
     valid = [r for r in zoo.list_models() if r != "custom"]
     for rule in args.rules or ():
         if rule not in valid:

@@ -77,10 +77,10 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
             grid = hypermodel.grid
             done = len(read_runs(project_dir))
             alloc = config.allocation
-            seeds = (f"{alloc.first} seeds, up to {alloc.cap} where still open" if alloc
-                     else f"{config.seeds} seeds")
+            seeds = (f"{_count(alloc.first, 'seed')}, up to {alloc.cap} where still open" if alloc
+                     else _count(config.seeds, "seed"))
             print(f"zoo-compare: {'at most ' if alloc else ''}{len(grid.runs)} runs "
-                  f"({len(config.rules)} rules x {len(config.budgets)} budgets x {seeds}"
+                  f"({_count(len(config.rules), 'rule')} x {_count(len(config.budgets), 'budget')} x {seeds}"
                   + (f", {len(grid.unreachable)} rule x budget pairs unreachable"
                      if grid.unreachable else "")
                   + (f"; {done} already done" if done else "") + f") in {project_dir}",
@@ -89,6 +89,11 @@ def compare(config: CompareConfig | None = None, *, progress: TextIO | None = sy
     if chief_or_local:  # a worker leaves the report to the chief (or the launcher)
         _report(config, hypermodel.grid)
     return project_dir
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 budget', '3 budgets'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _report(config: CompareConfig, grid: RunGrid) -> None:

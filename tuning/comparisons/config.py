@@ -160,9 +160,14 @@ class CompareConfig:
         known = [r for r in zoo.list_models() if r != "custom"]
         for r in rules:
             if r not in known:
-                raise CompareError(f"unknown rule {r!r}; valid: {', '.join(known)}")
+                raise CompareError(f"unknown rule {r!r} in `rules`; valid: {', '.join(known)}")
         if len(set(rules)) != len(rules):
             raise CompareError(f"rules lists a rule twice: {list(rules)}")
+        if REFERENCE_RULE not in rules:
+            # Every estimate is a paired difference against doubling: without it a comparison
+            # would train every run and then report nothing.
+            raise CompareError(f"rules must include {REFERENCE_RULE}, the reference every rule is "
+                               f"compared with; got {', '.join(rules)}")
         object.__setattr__(self, "rules", rules)
         if self.budget_kind not in BUDGET_KINDS:
             raise CompareError(f"unknown budget kind {self.budget_kind!r}; valid: "
@@ -183,7 +188,7 @@ class CompareConfig:
         if self.train_limit is not None:
             _positive_int("train_limit", self.train_limit, 10)
         if self.block not in _BLOCKS:
-            raise CompareError(f"unknown block {self.block!r}; valid: {', '.join(_BLOCKS)}")
+            raise CompareError(f"unknown block {self.block!r} in `block`; valid: {', '.join(_BLOCKS)}")
         for name in ("directory", "project"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value or "\0" in value:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,24 +75,33 @@ def read_predictions(project_dir: Path, run: Run) -> dict[str, np.ndarray] | Non
 
 
 class RunProgress:
-    """A tqdm bar over the runs of a study, with one line per finished run above it.
+    """One line per finished run on `stream` (stdout by default), and a tqdm bar over the runs of
+    a study on `bar_stream` (stderr) only when that is a terminal: a redirected log gets the lines
+    without the bar's carriage returns, and the bar never mixes into the output a script reads.
 
     The count is read from runs.jsonl, so with workers each process shows the whole study's
     progress, and tqdm's rate (runs per second of wall time, all processes together) gives the
     ETA."""
 
-    def __init__(self, total: int, done: int, stream: TextIO | None) -> None:
-        self.bar = None if stream is None or done >= total else tqdm(
-            total=total, initial=done, file=stream, unit="run", dynamic_ncols=True,
-            ascii=not (hasattr(stream, "isatty") and stream.isatty()),  # logs stay plain text
+    def __init__(self, total: int, done: int, stream: TextIO | None,
+                 bar_stream: TextIO | None = None) -> None:
+        bar_stream = sys.stderr if bar_stream is None else bar_stream
+        self.stream = stream
+        on_terminal = hasattr(bar_stream, "isatty") and bar_stream.isatty()
+        self.bar = None if stream is None or done >= total or not on_terminal else tqdm(
+            total=total, initial=done, file=bar_stream, unit="run", dynamic_ncols=True,
             mininterval=0, smoothing=0, bar_format="{n}/{total} runs |{bar:24}| "
                                                    "{elapsed} elapsed, ETA {remaining}")
 
     def update(self, done: int, line: str) -> None:
-        if self.bar is None:
+        if self.stream is None:
             return
-        self.bar.write(line, file=self.bar.fp)
-        self.bar.update(max(done - self.bar.n, 0))
+        if self.bar is not None:
+            self.bar.clear()  # the line goes above the bar on a terminal
+        print(line, file=self.stream, flush=True)
+        if self.bar is not None:
+            self.bar.update(max(done - self.bar.n, 0))
+            self.bar.refresh()
 
     def close(self) -> None:
         if self.bar is not None:

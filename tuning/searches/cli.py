@@ -196,13 +196,13 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
     rows = result.leaderboard()
     print(f"\n{result.completed} trained, {result.rejected} rejected over budget; "
           f"leaderboard ({result.metric}):")
-    print(f"{'rank':>4} {'trial':>5} {'rule':<13} {'depth':>5} {'filters':<22} {'params':>9} "
+    print(f"{'rank':>4} {'trial':>5} {'rule':<15} {'depth':>5} {'filters':<22} {'params':>9} "
           f"{result.metric:>12} {'test acc':>8}")
     for r in rows[:10]:
         if r["status"] != "COMPLETED":
             continue
         test = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] != "" else ""
-        print(f"{r['rank']:>4} {r['trial']:>5} {r['origin'] or r['rule']:<13} {r['depth']:>5} {r['filters']:<22} "
+        print(f"{r['rank']:>4} {r['trial']:>5} {r['origin'] or r['rule']:<15} {r['depth']:>5} {r['filters']:<22} "
               f"{r['params']:>9,} {r['metric']:>12.4f} {test:>8}")
     print(f"\nreport: {result.report_path}\nleaderboard: {result.leaderboard_path}")
     for name, path in result.plots.items():

@@ -17,7 +17,7 @@ from typing import Any
 from zoo.budget import BudgetError
 
 __all__ = ["SearchConfig", "SearchError", "SearchBudgetError", "BudgetError", "SEED_SOURCES", "MODES",
-           "SEARCH_MODES", "COST_METRICS", "TRIAL_METRICS", "TUNER_NAMES", "DISTRIBUTIONS"]
+           "SEARCH_MODES", "DEFAULT_PATIENCE", "SETTINGS_FILE", "COST_METRICS", "TRIAL_METRICS", "TUNER_NAMES", "DISTRIBUTIONS"]
 
 # The names the command line offers (this module loads no Keras, so `--help` stays instant).
 MODES = ("rule", "per_layer")  # the hypermodel's search spaces
@@ -26,6 +26,9 @@ TUNER_NAMES = ("random", "bayesian", "hyperband", "grid")
 DISTRIBUTIONS = ("mirrored",)
 
 DEFAULT_MAX_TRIALS = 10
+# Early stopping's patience, the same for zoo-tune, tuning.search and ZooHyperModel.
+DEFAULT_PATIENCE = 3
+SETTINGS_FILE = "zoo_settings.json"  # a project's settings, beside keras-tuner's files
 # What every trial logs (Keras' fit with the accuracy metric, then CostLogger's costs): an
 # objective outside these would fail every trial (early stopping and the oracle find no value).
 COST_METRICS = ("params", "macs", "latency_ms")  # lower is better
@@ -120,7 +123,7 @@ class SearchConfig:
     tensorboard: str | None = None
     distribution: str | None = None
     train_limit: int | None = None
-    patience: int = 3
+    patience: int = DEFAULT_PATIENCE
     max_consecutive_failures: int = 10
     max_rejections: int | None = None
     seed_from: str | None = None

@@ -24,12 +24,12 @@ import keras_tuner as kt
 import zoo
 
 from tuning._keras_tuner import create_objective, is_worker, objective_names, owns_oracle
-from tuning.searches.config import SearchBudgetError, SearchConfig, SearchError
+from tuning.searches.config import SETTINGS_FILE, SearchBudgetError, SearchConfig, SearchError
 from tuning.constraints import Budgets, MeasuredCosts, measure_costs
 from tuning.searches.hypermodel import ZooHyperModel
 from tuning.searches.outputs import write_results
 from tuning.searches.preflight import preflight
-from tuning.project_settings import check_settings, save_settings
+from tuning.project_settings import save_settings
 from tuning.searches.rerank import rerank
 from tuning.searches.results import COST_METRICS, SearchResult, leaderboard_rows, metric_direction, primary_metric, rank_rows
 from tuning.searches.slim_profile import SLIM_FILE, learn_or_load, read_slim
@@ -38,8 +38,6 @@ from tuning.searches.tuners import make_tuner
 
 __all__ = ["search", "SearchConfig", "SearchError", "SearchBudgetError", "make_objective",
            "check_budget_feasible", "prepare", "SETTINGS_FILE", "SLIM_FILE"]
-
-SETTINGS_FILE = "zoo_settings.json"
 
 
 def make_objective(objective: str | Sequence[str] | kt.Objective) -> Any:
@@ -126,9 +124,6 @@ def prepare(config: SearchConfig) -> tuple[SearchConfig, Any, ZooHyperModel, Any
         raise
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as exc:  # bad input: one line
         raise SearchError(str(exc)) from None
-    if owns_oracle():
-        check_settings(config.project_dir / SETTINGS_FILE, config.settings(), overwrite=config.overwrite,
-                       error=SearchError)
     if budgets.needs_latency:  # params and MACs were counted by preflight; latency is measured
         check_budget_feasible(hypermodel)
     return config, data, hypermodel, obj

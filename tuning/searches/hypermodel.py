@@ -23,7 +23,6 @@ from cnnzoo.env import setup_tensorflow
 setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import contextlib
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Iterator
 
@@ -31,49 +30,17 @@ import keras
 import keras_tuner as kt
 
 import zoo
-from zoo.plans import downsample_positions
 from zoo.plans import check_input_shape, check_num_classes
 
 from tuning._memory import custom_gradients_released
-from tuning.searches.config import MODES
+from tuning.searches.config import DEFAULT_PATIENCE, MODES
+from tuning.searches.preflight import check_space
 from zoo.budget import TOLERANCE, BudgetError
 
 from tuning.constraints import Budgets, MeasuredCosts, Rejection, measure_costs
 
 __all__ = ["ZooHyperModel", "MODES", "CostLogger", "OverBudget"]
 
-SAMPLINGS = ("log", "linear")
-# Rules that cannot be searched in rule mode: `custom` needs an explicit list (that is per_layer).
-_NOT_SEARCHABLE = ("custom",)
-
-
-def _int_range(value: Any, arg: str, low: int = 1) -> tuple[int, int]:
-    try:
-        lo, hi = value
-    except (TypeError, ValueError):
-        raise ValueError(f"{arg} must be a (min, max) pair of ints, got {value!r}") from None
-    for v in (lo, hi):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{arg} must be a (min, max) pair of ints >= {low}, got {value!r}")
-    if lo > hi:
-        raise ValueError(f"{arg}: min {lo} > max {hi}; pass (min, max) with min <= max")
-    return int(lo), int(hi)
-
-
-def _choices(value: Any, arg: str, valid: Sequence[Any] | None = None,
-             kind: type | tuple[type, ...] | None = None) -> list[Any]:
-    items = [value] if isinstance(value, (str, int, float)) else list(value or [])
-    if not items:
-        raise ValueError(f"{arg} must not be empty" + (f"; valid: {', '.join(map(str, valid))}"
-                                                       if valid else ""))
-    for item in items:
-        if valid is not None and item not in valid:
-            raise ValueError(f"unknown {arg} value {item!r}; valid: {', '.join(map(str, valid))}")
-        if kind is not None and (isinstance(item, bool) or not isinstance(item, kind)):
-            raise ValueError(f"{arg} values must be {getattr(kind, '__name__', kind)}, got {item!r}")
-    if len(set(items)) != len(items):
-        raise ValueError(f"{arg} lists a value twice: {items}")
-    return items
 
 
 def _plan_kwargs(build_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -147,60 +114,18 @@ class ZooHyperModel(kt.HyperModel):
                  learning_rates: Sequence[float] | float = (3e-3,),
                  batch_sizes: Sequence[int] | int | None = None, filter_sampling: str = "log",
                  filter_step: int | None = None, budgets: Budgets | Mapping[str, Any] | None = None,
-                 monitor: str = "val_accuracy", patience: int = 2, seed: int | None = None,
+                 monitor: str = "val_accuracy", patience: int = DEFAULT_PATIENCE, seed: int | None = None,
                  fill_budget: bool = True, measure_latency: bool | None = None,
                  name: str | None = None, tunable: bool = True) -> None:
         super().__init__(name=name, tunable=tunable)
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
-        self.mode = mode
+        # The space's arguments are checked without TensorFlow (zoo-tune checks them before it loads).
         self.input_shape = check_input_shape(input_shape)
         self.num_classes = check_num_classes(num_classes)
-        searchable = [r for r in zoo.list_models() if r not in _NOT_SEARCHABLE]
-        if mode == "rule":
-            if rules is not None and not isinstance(rules, (list, tuple)):
-                raise ValueError(f"rules must be a list of rule names, got {rules!r}; valid: "
-                                 f"{', '.join(searchable)}")
-            self.rules = _choices(list(searchable if rules is None else rules), "rules", searchable)
-        else:
-            if rules:
-                raise ValueError("rules only apply to mode='rule'; mode='per_layer' searches every "
-                                 "layer's width directly")
-            self.rules = []
-        self.depth = _int_range(depth, "depth")
-        self.filters = _int_range(filters, "filters")
-        self.blocks = _choices(blocks, "blocks", sorted(zoo.BLOCKS))
-        self.kernel_sizes = _choices(kernel_sizes, "kernel_sizes", kind=int)
-        if any(k < 1 for k in self.kernel_sizes):
-            raise ValueError(f"kernel_sizes must be positive ints, got {self.kernel_sizes}")
-        self.downsamples = _choices(downsamples, "downsamples", list(zoo.DOWNSAMPLERS))
-        self.dropouts = _choices(dropouts, "dropouts", kind=(int, float))
-        if any(not 0 <= d < 1 for d in self.dropouts):
-            raise ValueError(f"dropouts must be in [0, 1), got {self.dropouts}")
-        self.learning_rates = _choices(learning_rates, "learning_rates", kind=(int, float))
-        if any(lr <= 0 for lr in self.learning_rates):
-            raise ValueError(f"learning_rates must be positive, got {self.learning_rates}")
-        # None: the shared recipe's batch size for the training set (zoo.Recipe), not searched.
-        self.batch_sizes = None if batch_sizes is None else _choices(batch_sizes, "batch_sizes",
-                                                                     kind=int)
-        if self.batch_sizes is not None and any(b < 1 for b in self.batch_sizes):
-            raise ValueError(f"batch_sizes must be positive ints, got {self.batch_sizes}")
-        if filter_sampling not in SAMPLINGS:
-            raise ValueError(f"unknown filter_sampling {filter_sampling!r}; valid: {', '.join(SAMPLINGS)}")
-        self.filter_sampling = filter_sampling
-        if filter_step is None:
-            filter_step = 2 if filter_sampling == "log" else 8
-        if isinstance(filter_step, bool) or not isinstance(filter_step, int) or filter_step < 1 or (
-                filter_sampling == "log" and filter_step < 2):
-            raise ValueError(f"filter_step must be an int >= 2 for log sampling (a factor) or >= 1 "
-                             f"for linear sampling (an increment), got {filter_step!r}")
-        self.filter_step = filter_step
-        if downsample_every is not None and (isinstance(downsample_every, bool)
-                                             or not isinstance(downsample_every, int)
-                                             or downsample_every < 1):
-            raise ValueError(f"downsample_every must be None or a positive int, got {downsample_every!r}")
-        self.downsample_every = downsample_every
-        self._check_depth_fits()
+        vars(self).update(check_space(
+            mode=mode, rules=rules, depth=depth, filters=filters, blocks=blocks,
+            kernel_sizes=kernel_sizes, downsamples=downsamples, dropouts=dropouts,
+            learning_rates=learning_rates, batch_sizes=batch_sizes, filter_sampling=filter_sampling,
+            filter_step=filter_step, downsample_every=downsample_every, input_shape=self.input_shape))
         self.budgets = Budgets.coerce(budgets)
         if not isinstance(fill_budget, bool):
             raise ValueError(f"fill_budget must be True or False, got {fill_budget!r}")
@@ -224,18 +149,6 @@ class ZooHyperModel(kt.HyperModel):
         self.execution = 0
 
     # --- search space -------------------------------------------------------------------------
-
-    def _check_depth_fits(self) -> None:
-        """Fail now, not in trial 7, when the deepest network would shrink the input below 1x1."""
-        if self.downsamples == ["none"]:
-            return
-        hw = min(self.input_shape[:2])
-        n = len(downsample_positions(self.depth[1], self.downsample_every))
-        if hw / 2 ** n < 1:
-            raise ValueError(
-                f"depth max {self.depth[1]} downsamples {n} times, which shrinks the "
-                f"{self.input_shape[0]}x{self.input_shape[1]} input below 1x1; lower depth or raise "
-                f"downsample_every (at most {int(math.log2(hw))} downsamples fit)")
 
     def _grid(self) -> list[int]:
         lo, hi = self.filters

@@ -2,6 +2,7 @@
 best, leaderboard.csv, the plots, the exports and report.md."""
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,9 @@ def write_results(t: kt.Tuner, hypermodel: Any, data: Any, project_dir: Path,
     exported = (export_winners(models[:config.export], data, t, config.export_dir,
                                config.export_name or config.project_name, metric,
                                config.project_name) if config.export and models else [])
-    untried = [r for r in hypermodel.rules if not any(row["rule"] == r for row in done)]
+    # drawn rules, not labels: a doubling draw with a searched factor is "stagewise xF" but tried
+    drawn = {json.loads(row["hyperparameters"]).get("rule") for row in done}
+    untried = [r for r in hypermodel.rules if r not in drawn]
     report = write_report(project_dir / "report.md", rows=rows, front=front, metric=metric,
                           settings=settings, budgets=hypermodel.budgets.to_dict(),
                           reference=reference, exported=exported, untried_rules=untried,

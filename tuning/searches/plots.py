@@ -13,6 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from tuning.searches.report import rule_family  # noqa: E402
+
 __all__ = ["plot_pareto", "plot_filters"]
 
 
@@ -20,10 +22,10 @@ def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
                 metric: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     done = [r for r in rows if r["status"] == "COMPLETED" and r["metric"] != "" and r["params"] != ""]
-    rules = sorted({r["rule"] for r in done})
+    rules = sorted({rule_family(r["rule"]) for r in done})  # one colour for every stagewise xF
     cmap = plt.get_cmap("tab10")
     for i, rule in enumerate(rules):
-        pts = [r for r in done if r["rule"] == rule]
+        pts = [r for r in done if rule_family(r["rule"]) == rule]
         ax.scatter([r["params"] for r in pts], [r["metric"] for r in pts], s=36,
                    color=cmap(i % 10), label=rule, alpha=0.85, edgecolors="none")
     if front:

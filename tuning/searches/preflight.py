@@ -8,20 +8,25 @@ unreachable budget is one line within a second instead of after TensorFlow's sta
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import zoo
 from zoo.costs import BLOCK_COSTS, Costs, count_costs
-from zoo.plans import DOWNSAMPLERS, architecture
+from zoo.plans import DOWNSAMPLERS, architecture, downsample_positions
 
-from tuning.searches.config import SearchConfig, SearchError, SearchBudgetError
+from tuning.project_settings import check_settings
+from tuning.searches.config import MODES, SETTINGS_FILE, SearchConfig, SearchError, SearchBudgetError
 
 __all__ = ["preflight", "load_data", "resolve_epochs", "smallest_costs", "check_directory",
-           "NOT_SEARCHABLE"]
+           "check_space", "NOT_SEARCHABLE", "SAMPLINGS"]
 
 NOT_SEARCHABLE = ("custom",)  # rules rule mode never draws (custom needs explicit widths)
+SAMPLINGS = ("log", "linear")  # how the per-layer widths between MIN and MAX are spaced
 
 # The dataset the last preflight loaded, handed to the search that follows it in this process
 # (the CLI checks first, then searches: load once).
@@ -42,7 +47,7 @@ def load_data(config: SearchConfig) -> Any:
     try:
         return zoo.datasets.load(config.dataset)
     except (ValueError, TypeError, FileNotFoundError, RuntimeError, OSError) as exc:
-        raise SearchError(f"dataset {config.dataset!r}: {exc}") from None
+        raise SearchError(f"`dataset` {config.dataset!r}: {exc}") from None
 
 
 def resolve_epochs(config: SearchConfig, n_train: int) -> SearchConfig:
@@ -59,16 +64,120 @@ def _items(value: Any) -> list[Any]:
     return [value] if isinstance(value, (str, int, float)) else list(value)
 
 
-def _check_names(config: SearchConfig) -> None:
-    if config.mode == "rule" and isinstance(config.rules, (list, tuple)):
-        valid = [r for r in zoo.list_models() if r not in NOT_SEARCHABLE]
-        for rule in config.rules:
-            if rule not in valid:
-                raise SearchError(f"unknown rule {rule!r} in `rules`; valid: {', '.join(valid)}")
-    for field, valid in (("blocks", sorted(BLOCK_COSTS)), ("downsamples", list(DOWNSAMPLERS))):
-        for value in _items(getattr(config, field)):
-            if value not in valid:
-                raise SearchError(f"unknown value {value!r} in `{field}`; valid: {', '.join(valid)}")
+def _int_range(value: Any, arg: str, low: int = 1) -> tuple[int, int]:
+    """`(min, max)`; a single int N is the range (N, N), as `--depth N` is on the command line."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    try:
+        lo, hi = value
+    except (TypeError, ValueError):
+        raise ValueError(f"`{arg}` must be an int or a (min, max) pair of ints, got {value!r}") from None
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"`{arg}` must be an int or a (min, max) pair of ints >= {low}, "
+                             f"got {value!r}")
+    if lo > hi:
+        raise ValueError(f"`{arg}`: min {lo} > max {hi}; give MIN MAX with MIN <= MAX")
+    return int(lo), int(hi)
+
+
+def _choices(value: Any, arg: str, valid: Sequence[Any] | None = None,
+             kind: type | tuple[type, ...] | None = None) -> list[Any]:
+    items = [value] if isinstance(value, (str, int, float)) else list(value or [])
+    if not items:
+        raise ValueError(f"`{arg}` must not be empty" + (f"; valid: {', '.join(map(str, valid))}"
+                                                         if valid else ""))
+    for item in items:
+        if valid is not None and item not in valid:
+            raise ValueError(f"unknown value {item!r} in `{arg}`; valid: {', '.join(map(str, valid))}")
+        if kind is not None and (isinstance(item, bool) or not isinstance(item, kind)):
+            raise ValueError(f"`{arg}` values must be {getattr(kind, '__name__', 'numbers')}, "
+                             f"got {item!r}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"`{arg}` lists a value twice: {items}")
+    return items
+
+
+def check_space(*, mode: str = "rule", rules: Sequence[str] | None = None, depth: Any = (2, 4),
+                filters: Any = (8, 64), blocks: Any = ("plain",), kernel_sizes: Any = (3,),
+                downsamples: Any = ("max",), dropouts: Any = (0.0,), learning_rates: Any = (3e-3,),
+                batch_sizes: Any = None, filter_sampling: str = "log", filter_step: int | None = None,
+                downsample_every: int | None = None,
+                input_shape: Sequence[int] | None = None) -> dict[str, Any]:
+    """The search space's arguments, checked and normalised (ranges as (min, max), choices as
+    lists); ValueError naming the argument in backticks otherwise.
+
+    No TensorFlow: `ZooHyperModel` (the space's owner) takes its attributes from here, and
+    zoo-tune runs the same checks before TensorFlow loads. With `input_shape`, also checks that the
+    deepest network does not downsample the input below 1x1."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(MODES)}")
+    searchable = [r for r in zoo.list_models() if r not in NOT_SEARCHABLE]
+    if mode == "rule":
+        if rules is not None and not isinstance(rules, (list, tuple)):
+            raise ValueError(f"`rules` must be a list of rule names, got {rules!r}; valid: "
+                             f"{', '.join(searchable)}")
+        for rule in rules or ():
+            if rule not in searchable:
+                raise ValueError(f"unknown rule {rule!r} in `rules`; valid: {', '.join(searchable)}")
+        rules = _choices(list(searchable if rules is None else rules), "rules", searchable)
+    elif rules:
+        raise ValueError("rules only apply to mode='rule'; mode='per_layer' searches every "
+                         "layer's width directly")
+    space: dict[str, Any] = {
+        "mode": mode, "rules": list(rules or []),
+        "depth": _int_range(depth, "depth"), "filters": _int_range(filters, "filters"),
+        "blocks": _choices(blocks, "blocks", sorted(BLOCK_COSTS)),
+        "kernel_sizes": _choices(kernel_sizes, "kernel_sizes", kind=int),
+        "downsamples": _choices(downsamples, "downsamples", list(DOWNSAMPLERS)),
+        "dropouts": _choices(dropouts, "dropouts", kind=(int, float)),
+        "learning_rates": _choices(learning_rates, "learning_rates", kind=(int, float)),
+        # None: the shared recipe's batch size for the training set (zoo.Recipe), not searched.
+        "batch_sizes": None if batch_sizes is None else _choices(batch_sizes, "batch_sizes", kind=int)}
+    if any(k < 1 for k in space["kernel_sizes"]):
+        raise ValueError(f"`kernel_sizes` must be positive ints, got {space['kernel_sizes']}")
+    if any(not (math.isfinite(d) and 0 <= d < 1) for d in space["dropouts"]):
+        raise ValueError(f"`dropouts` must be in [0, 1), got {space['dropouts']}")
+    if any(not (math.isfinite(lr) and lr > 0) for lr in space["learning_rates"]):
+        raise ValueError(f"`learning_rates` must be positive, got {space['learning_rates']}")
+    if space["batch_sizes"] is not None and any(b < 1 for b in space["batch_sizes"]):
+        raise ValueError(f"`batch_sizes` must be positive ints, got {space['batch_sizes']}")
+    if filter_sampling not in SAMPLINGS:
+        raise ValueError(f"unknown `filter_sampling` {filter_sampling!r}; valid: {', '.join(SAMPLINGS)}")
+    if filter_step is None:
+        filter_step = 2 if filter_sampling == "log" else 8
+    if isinstance(filter_step, bool) or not isinstance(filter_step, int) or filter_step < 1 or (
+            filter_sampling == "log" and filter_step < 2):
+        raise ValueError(f"`filter_step` must be an int >= 2 for log sampling (a factor) or >= 1 "
+                         f"for linear sampling (an increment), got {filter_step!r}")
+    if downsample_every is not None and (isinstance(downsample_every, bool)
+                                         or not isinstance(downsample_every, int)
+                                         or downsample_every < 1):
+        raise ValueError(f"`downsample_every` must be None or a positive int, got {downsample_every!r}")
+    space.update(filter_sampling=filter_sampling, filter_step=filter_step,
+                 downsample_every=downsample_every)
+    if input_shape is not None and space["downsamples"] != ["none"]:
+        # Fail now, not in trial 7, when the deepest network would shrink the input below 1x1.
+        hw = min(input_shape[:2])
+        n = len(downsample_positions(space["depth"][1], downsample_every))
+        if hw / 2 ** n < 1:
+            raise ValueError(
+                f"`depth` max {space['depth'][1]} downsamples {n} times, which shrinks the "
+                f"{input_shape[0]}x{input_shape[1]} input below 1x1; lower `depth` or raise "
+                f"downsample_every (at most {int(math.log2(hw))} downsamples fit)")
+    return space
+
+
+def _check_space(config: SearchConfig, input_shape: Sequence[int] | None = None) -> None:
+    try:
+        check_space(mode=config.space_mode, rules=None if config.rules is None else list(config.rules),
+                    depth=config.depth, filters=config.filters, blocks=config.blocks,
+                    kernel_sizes=config.kernel_sizes, downsamples=config.downsamples,
+                    dropouts=config.dropouts, learning_rates=config.learning_rates,
+                    batch_sizes=config.batch_sizes, filter_sampling=config.filter_sampling,
+                    filter_step=config.filter_step, input_shape=input_shape)
+    except ValueError as exc:
+        raise SearchError(str(exc)) from None
 
 
 def smallest_costs(config: SearchConfig, input_shape: Any, num_classes: int,
@@ -145,12 +254,16 @@ def preflight(config: SearchConfig, *, keep_data: bool = False) -> tuple[SearchC
 
     `keep_data`: hand the loaded data to the next search of this process (the CLI's case)."""
     global _last
-    _check_names(config)
+    _check_space(config)  # a typo'd name before the data loads
     data = load_data(config)
+    _check_space(config, data.input_shape)
     n_train = len(data.x_train) if config.train_limit is None else min(config.train_limit,
                                                                          len(data.x_train))
     config = resolve_epochs(config, n_train)
     check_budget_reachable(config, data.input_shape, data.num_classes)
+    if os.environ.get("KERASTUNER_TUNER_ID", "chief") == "chief":  # the process that owns the project
+        check_settings(config.project_dir / SETTINGS_FILE, config.settings(),
+                       overwrite=config.overwrite, error=SearchError)
     check_directory(config.directory, "directory")
     if config.export:
         check_directory(config.export_dir, "export_dir")

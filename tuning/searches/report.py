@@ -9,7 +9,29 @@ import zoo
 from zoo.costs import count_costs
 from zoo.plans import architecture
 
-__all__ = ["doubling_reference", "write_report", "Reference"]
+__all__ = ["doubling_reference", "write_report", "Reference", "rule_label", "rule_family",
+           "STAGEWISE"]
+
+# Rule mode searches doubling's `factor` (zoo's space for it is 1.5-3): a trial that multiplies
+# its widths by 2.21 at each downsample is not doubling, in a tool whose question is "is doubling
+# right?". It is named as the rule it is: "stagewise x2.21" (PyramidNet's per-layer "geometric"
+# is a registered rule of its own, so that name is taken).
+STAGEWISE = "stagewise"
+
+
+def rule_label(values: Any) -> str:
+    """The rule a trial's hyperparameter values describe: `doubling` only at x2 (to the 2 decimals
+    shown), `stagewise xF` for another searched factor, else the drawn rule as it is."""
+    rule = str(values.get("rule", ""))
+    factor = values.get("doubling_factor")
+    if rule == "doubling" and factor is not None and round(float(factor), 2) != 2.0:
+        return f"{STAGEWISE} x{float(factor):.2f}"
+    return rule
+
+
+def rule_family(label: str) -> str:
+    """What a label groups under in plots and per-rule tables: every `stagewise xF` together."""
+    return STAGEWISE if str(label).startswith(STAGEWISE + " x") else str(label)
 
 
 @dataclass(frozen=True)
@@ -112,6 +134,10 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
     if untried_rules:
         L += [f"Rules never trained (too few trials, or their networks were all duplicates or "
               f"rejected): {', '.join(untried_rules)}.", ""]
+    if any(rule_family(r["rule"]) == STAGEWISE for r in rows):
+        L += [f"`{STAGEWISE} xF`: the widths grow by the factor F at each downsample. Rule mode "
+              f"searches doubling's factor; only F = 2 is doubling, and only those trials are "
+              f"named so.", ""]
 
     cols = [("rank", "rank"), ("trial", "trial"), ("origin", "origin"), ("rule", "rule"), ("block", "block"),
             ("depth", "depth"), ("filters", "filters"), ("params", "params"), ("MACs", "macs"),
@@ -148,7 +174,7 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
         else:
             per_rule: dict[str, dict[str, Any]] = {}
             for r in done:
-                per_rule.setdefault(r["rule"], r)
+                per_rule.setdefault(rule_family(r["rule"]), r)
             if len(per_rule) > 1:
                 L += ["## Best model per rule", ""] + _table(list(per_rule.values()), cols) + [""]
             if len(front) > 1:

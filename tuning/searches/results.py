@@ -19,6 +19,7 @@ import keras_tuner as kt
 from tuning._keras_tuner import MultiObjective
 from tuning.constraints import Rejection
 from tuning.searches.config import COST_METRICS
+from tuning.searches.report import rule_label
 from tuning.searches.rerank import rerank_mean
 from tuning.searches.tuners import trial_reason, trial_status
 
@@ -72,7 +73,8 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, origins: dict[str, str
                    reason=trial_reason(trial, tuner.project_dir) if status != "COMPLETED" else "",
                    hyperparameters=json.dumps(values, sort_keys=True, default=str),
                    # slim's trial has per-layer values, but its widths are slim's, not a draw's
-                   rule=values.get("rule", "slim" if origin == "slim" else "per_layer"),
+                   rule=(rule_label(values) if "rule" in values
+                         else "slim" if origin == "slim" else "per_layer"),
                    block=values.get("block", ""),
                    depth=values.get("depth", ""))
         try:

@@ -27,6 +27,7 @@ from tuning._keras_tuner import is_worker, tracebacks_silenced
 from tuning.constraints import Rejection
 from tuning.searches.hypermodel import OverBudget
 from tuning.searches.oracles import ORACLES
+from tuning.searches.report import rule_label
 
 __all__ = ["TUNERS", "make_tuner", "trial_status", "trial_reason", "progress_line"]
 
@@ -59,7 +60,8 @@ def progress_line(trial: kt.engine.trial.Trial, hypermodel: Any, objective_name:
         values = trial.hyperparameters.values
         plan = hypermodel.plan(trial.hyperparameters.copy())
         filters = "-".join(map(str, plan))
-        parts.append(f"{values.get('rule', free_widths)}/{values.get('block', '?')} filters={filters}")
+        rule = rule_label(values) if "rule" in values else free_widths
+        parts.append(f"{rule}/{values.get('block', '?')} filters={filters}")
     except Exception as exc:  # a report line must never stop the search
         parts.append(f"(architecture unavailable: {exc})")
     m = trial.metrics
