@@ -26,6 +26,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from serving import tensors
+from serving.server import deadlines
 from serving.server.batching import Batcher
 from serving.config_files import BatchingParameters
 from serving.errors import ServingError, as_serving_error, failed_precondition, invalid_argument, not_found
@@ -230,16 +231,19 @@ class Servable:
             if self.state in (State.END, State.START, State.LOADING):
                 return  # never loaded, or done; a load in progress ends on its own
             self.state = State.UNLOADING
+            end = time.monotonic() + max(0.0, timeout)
             self._cond.wait_for(lambda: self._inflight == 0, timeout=timeout)
-        self._close_batchers()
+        # the batches still queued get what is left of the same timeout, never more (a stop's grace)
+        self._close_batchers(max(0.0, end - time.monotonic()))
         self.signatures = {}
         self._loaded = None
         self.state = State.END
 
-    def _close_batchers(self) -> None:
+    def _close_batchers(self, timeout: float = 0.0) -> None:
+        end = time.monotonic() + timeout
         for sig in self.signatures.values():
             if sig.batcher is not None:
-                sig.batcher.close()
+                sig.batcher.close(timeout=max(0.0, end - time.monotonic()))
                 sig.batcher = None
 
     @contextlib.contextmanager
@@ -318,10 +322,9 @@ class Servable:
     def _call(self, sig: Signature, inputs: dict[str, np.ndarray], deadline: float | None) -> dict[str, np.ndarray]:
         if sig.batcher is not None:
             return sig.batcher.submit(inputs, deadline)
-        if deadline is not None and time.monotonic() > deadline:
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded")
         assert sig.runner is not None
-        return sig.runner(inputs)
+        with deadlines.bounded(deadline):  # not started past it; cancelled in TF when it passes
+            return sig.runner(inputs)
 
     def predict(self, signature_name: str, inputs: dict[str, np.ndarray], output_filter: list[str] | tuple = (),
                 deadline: float | None = None) -> tuple[str, dict[str, np.ndarray]]:

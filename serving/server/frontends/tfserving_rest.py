@@ -250,6 +250,10 @@ class RestApi:
             return await asyncio.wait_for(future, None if deadline is None else max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out") from None
+        except ServingError as exc:  # the service stopped the work at the same deadline: same answer
+            if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out") from None
+            raise
 
     # ------------------------------------------------------------------ GET
     async def _status(self, request: web.Request) -> web.Response:
