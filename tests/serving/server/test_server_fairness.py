@@ -151,3 +151,35 @@ def test_rest_threads_default_to_grpc_max_threads(tmp_path):
     with ModelServer(ServerOptions(model_name="tiny", model_base_path=str(tmp_path / "tiny"), port=0,
                                    rest_api_port=0, grpc_max_threads=1)) as server:
         assert server._executor._max_workers == 1
+
+
+def test_sigterm_with_batching_exits_within_the_grace(tmp_path):
+    """Defect 3: with --enable_batching, SIGTERM during a long request waited the batcher's fixed
+    30 s on top of the 10 s grace (fails on the old code: the process is still alive at 16 s)."""
+    sm.write_spinning_model(str(tmp_path / "slow"), 1, seconds=60.0)
+    rel.batching_file(tmp_path / "batching.txt", max_batch_size=4, timeout_micros=0, threads=1)
+    srv = rel.ServerProcess(tmp_path, ["--model_name=slow", f"--model_base_path={tmp_path / 'slow'}",
+                                       "--enable_batching", f"--batching_parameters_file={tmp_path / 'batching.txt'}"],
+                            rest=False, name="sigterm")
+    with srv:
+        channel = grpc.insecure_channel(srv.target)
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        call = stub.Predict.future(_predict_request("slow"))  # no deadline: 60 s of model time
+        sm.wait_for(lambda: _cpu_seconds(srv.pid) > 0 and "Running gRPC" in srv.log() and
+                    _busy(srv.pid), timeout=30)
+        start = time.monotonic()
+        srv.proc.terminate()
+        try:
+            srv.proc.wait(timeout=16)  # the 10 s grace + the documented 5 s margin (+1 s slack)
+        except Exception:
+            pytest.fail(f"still running {time.monotonic() - start:.1f} s after SIGTERM")
+        assert srv.proc.returncode == 0
+        call.cancel()
+        channel.close()
+
+
+def _busy(pid: int) -> bool:
+    """The process used CPU in the last 0.2 s (its model run has started)."""
+    before = _cpu_seconds(pid)
+    time.sleep(0.2)
+    return _cpu_seconds(pid) - before > 0.1
