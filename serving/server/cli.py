@@ -27,7 +27,7 @@ from serving.server.options import NUMERIC, ServerOptions, parse_number
 ENGINES = ("embedded", "tensorflow_model_server")
 # Flags that exist only in our engine; everything else is passed to tensorflow_model_server as is.
 _EMBEDDED_ONLY = ("host", "gpu_memory_growth", "ssl_cert_file", "ssl_key_file", "rest_api_header_timeout_in_ms",
-                  "rest_api_idle_timeout_in_ms", "rest_api_max_uncompressed_bytes")
+                  "rest_api_idle_timeout_in_ms", "rest_api_write_timeout_in_ms", "rest_api_max_uncompressed_bytes")
 GRACE_SECONDS = 10.0  # SIGTERM/SIGINT: how long in-flight requests may finish before the process ends
 
 TRUST = """\
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
            "closed (ours; default 10000)")
     a("--rest_api_idle_timeout_in_ms", default=75000,
       help="a REST connection without a request in progress is closed after this (ours; default 75000)")
+    a("--rest_api_write_timeout_in_ms", default=30000,
+      help="a REST answer its client has not taken within this is dropped and the connection closed "
+           "(ours; default 30000)")
     a("--rest_api_max_uncompressed_bytes", default=100 * 1024 * 1024,
       help="largest gzip/deflate REST body once inflated; beyond it 400 (ours; default 104857600, "
            "TF Serving's limit)")

@@ -134,7 +134,8 @@ class ModelServer:
             from aiohttp import web
 
             self._runner = make_runner(api, header_timeout=o.rest_api_header_timeout_in_ms / 1000,
-                                       idle_timeout=o.rest_api_idle_timeout_in_ms / 1000)
+                                       idle_timeout=o.rest_api_idle_timeout_in_ms / 1000,
+                                       write_timeout=o.rest_api_write_timeout_in_ms / 1000)
             await self._runner.setup()
             site = web.TCPSite(self._runner, o.host, o.rest_api_port)
             await site.start()

@@ -39,6 +39,7 @@ NUMERIC: dict[str, tuple[type, float, float]] = {
     "rest_api_timeout_in_ms": (int, 0, INT32_MAX),
     "rest_api_header_timeout_in_ms": (int, 1, INT32_MAX),
     "rest_api_idle_timeout_in_ms": (int, 1, INT32_MAX),
+    "rest_api_write_timeout_in_ms": (int, 1, INT32_MAX),
     "rest_api_max_uncompressed_bytes": (int, 1, INT32_MAX),
     "tensorflow_intra_op_parallelism": (int, 0, INT32_MAX),
     "tensorflow_inter_op_parallelism": (int, 0, INT32_MAX),
@@ -99,6 +100,7 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000  # a REST call, body upload included; 0 = unbounded
     rest_api_header_timeout_in_ms: int = 10000  # from a request's first byte to its last header line
     rest_api_idle_timeout_in_ms: int = 75000  # a connection with no request in progress is closed
+    rest_api_write_timeout_in_ms: int = 30000  # an answer not taken by its client by then: connection closed
     rest_api_max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES  # a gzip/deflate body, inflated
     tensorflow_intra_op_parallelism: int = 0  # 0 = TF's default (all cores)
     tensorflow_inter_op_parallelism: int = 0  # 0 = TF's default

@@ -212,15 +212,20 @@ class _Spins(tf.Module):
     def lookup(self, ids):
         return {"values": tf.gather(self.table, ids)}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="n")])
+    def fill(self, n):
+        return {"values": tf.fill(tf.stack([tf.shape(n, out_type=tf.int64)[0], n[0]]), 0.5)}
+
 
 def write_spinning_model(base_path: str, version: int, seconds: float) -> str:
     """`base_path/<version>/` whose serving_default spends `seconds` of model time per call and
-    whose `lookup` signature (ids [None] int64 -> values) fails for an id outside [0, 10)."""
+    whose `lookup` signature (ids [None] int64 -> values) fails for an id outside [0, 10); `fill`
+    answers n[0] halves per row (a big answer from a small request)."""
     module = _Spins(seconds)
     final = os.path.join(base_path, str(version))
     tmp = os.path.join(base_path, f".tmp-{version}")
     os.makedirs(base_path, exist_ok=True)
     tf.saved_model.save(module, tmp, signatures={"serving_default": module.serving_default,
-                                                 "lookup": module.lookup})
+                                                 "lookup": module.lookup, "fill": module.fill})
     os.rename(tmp, final)
     return final

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import urllib.error
@@ -45,7 +46,8 @@ def server(tmp_path_factory):
         f'  config {{ name: "slow" base_path: "{root / "slow"}" model_platform: "tensorflow" }}\n'
         "}\n")
     srv = rel.ServerProcess(root, [f"--model_config_file={root / 'models.config'}", "--grpc_max_threads=2",
-                                   "--rest_api_num_threads=2", "--rest_api_timeout_in_ms=2000"], name="fairness")
+                                   "--rest_api_num_threads=2", "--rest_api_timeout_in_ms=2000",
+                                   "--rest_api_write_timeout_in_ms=1000"], name="fairness")
     with srv:
         channel = grpc.insecure_channel(srv.target)
         srv.channel = channel
@@ -183,3 +185,29 @@ def _busy(pid: int) -> bool:
     before = _cpu_seconds(pid)
     time.sleep(0.2)
     return _cpu_seconds(pid) - before > 0.1
+
+
+def test_an_answer_its_client_does_not_read_is_dropped(server):
+    """Defect 4: a client that never reads pinned a 20 MB answer in memory, readable for as long
+    as it liked (fails on the old code: no such close, and the whole answer can still be read)."""
+    body = json.dumps({"signature_name": "fill", "instances": [5_000_000]}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", server.rest_port))
+    try:
+        sock.sendall(b"POST /v1/models/slow:predict HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        sm.wait_for(lambda: "did not take its answer" in server.log(), timeout=20)
+        sock.settimeout(10)
+        received, ended = 0, False
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+            ended = True  # EOF
+        except ConnectionResetError:
+            ended = True
+        except socket.timeout:
+            pass
+        assert ended and received < 20_000_000, (ended, received)
+    finally:
+        sock.close()
