@@ -125,6 +125,10 @@ class ModelManager:
         self._config_error: str | None = None  # the config file problem last logged
         self._config_seen: list[ModelConfig] | None = configs if config_file else None
         self._fresh_list_errors: dict[str, str] = {}
+        # A model a config change could not add: (base_path, its failed loads and their servables).
+        # The next attempt (a config poll) starts from them, so a version whose files did not change
+        # is retried only as --max_num_load_retries / --load_retry_interval_micros allow.
+        self._fresh_failures: dict[str, tuple[str, dict[int, _Failure], dict[int, Servable]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -382,6 +386,24 @@ class ModelManager:
                         f"Request to assign label to version {version} of model {model.config.name}, "
                         "which is not currently available for inference")
 
+    @staticmethod
+    def _check_labels_on_disk(configs: list[ModelConfig]) -> None:
+        """FAILED_PRECONDITION, before any load, for a label on a version that is not on disk or
+        that the model's version policy does not serve: loading the model first (and unloading it
+        when the label check fails) would repeat at every config poll."""
+        for cfg in configs:
+            if not cfg.labels:
+                continue
+            try:
+                aspired = cfg.aspired(list_versions(cfg.base_path, []))
+            except OSError:
+                continue  # reported by the load, as for a model without labels
+            for label, version in cfg.labels:
+                if version not in aspired:
+                    raise failed_precondition(
+                        f"Request to assign label to version {version} of model {cfg.name}, "
+                        "which is not currently available for inference")
+
     def apply_config(self, configs: list[ModelConfig], wait: bool = True, timeout: float | None = None,
                      log_failure: bool = True) -> None:
         """Replace the served model set (models left out are unloaded), all or nothing.
@@ -421,11 +443,16 @@ class ModelManager:
             else:
                 # (what a failed attempt to add it logged is not logged again at every config poll)
                 new[cfg.name] = _Model(cfg, list_error=self._fresh_list_errors.get(cfg.name))
+                base_path, failed, versions = self._fresh_failures.get(cfg.name, ("", {}, {}))
+                if base_path == cfg.base_path:
+                    new[cfg.name].failed, new[cfg.name].versions = dict(failed), dict(versions)
                 fresh.append(new[cfg.name])
-        done = [self._reconcile_async(m) for m in fresh]
+        done: list[threading.Event] = []
         applied: list[tuple[_Model, ModelConfig]] = []  # (kept model, its previous config)
         error: ServingError | None = None
         try:
+            self._check_labels_on_disk(configs)  # before anything loads, as TF Serving
+            done = [self._reconcile_async(m) for m in fresh]
             for model, event in zip(fresh, done):
                 if not event.wait(max(0.0, deadline - time.monotonic())):
                     raise unavailable(f"model {model.config.name!r}: its versions are still loading")
@@ -443,6 +470,9 @@ class ModelManager:
             self._check_labels(list(new.values()))
         except ServingError as exc:
             self._fresh_list_errors = {m.config.name: m.list_error for m in fresh if m.list_error}
+            self._fresh_failures = {m.config.name: (m.config.base_path, dict(m.failed),
+                                                    {v: s for v, s in m.versions.items() if v in m.failed})
+                                    for m in fresh if m.failed}
             for model in fresh:
                 model.retired = True
                 if model.idle.is_set():
