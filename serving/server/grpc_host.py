@@ -99,11 +99,14 @@ class GrpcHost:
 
     def __init__(self, *, host: str, port: int, max_threads: int, max_request_bytes: int,
                  credentials: grpc.ServerCredentials | None = None,
-                 channel_options: Sequence[tuple[str, Any]] = ()) -> None:
+                 channel_options: Sequence[tuple[str, Any]] = (), socket_path: str | None = None) -> None:
+        """`channel_options`: gRPC channel arguments (--grpc_channel_arguments), after ours;
+        `socket_path`: also listen on this UNIX socket (--grpc_socket_path; no TLS there, as TF Serving)."""
         if max_threads < 1:
             raise ValueError(f"grpc_max_threads must be >= 1, got {max_threads}")
         self.address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self.port: int | None = None
+        self._socket_path = socket_path
         self._credentials = credentials
         self._executor = futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc")
         self._loop = asyncio.new_event_loop()
@@ -139,6 +142,8 @@ class GrpcHost:
                 (*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server)
             bound = self._server.add_secure_port(self.address, self._credentials) \
                 if self._credentials is not None else self._server.add_insecure_port(self.address)
+            if self._socket_path and not self._server.add_insecure_port(f"unix:{self._socket_path}"):
+                raise OSError(f"cannot listen on the gRPC socket {self._socket_path}")
             await self._set(False)
             await self._server.start()
             return bound

@@ -75,12 +75,14 @@ class ModelServer:
     def start(self) -> None:
         """Load all models (raises if one cannot serve), then open the gRPC and REST ports."""
         from serving.server.frontends import tfserving_grpc
-        from serving.server.runtime import configure_devices, configure_threads
+        from serving.server.runtime import LoadOptions, configure_devices, configure_threads
 
         o = self.options
         # Read every file first, so a typo fails before minutes of model loading.
         configs, batching, monitoring, credentials = o.model_configs(), o.batching(), o.monitoring(), o.credentials()
-        configure_threads(o.tensorflow_intra_op_parallelism, o.tensorflow_inter_op_parallelism)
+        # --tensorflow_session_parallelism sets both pools where their own flag is 0, as in TF Serving
+        configure_threads(o.tensorflow_intra_op_parallelism or o.tensorflow_session_parallelism,
+                          o.tensorflow_inter_op_parallelism or o.tensorflow_session_parallelism)
         log.info(configure_devices(o.per_process_gpu_memory_fraction, o.gpu_memory_growth))
         self.metrics.is_served = lambda name: self.manager is not None and self.manager.has_model(name)
         with self._lifecycle:
@@ -90,7 +92,11 @@ class ModelServer:
                                         config_file=o.model_config_file,
                                         config_poll_seconds=o.model_config_file_poll_wait_seconds,
                                         max_load_retries=o.max_num_load_retries,
-                                        load_retry_interval=max(0.0, o.load_retry_interval_micros / 1e6))
+                                        load_retry_interval=max(0.0, o.load_retry_interval_micros / 1e6),
+                                        load_options=LoadOptions(o.tags(), o.enable_model_warmup,
+                                                                 max(1, o.num_request_iterations_for_warmup)),
+                                        load_threads=o.num_load_threads,
+                                        labels_for_unavailable=o.allow_version_labels_for_unavailable_models)
         self.manager.start()  # returns early (raising) when stop() is called meanwhile
         config_dir = os.path.dirname(os.path.abspath(o.model_config_file)) if o.model_config_file else os.getcwd()
         self.service = Service(self.manager, self.metrics, config_dir=config_dir)
@@ -104,7 +110,8 @@ class ModelServer:
             try:
                 grpc_threads = o.grpc_max_threads or threads
                 self._grpc = GrpcHost(host=o.host, port=o.port, max_threads=grpc_threads,
-                                      max_request_bytes=o.max_request_bytes, credentials=credentials)
+                                      max_request_bytes=o.max_request_bytes, credentials=credentials,
+                                      channel_options=o.channel_arguments(), socket_path=o.grpc_socket_path)
                 tfserving_grpc.add_services(self.service, self._grpc.add_servicer)
                 self.grpc_port = self._grpc.start()
                 log.info("Running gRPC ModelServer at %s:%d%s", o.host, self.grpc_port, " (TLS)" if credentials else "")

@@ -155,11 +155,22 @@ def check_version_files(path: str) -> None:
             check(os.path.join(dirpath, name))
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How a version loads (tensorflow_model_server's --saved_model_tags, --enable_model_warmup,
+    --num_request_iterations_for_warmup)."""
+
+    tags: tuple[str, ...] = ("serve",)
+    warmup: bool = True
+    warmup_iterations: int = 1  # each warmup record is replayed this many times
+
+
 class Servable:
     """One model version. Thread-safe; states follow TF Serving's ModelVersionStatus."""
 
     def __init__(self, model_name: str, version: int, path: str, *,
-                 batching: BatchingParameters | None = None, metrics: Any = None) -> None:
+                 batching: BatchingParameters | None = None, metrics: Any = None,
+                 load_options: LoadOptions = LoadOptions()) -> None:
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise ValueError(f"version must be a non-negative int, got {version!r}")
         self.model_name = model_name
@@ -167,6 +178,7 @@ class Servable:
         self.path = path
         self.batching = batching
         self.metrics = metrics
+        self.load_options = load_options
         self.state = State.START
         self.error: ServingError | None = None
         self.signatures: dict[str, Signature] = {}
@@ -187,7 +199,7 @@ class Servable:
             check_version_files(self.path)
             self.signature_defs = {k: v for k, v in read_signature_defs(self.path).items()
                                    if not k.startswith("__")}  # drop __saved_model_init_op
-            self._loaded = tf.saved_model.load(self.path, tags=["serve"])
+            self._loaded = tf.saved_model.load(self.path, tags=list(self.load_options.tags))
             for key, sdef in self.signature_defs.items():
                 if key not in self._loaded.signatures:
                     continue
@@ -205,7 +217,8 @@ class Servable:
                         sig.batcher = Batcher(self.batching, sig.runner,
                                               name=f"batch-{self.model_name}-{self.version}-{sig.name}",
                                               observe=self._observe_batch)
-            self._warmup()
+            if self.load_options.warmup:
+                self._warmup()
         except Exception as exc:  # a broken version must never take the server down
             self._close_batchers()
             self._loaded = None
@@ -398,7 +411,9 @@ class Servable:
             for i, record in enumerate(tf.data.TFRecordDataset(path)):
                 if i >= MAX_WARMUP_RECORDS:
                     break
-                self._replay(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
+                log_record = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+                for _ in range(max(1, self.load_options.warmup_iterations)):
+                    self._replay(log_record)
         except ServingError as exc:
             status = exc.code.name
             raise ServingError(exc.code, f"Warmup failed for {path}: {exc.message}") from None
