@@ -18,9 +18,12 @@ How a servicer goes through it (any front end: TF Serving's, Open Inference Prot
     host.stop(grace)        # returns within about grace s
 
 The servicer is a plain grpcio servicer written for the sync API: unary-unary methods
-`Method(request, context)` that return a response or call `context.abort(code, details)`. They run
-in a worker thread with a `ThreadContext` (abort, time_remaining, invocation_metadata, peer,
-is_active); the grpc.aio context itself is never touched off its loop. A call whose client went
+`Method(request, context)` that return a response or call `context.abort(code, details)`, added
+with the generated `add_..._to_server` (which `add_servicer` hands a registrar that wraps every
+handler). The loop only moves bytes: parsing the request, the method and serializing its answer
+run in a worker thread with a `ThreadContext` (abort, time_remaining, invocation_metadata, peer,
+is_active); the grpc.aio context itself is never touched off its loop. Bytes that are not the
+request message are INTERNAL "Exception deserializing request!", as grpcio's sync server answers. A call whose client went
 away or whose deadline passed before a worker was free never starts. Health (grpc.health.v1, kept
 NOT_SERVING until `set_serving(True)`) and reflection are answered on the loop, so no amount of
 model work delays them.
@@ -76,22 +79,51 @@ class ThreadContext:
         return self._alive()
 
 
-class _InThreads:
-    """A servicer's unary-unary methods as coroutines that run the sync method in a worker."""
+class _Undecodable(Exception):
+    """The request bytes are not the method's request message."""
 
-    def __init__(self, servicer: Any, host: "GrpcHost") -> None:
-        self._servicer = servicer
-        self._host = host
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._servicer, name)
-        host = self._host
+def _in_threads(handler: grpc.RpcMethodHandler, host: "GrpcHost") -> grpc.RpcMethodHandler:
+    """A sync unary-unary handler as an aio one: the loop moves bytes only; parsing the request,
+    the servicer method and serializing its answer run in a worker thread."""
+    if handler is None or handler.request_streaming or handler.response_streaming:
+        return handler  # (only unary-unary methods are served in threads; none other is registered)
+    behavior, parse, serialize = handler.unary_unary, handler.request_deserializer, handler.response_serializer
 
-        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            return await host._run(method, request, context)
+    def work(raw: bytes, context: ThreadContext) -> Any:
+        try:
+            request = parse(raw) if parse is not None else raw
+        except Exception:
+            raise _Undecodable() from None
+        response = behavior(request, context)
+        return serialize(response) if serialize is not None and response is not None else response
 
-        call.__name__ = name
-        return call
+    async def call(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+        return await host._run(work, raw, context)
+
+    return grpc.unary_unary_rpc_method_handler(call)  # bytes in, bytes out
+
+
+class _Wrapped(grpc.GenericRpcHandler):
+    def __init__(self, inner: grpc.GenericRpcHandler, host: "GrpcHost") -> None:
+        self._inner, self._host = inner, host
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        return _in_threads(self._inner.service(details), self._host)
+
+
+class _Registrar:
+    """What a generated `add_..._to_server` sees as the server: it wraps every handler."""
+
+    def __init__(self, server: grpc.aio.Server, host: "GrpcHost") -> None:
+        self._server, self._host = server, host
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(_Wrapped(h, self._host) for h in handlers))
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        self._server.add_registered_method_handlers(
+            service, {name: _in_threads(h, self._host) for name, h in handlers.items()})
 
 
 class GrpcHost:
@@ -132,7 +164,7 @@ class GrpcHost:
                      service_names: Sequence[str]) -> None:
         """Register a sync `servicer` with its generated `add_..._to_server`; `service_names`
         (full names) join health and reflection. Call before start()."""
-        add_to_server(_InThreads(servicer, self), self._server)
+        add_to_server(servicer, _Registrar(self._server, self))
         self._names.extend(service_names)
 
     def start(self) -> int:
@@ -184,6 +216,8 @@ class GrpcHost:
 
     # ------------------------------------------------------------------ one call
     async def _run(self, method: Callable[[Any, Any], Any], request: Any, context: grpc.aio.ServicerContext) -> Any:
+        """`method(request, ThreadContext)` in a worker, once one is free (unless the call ended or
+        its deadline passed meanwhile); its _Abort becomes the call's status."""
         remaining = context.time_remaining()
         deadline = None if remaining is None or remaining > 1e9 else time.monotonic() + remaining
         ended = threading.Event()  # the call is over for its client (answered, cancelled, timed out)
@@ -203,6 +237,8 @@ class GrpcHost:
             return await self._loop.run_in_executor(self._executor, work)
         except _Abort as exc:
             await context.abort(exc.code, exc.details)
+        except _Undecodable:  # grpcio's sync server's answer to bytes that are not the request
+            await context.abort(grpc.StatusCode.INTERNAL, "Exception deserializing request!")
         except RuntimeError as exc:
             if self._executor._shutdown:  # stopping: refuse, as a stopping server does
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
