@@ -204,14 +204,14 @@ class GrpcHost:
 
         async def stop() -> None:
             try:
-                await self._server.stop(grace)
+                await self._server.stop(grace)  # requests already queued for a worker still run
             finally:
+                # never wait for a model call that outlives the grace: its thread ends on its own
+                self._executor.shutdown(wait=False, cancel_futures=True)
                 done.set()
                 self._loop.stop()
 
         asyncio.run_coroutine_threadsafe(stop(), self._loop)
-        # never wait for a model call that outlives the grace: its thread ends on its own
-        self._executor.shutdown(wait=False, cancel_futures=True)
         return done
 
     # ------------------------------------------------------------------ one call
