@@ -392,3 +392,36 @@ def test_mixed_inner_shapes_in_one_batch_run_each_alone():
     batcher.close()
     a.join(10), b.join(10)
     assert out["a"]["y"].shape == (1, 2) and out["b"]["y"].shape == (1, 3)
+
+
+def test_a_neighbours_bad_id_neither_fails_nor_reaches_a_request_over_rest(tmp_path):
+    """Defect 6 end to end: 1 s batch window; A looks up ids [1, 2], B [987654321] 0.1 s later.
+    A gets its rows (it got B's 400 `indices[2] = 987654321 is not in [0, 10)` before)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import _serving_models as sm
+
+    sm.write_spinning_model(str(tmp_path / "ids"), 1, seconds=0.0)
+    params = tmp_path / "batching.txt"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n")
+    with ModelServer(ServerOptions(port=0, rest_api_port=0, model_name="ids", model_base_path=str(tmp_path / "ids"),
+                                   enable_batching=True, batching_parameters_file=str(params))) as srv:
+        def lookup(ids):
+            body = json.dumps({"signature_name": "lookup", "instances": ids}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{srv.rest_port}/v1/models/ids:predict", data=body,
+                                         method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as response:
+                    return response.status, json.load(response)
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.load(exc)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            a = pool.submit(lookup, [1, 2])
+            time.sleep(0.1)  # inside A's 1 s window: the two share a batch
+            b = pool.submit(lookup, [987654321])
+            (status_a, body_a), (status_b, body_b) = a.result(), b.result()
+    assert (status_a, body_a) == (200, {"predictions": [1.0, 2.0]})
+    assert status_b == 400 and "987654321" in body_b["error"]
