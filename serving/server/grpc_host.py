@@ -37,7 +37,6 @@ from concurrent import futures
 from typing import Any, Callable, Sequence
 
 import grpc
-from grpc_health.v1 import _async as health_aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -149,9 +148,9 @@ class GrpcHost:
                    ("grpc.max_send_message_length", -1),
                    ("grpc.so_reuseport", 0), *channel_options]
 
-        async def make() -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
+        async def make() -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
             server = grpc.aio.server(options=options)
-            checker = health_aio.HealthServicer()
+            checker = health.aio.HealthServicer()
             health_pb2_grpc.add_HealthServicer_to_server(checker, server)
             return server, checker
 
