@@ -79,9 +79,50 @@ def summarize(raw: Path, top: int = 25) -> dict[str, Any]:
     return {"samples": total, "inclusive": share(inclusive), "self": share(self_)}
 
 
-def report(summary: dict[str, Any], title: str) -> str:
-    lines = [f"### {title} ({summary['samples']} samples)", "", "| inclusive share | function |",
-             "|---|---|"]
+# Where a serving request's CPU goes, for S2's "server CPU per image vs its floor": each sample is
+# charged to the first category that one of its frames matches, innermost frame first (so the
+# model run inside a batch's merge counts as the model, not as the merge). Patterns are substrings
+# of the shortened frames ('pkg/mod.py:function').
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("model run (TensorFlow)", ("tensorflow/python/eager/", "runtime.py:_call_flat", "runtime.py:fast")),
+    ("tensor conversion", ("convert_to_tensor", "tensors.py:from_numpy", "tensors.py:to_numpy",
+                           "numpy_ops", ":numpy", "make_tensor_proto", "frombuffer")),
+    ("proto parsing and serializing", ("google/protobuf", "FromString", "SerializeToString", "ParseFromString",
+                                       "grpc_host.py:work")),
+    ("batch merge and split", ("batching.py:_run_merged", "batching.py:_execute", "concatenate", "repeat")),
+    ("locking and waiting", ("threading.py", "batching.py:_wait", "batching.py:_signal", "batching.py:_take",
+                             "acquire", "queue.py")),
+    ("gRPC (grpcio, its event loop)", ("grpc/", "cygrpc", "asyncio/")),
+    ("service and validation", ("service.py", "runtime.py", "tfserving_grpc.py", "deadlines.py")),
+)
+
+
+def categorize(raw: Path) -> dict[str, float]:
+    """Share of non-idle samples per CATEGORIES entry ('other' for the rest), from a py-spy raw file."""
+    counts: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in Path(raw).read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [_short(f) for f in stack.split(";") if not f.startswith(("thread (", "process "))]
+        if not frames:
+            continue
+        n = int(count)
+        total += n
+        counts[next((name for f in reversed(frames) for name, patterns in CATEGORIES
+                     if any(p in f for p in patterns)), "other")] += n
+    return {name: round(counts[name] / total, 3) if total else 0.0
+            for name in [c for c, _ in CATEGORIES] + ["other"]}
+
+
+def report(summary: dict[str, Any], title: str, categories: dict[str, float] | None = None) -> str:
+    lines = [f"### {title} ({summary['samples']} samples)", ""]
+    if categories:
+        lines += ["| share of samples | where |", "|---|---|"]
+        lines += [f"| {s:.1%} | {name} |" for name, s in categories.items()]
+        lines.append("")
+    lines += ["| inclusive share | function |", "|---|---|"]
     lines += [f"| {s:.1%} | `{f}` |" for f, s in summary["inclusive"]]
     lines += ["", "| self share | function |", "|---|---|"]
     lines += [f"| {s:.1%} | `{f}` |" for f, s in summary["self"]]

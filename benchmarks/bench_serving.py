@@ -661,9 +661,9 @@ def main(argv: list[str] | None = None) -> None:
                 raw = run.args.profile / f"{name}.txt"
                 with _profile.Recorder(server.proc.pid, raw):
                     getattr(bench, name.lower())()
-                summary = _profile.summarize(raw)
-                (run.args.profile / f"{name}.md").write_text(_profile.report(summary, f"server during {name}"))
-                print(_profile.report(summary, f"server during {name}"), flush=True)
+                text = _profile.report(_profile.summarize(raw), f"server during {name}", _profile.categorize(raw))
+                (run.args.profile / f"{name}.md").write_text(text)
+                print(text, flush=True)
     finally:
         bench.close()
     s2 = run.details.get("S2")

@@ -20,6 +20,7 @@ The file is written to a temporary file and renamed, so a server polling it neve
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from pathlib import Path
@@ -31,6 +32,8 @@ from tensorflow_serving.config import model_server_config_pb2
 from cnnzoo.files import write_atomic
 from serving.names import VERSION_MAX, validate_label, validate_model_name, validate_path, validate_version
 from serving.exporter.versions import version_dirs
+
+log = logging.getLogger("serving")
 
 CONFIG_FILENAME = "models.config"
 POLICIES = ("latest", "all", "specific")
@@ -213,8 +216,11 @@ def update_model_config(base_dir: str | os.PathLike, name: str, *, relative: boo
     """Add model `name` (stored at `base_dir/name`) to `base_dir/models.config`, or update it.
 
     A new entry gets `model_platform: "tensorflow"` and `latest { num_versions }`. An existing
-    entry keeps its version policy and labels (users edit those); only its base_path is rewritten,
-    and only when it does not already point at `base_dir/name`. Other models are left untouched.
+    entry keeps its version policy and labels (users edit those); its base_path is rewritten when
+    it does not already point at `base_dir/name`, and a `latest` or `specific` policy is widened
+    where a version label would otherwise name a version the policy no longer serves (a new
+    version pushed the labelled one out of `latest N`): said in a warning on the "serving" logger.
+    Other models are left untouched.
     Returns the config file's path. Not safe against concurrent writers by itself: `export` calls
     it under its lock.
     """
@@ -248,13 +254,50 @@ def update_model_config(base_dir: str | os.PathLike, name: str, *, relative: boo
     if entry is None:
         entry = entries.add(name=name, base_path=base_path, model_platform="tensorflow")
         entry.model_version_policy.latest.num_versions = num_versions
-    elif entry.base_path != base_path:
-        entry.base_path = base_path
-        if not entry.model_platform:
-            entry.model_platform = "tensorflow"
     else:
-        return config_path  # already right: do not touch the file a server may be polling
+        changed = entry.base_path != base_path
+        if changed:
+            entry.base_path = base_path
+            if not entry.model_platform:
+                entry.model_platform = "tensorflow"
+        changed = keep_labelled_versions(entry, version_dirs(model_dir)) or changed
+        if not changed:
+            return config_path  # already right: do not touch the file a server may be polling
     return write_model_server_config(config_path, config)
+
+
+def keep_labelled_versions(entry: model_server_config_pb2.ModelConfig, on_disk: Iterable[int]) -> bool:
+    """Widen `entry`'s version policy so that every version label names a version it serves
+    (TF Serving refuses a label on a version that is not available, and a request for it is
+    NOT_FOUND). `latest N` grows to reach the oldest labelled version, `specific` gets the
+    labelled versions added. Each change is logged as a warning; True if anything changed."""
+    found = sorted(set(on_disk), reverse=True)
+    policy = entry.model_version_policy
+    kind = policy.WhichOneof("policy_choice")
+    changed = False
+    for label, version in sorted(entry.version_labels.items(), key=lambda kv: kv[1]):
+        if version not in found:
+            log.warning("models.config: label %r of model %r names version %d, which is not on disk: a server "
+                        "refuses this config until the label is moved", label, entry.name, version)
+            continue
+        if kind == "all":
+            continue
+        if kind == "specific":
+            if version not in policy.specific.versions:
+                policy.specific.versions.append(version)
+                log.warning("models.config: model %r now also serves version %d, so that label %r still "
+                            "names a served version", entry.name, version, label)
+                changed = True
+            continue
+        needed = found.index(version) + 1
+        current = policy.latest.num_versions or 1  # unset: TF Serving's latest 1
+        if current < needed:
+            policy.latest.num_versions = needed
+            log.warning("models.config: model %r now keeps its latest %d versions (was %d), so that label "
+                        "%r -> version %d stays served; move the label to serve fewer", entry.name, needed,
+                        current, label, version)
+            changed = True
+    return changed
 
 
 def set_version_label(base_dir: str | os.PathLike, name: str, label: str, version: int, *,
@@ -283,20 +326,13 @@ def set_version_label(base_dir: str | os.PathLike, name: str, label: str, versio
     if entry is None:
         raise ValueError(f"model {name!r} is not in {config_path}; models there: "
                          f"{', '.join(model_names(config)) or 'none'}")
-    policy = entry.model_version_policy
-    kind = policy.WhichOneof("policy_choice")
-    if kind == "specific":
-        if version not in policy.specific.versions:
-            policy.specific.versions.append(version)
-    elif kind != "all":  # latest (or unset, which TF Serving treats as latest 1)
-        needed = sorted(on_disk, reverse=True).index(version) + 1
-        if policy.latest.num_versions < needed:
-            policy.latest.num_versions = needed
     entry.version_labels[label] = version
+    keep_labelled_versions(entry, on_disk)
     return write_model_server_config(config_path, config)
 
 
 __all__ = ["CONFIG_FILENAME", "POLICIES", "ModelConfig", "configs_from_proto", "parse_config_text",
            "read_config_text", "read_config_file", "config_dir_of", "read_model_server_config",
-           "write_model_server_config", "update_model_config", "set_version_label", "model_names",
+           "write_model_server_config", "update_model_config", "set_version_label", "keep_labelled_versions",
+           "model_names",
            "is_relative", "resolve_base_path", "validate_base_path"]

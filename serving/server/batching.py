@@ -5,7 +5,12 @@ would overflow it). At most `num_batch_threads` batches run at once; the oldest 
 is closed or `batch_timeout_micros` after it opened (at once when the timeout is 0: batches then
 form only while every slot is busy, which is the low-latency setting TF Serving recommends on CPU).
 The merged inputs are padded up to the next `allowed_batch_sizes` entry by repeating a real row,
-run once, and every output is split back along dimension 0. An output whose dimension 0 is not
+run once, and every output is split back along dimension 0. If the merged run fails, each of its
+requests runs again alone, so that one request's bad data (an id out of range, an inner shape
+that does not merge) neither fails its neighbours nor reaches them in an error message; TF
+Serving fails the whole batch. Each request's deadline bounds its wait in the queue (it leaves
+at its deadline) and the merged run is cancelled in TensorFlow once all its requests' deadlines
+have passed (`deadlines.bounded`). An output whose dimension 0 is not
 the merged batch (a scalar, a flattened tensor) cannot be split per request, so the whole batch
 fails with FAILED_PRECONDITION, worded as TF Serving's BatchingSession: handing it to every
 request would give each client rows computed from the others' inputs.
@@ -28,6 +33,7 @@ import numpy as np
 
 from serving.config_files import BatchingParameters
 from serving.errors import ServingError, as_serving_error, failed_precondition, invalid_argument, unavailable
+from serving.server import deadlines
 
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 # (merged batch size, padded batch size, tasks waiting) -> None; lets metrics observe the batcher.
@@ -125,7 +131,10 @@ class Batcher:
 
     def _wait(self, task: _Task) -> None:
         """Until `task` is done: run its batch when it is the oldest, ready and a slot is free;
-        otherwise sleep (the first task of a batch with a timer for the batch's timeout)."""
+        otherwise sleep: the first task of a batch with a timer for the batch's timeout, every
+        task with one for its deadline. A task whose deadline passes before its batch runs leaves
+        the queue (DEADLINE_EXCEEDED). Once a batch's timeout has passed it waits for a free slot
+        without a timer: the thread that frees the slot wakes it (`_signal_next`)."""
         batch = task.batch
         assert batch is not None
         woken = False
@@ -135,19 +144,41 @@ class Batcher:
                     task.signalled = False
                 if task.done:
                     return
+                now = time.monotonic()
+                if not batch.taken and task.deadline is not None and now >= task.deadline:
+                    self._leave(batch, task)
+                    raise deadlines.deadline_exceeded("Deadline exceeded while queued for batching")
                 if not batch.taken and self._batches and self._batches[0] is batch and self._free_slots \
-                        and self._ready(batch, time.monotonic()):
+                        and self._ready(batch, now):
                     self._take(batch)
                     timer = 0.0
                 elif not batch.taken and batch.tasks[0] is task and not batch.closed and self._timeout \
-                        and not self._stopping:
-                    timer = max(batch.opened + self._timeout - time.monotonic(), 0.0) + 1e-4
+                        and not self._stopping and now < batch.opened + self._timeout:
+                    timer = batch.opened + self._timeout - now + 1e-4
                 else:
                     timer = -1.0  # no timer: another thread wakes us
+                if not batch.taken and task.deadline is not None:
+                    left = task.deadline - now + 1e-4
+                    timer = left if timer < 0 else min(timer, left)
             if timer == 0.0:
                 self._process(batch)
                 continue  # our own task was in the batch: done now
             woken = task.wake.acquire(timeout=timer)
+
+    def _leave(self, batch: _Batch, task: _Task) -> None:
+        """Under the lock: `task` (past its deadline) leaves its batch, which has not run yet."""
+        first = batch.tasks[0] is task
+        batch.tasks.remove(task)
+        batch.size -= task.size
+        self._waiting_tasks -= 1
+        task.done = True
+        if not batch.tasks:
+            self._batches.remove(batch)
+            if self._stopping:
+                self._idle.notify_all()
+        elif first:
+            self._signal(batch.tasks[0])  # it takes over the batch's timer
+        self._signal_next()
 
     def _ready(self, batch: _Batch, now: float) -> bool:
         return batch.closed or self._stopping or not self._timeout or now >= batch.opened + self._timeout
@@ -175,13 +206,14 @@ class Batcher:
             task.signalled = True
             task.wake.release()
 
-    def close(self) -> None:
-        """Stop taking tasks; the queued batches still run (their threads run them), then return."""
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking tasks; the queued batches still run (their threads run them). Returns once
+        they ran, or after `timeout` s (a stop's grace: what is left of it, never more)."""
         with self._lock:
             self._stopping = True
             self._signal_next()
             self._idle.wait_for(lambda: not self._batches and self._free_slots == self.params.num_batch_threads,
-                                timeout=30)
+                                timeout=max(0.0, timeout))
 
     @property
     def queue_depth(self) -> int:
@@ -214,43 +246,67 @@ class Batcher:
         tasks = []
         for t in all_tasks:
             if t.deadline is not None and now > t.deadline:
-                t.error = ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded while queued for batching")
+                t.error = deadlines.deadline_exceeded("Deadline exceeded while queued for batching")
             else:
                 tasks.append(t)
         if not tasks:
             return
+        try:
+            self._run_merged(tasks)
+        except Exception as exc:
+            error = self._error(exc)
+            if len(tasks) == 1 or error.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                for t in tasks:
+                    t.error = error
+                return
+            # A merged batch failed. One request's data (an id out of range, an odd inner shape)
+            # must neither fail its neighbours nor reach them in an error message, so each runs
+            # alone: a request's answer depends only on that request. (TF Serving fails the whole
+            # batch with the one error.)
+            for t in tasks:
+                if t.deadline is not None and time.monotonic() > t.deadline:
+                    t.error = deadlines.deadline_exceeded()
+                    continue
+                try:
+                    self._run_merged([t])
+                except Exception as alone:
+                    t.error = self._error(alone)
+
+    @staticmethod
+    def _error(exc: Exception) -> ServingError:
+        if isinstance(exc, ValueError) and not isinstance(exc, ServingError):
+            return invalid_argument(f"cannot merge the batch's inputs: {exc}")
+        return as_serving_error(exc)
+
+    def _run_merged(self, tasks: list[_Task]) -> None:
+        """Merge `tasks` (padded to an allowed size), run them once, hand each its rows."""
         size = sum(t.size for t in tasks)
         padded = self._padded_size(size) if size else 0  # nothing to pad an all-empty batch with
-        try:
-            if len(tasks) == 1 and padded == size:
-                inputs = tasks[0].inputs  # nothing to merge: no copy
-            else:
-                inputs = {}
-                for name in tasks[0].inputs:
-                    parts = [t.inputs[name] for t in tasks]
-                    if padded > size:  # repeat a real row: the first task may have sent 0 rows
-                        first = next(p for p in parts if p.shape[0])
-                        parts.append(np.repeat(first[:1], padded - size, axis=0))
-                    inputs[name] = np.concatenate(parts, axis=0)
-            if self._observe is not None:
-                self._observe(size, padded, self._waiting_tasks)
+        if len(tasks) == 1 and padded == size:
+            inputs = tasks[0].inputs  # nothing to merge: no copy
+        else:
+            inputs = {}
+            for name in tasks[0].inputs:
+                parts = [t.inputs[name] for t in tasks]
+                if padded > size:  # repeat a real row: the first task may have sent 0 rows
+                    first = next(p for p in parts if p.shape[0])
+                    parts.append(np.repeat(first[:1], padded - size, axis=0))
+                inputs[name] = np.concatenate(parts, axis=0)
+        if self._observe is not None:
+            self._observe(size, padded, self._waiting_tasks)
+        # stopped inside TensorFlow once every request in it is past its deadline
+        with deadlines.bounded(deadlines.latest(t.deadline for t in tasks)):
             outputs = self._run(inputs)
-            # Every output must have one row per merged row, as in TF Serving's BatchingSession:
-            # anything else (a scalar, a flattened or reduced tensor) mixes the requests' data.
-            for v in outputs.values():
-                if v.ndim == 0:
-                    raise failed_precondition("Batched output tensor has 0 dimensions")
-                if v.shape[0] != padded:
-                    raise failed_precondition(
-                        "Batched output tensor's 0th dimension does not equal the sum of the 0th "
-                        "dimension sizes of the input tensors")
-            offset = 0
-            for t in tasks:
-                t.result = {k: v[offset:offset + t.size] for k, v in outputs.items()}
-                offset += t.size
-        except Exception as exc:  # one failure answers every task of the batch
-            error = as_serving_error(exc)
-            if isinstance(exc, ValueError) and not isinstance(exc, ServingError):
-                error = invalid_argument(f"cannot merge the batch's inputs: {exc}")
-            for t in tasks:
-                t.error = error
+        # Every output must have one row per merged row, as in TF Serving's BatchingSession:
+        # anything else (a scalar, a flattened or reduced tensor) mixes the requests' data.
+        for v in outputs.values():
+            if v.ndim == 0:
+                raise failed_precondition("Batched output tensor has 0 dimensions")
+            if v.shape[0] != padded:
+                raise failed_precondition(
+                    "Batched output tensor's 0th dimension does not equal the sum of the 0th "
+                    "dimension sizes of the input tensors")
+        offset = 0
+        for t in tasks:
+            t.result = {k: v[offset:offset + t.size] for k, v in outputs.items()}
+            offset += t.size

@@ -22,12 +22,12 @@ from typing import Any, NoReturn
 from cnnzoo.cli import OneLineParser
 from cnnzoo.env import setup_tensorflow
 
-from serving.server.options import NUMERIC, ServerOptions, parse_number
+from serving.server.options import NO_EFFECT, NUMERIC, ServerOptions, parse_number
 
 ENGINES = ("embedded", "tensorflow_model_server")
 # Flags that exist only in our engine; everything else is passed to tensorflow_model_server as is.
 _EMBEDDED_ONLY = ("host", "gpu_memory_growth", "ssl_cert_file", "ssl_key_file", "rest_api_header_timeout_in_ms",
-                  "rest_api_idle_timeout_in_ms", "rest_api_max_uncompressed_bytes")
+                  "rest_api_idle_timeout_in_ms", "rest_api_write_timeout_in_ms", "rest_api_max_uncompressed_bytes")
 GRACE_SECONDS = 10.0  # SIGTERM/SIGINT: how long in-flight requests may finish before the process ends
 
 TRUST = """\
@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--monitoring_config_file", help="text MonitoringConfig (prometheus_config { enable: true })")
     a("--grpc_max_threads", default=0, help="gRPC worker threads (0 = 4 x cores, or 2 x max_batch_size x "
       "num_batch_threads with batching if larger)")
-    a("--rest_api_num_threads", default=0, help="REST worker threads (0 = as gRPC)")
+    a("--rest_api_num_threads", default=0, help="REST worker threads (0 = as many as gRPC has: --grpc_max_threads or its default)")
     a("--rest_api_timeout_in_ms", default=30000,
       help="a REST call, body upload included, answers 504 after this (default 30000; 0 = no limit)")
     a("--rest_api_header_timeout_in_ms", default=10000,
@@ -101,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
            "closed (ours; default 10000)")
     a("--rest_api_idle_timeout_in_ms", default=75000,
       help="a REST connection without a request in progress is closed after this (ours; default 75000)")
+    a("--rest_api_write_timeout_in_ms", default=30000,
+      help="a REST answer its client has not taken within this is dropped and the connection closed "
+           "(ours; default 30000)")
     a("--rest_api_max_uncompressed_bytes", default=100 * 1024 * 1024,
       help="largest gzip/deflate REST body once inflated; beyond it 400 (ours; default 104857600, "
            "TF Serving's limit)")
@@ -115,8 +118,88 @@ def build_parser() -> argparse.ArgumentParser:
     a("--ssl_config_file", help="text SSLConfig (server_key, server_cert PEM contents; custom_ca; client_verify)")
     a("--ssl_cert_file", help="PEM certificate file for gRPC TLS (ours)")
     a("--ssl_key_file", help="PEM private key file for gRPC TLS (ours)")
+    a("--grpc_socket_path", help="also serve gRPC on this UNIX socket (no TLS there)")
+    a("--grpc_channel_arguments", default="",
+      help="gRPC server channel arguments, key=value[,key=value...] (an integer value is passed as one)")
+    a("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True,
+      help="replay a version's assets.extra/tf_serving_warmup_requests before it serves (default true)")
+    a("--num_request_iterations_for_warmup", default=0, help="replay each warmup record this many times (0 = once)")
+    a("--saved_model_tags", default="serve", help="comma-separated MetaGraph tags to load (default serve)")
+    a("--tensorflow_session_parallelism", default=0,
+      help="intra- and inter-op threads where their own flags are 0 (0 = TF default)")
+    a("--num_load_threads", default=0, help="versions that may load at once (0 = no bound: one per model)")
+    a("--allow_version_labels_for_unavailable_models", type=_bool, nargs="?", const=True, default=False,
+      help="let a version label name a version that is not available (yet)")
+    quiet = p.add_argument_group("tensorflow_model_server flags accepted with no effect here (each given is "
+                                 "named in one line at start)")
+    for name, (kind, why) in NO_EFFECT.items():
+        kw: dict[str, Any] = {"help": why}
+        if kind is bool:
+            kw.update(type=_bool, nargs="?", const=True)
+        elif kind is int:
+            kw.update(type=int)
+        quiet.add_argument(f"--{name}", default=None, **kw)
+    p.add_argument("--version", action="store_true", help="print the version and exit")
     a("--engine", choices=ENGINES, default="embedded", help="embedded (default) or tensorflow_model_server")
+    _add_hyphen_aliases(p)
     return p
+
+
+def _add_hyphen_aliases(p: argparse.ArgumentParser) -> None:
+    """`--model-name` for `--model_name` and so on: the spelling the project's other command lines
+    use. Hidden from --help: TF Serving's spellings stay the documented ones."""
+    for action in list(p._actions):
+        for flag in action.option_strings:
+            if flag.startswith("--") and "_" in flag:
+                kw: dict[str, Any] = {"dest": action.dest, "help": argparse.SUPPRESS, "default": argparse.SUPPRESS}
+                if action.nargs is not None:
+                    kw["nargs"] = action.nargs
+                if action.const is not None:
+                    kw["const"] = action.const
+                if action.type is not None:
+                    kw["type"] = action.type
+                if action.choices is not None:
+                    kw["choices"] = action.choices
+                p.add_argument(flag.replace("_", "-"), **kw)
+
+
+def no_effect_notes(args: argparse.Namespace) -> list[str]:
+    """One line per flag given that has no effect here (TF Serving's flags accepted as they are)."""
+    return [f"--{name} has no effect here: {why}" for name, (_, why) in NO_EFFECT.items()
+            if getattr(args, name, None) is not None]
+
+
+def parse(argv: list[str] | None = None) -> tuple[ServerOptions, list[str]]:
+    """Command line -> (checked ServerOptions, notes to print at start); usage errors exit 2.
+    Every config file is read here, before TensorFlow is imported."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("cnn-zoo")
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        print(f"zoo-serve (cnn-zoo {version}): TensorFlow Serving's gRPC and REST APIs, embedded engine")
+        raise SystemExit(0)
+    if args.engine == "tensorflow_model_server":
+        _exec_tensorflow_model_server(parser, args)
+    notes = no_effect_notes(args)
+    fields = {k: v for k, v in vars(args).items() if k not in ("engine", "version") and k not in NO_EFFECT}
+    fields["rest_api_port"] = fields["rest_api_port"] or None  # 0 means REST off, as in TF Serving
+    try:
+        options = ServerOptions(**fields)
+        options.validate()
+        # Parse every config file now so typos are usage errors (exit 2), not start-up failures.
+        options.model_configs(), options.batching(), options.monitoring(), options.credentials()
+        # A mistyped path is a usage error, said before TensorFlow loads (not "no version found").
+        if options.model_base_path and not os.path.isdir(options.model_base_path):
+            what = "is not a folder" if os.path.exists(options.model_base_path) else "does not exist"
+            raise ValueError(f"--model_base_path {options.model_base_path} {what}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    return options, notes
 
 
 def _exec_tensorflow_model_server(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -146,30 +229,16 @@ def _end_process(code: int) -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.engine == "tensorflow_model_server":
-        _exec_tensorflow_model_server(parser, args)
-    fields = {k: v for k, v in vars(args).items() if k != "engine"}
-    fields["rest_api_port"] = fields["rest_api_port"] or None  # 0 means REST off, as in TF Serving
-    try:
-        options = ServerOptions(**fields)
-        options.validate()
-        # Parse every config file now so typos are usage errors (exit 2), not start-up failures.
-        options.model_configs(), options.batching(), options.monitoring(), options.credentials()
-        # A mistyped path is a usage error, said before TensorFlow loads (not "no version found").
-        if options.model_base_path and not os.path.isdir(options.model_base_path):
-            raise ValueError(f"--model_base_path {options.model_base_path} "
-                             f"{'is not a folder' if os.path.exists(options.model_base_path) else 'does not exist'}")
-    except ValueError as exc:
-        parser.error(str(exc))
-    return _serve(options)
+    options, notes = parse(argv)
+    return _serve(options, notes)
 
 
-def _serve(options: ServerOptions) -> NoReturn:
+def _serve(options: ServerOptions, notes: list[str] = ()) -> NoReturn:  # type: ignore[assignment]
     """Run the server until SIGTERM/SIGINT; never returns (see _end_process)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("serving")
+    for note in notes:
+        log.warning("%s", note)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -5,11 +5,12 @@
                                    port=0, rest_api_port=0)) as server:
         print(server.grpc_port, server.rest_port)
 
-Concurrency: gRPC is grpcio's sync server (a thread per in-flight RPC from a pool of
-`grpc_max_threads`; TF releases the GIL while the model runs, and a sync handler calls the model
-directly with no event-loop hop; benchmarks/bench_serving.py S1 compares it with grpc.aio). REST is
-an aiohttp app on its own thread and event loop, running model calls in a thread pool. Both front
-ends translate onto one `service.Service`.
+Concurrency: gRPC is grpc.aio on its own event loop (`grpc_host.GrpcHost`): a request is read
+without holding a thread, and only once it has fully arrived does it queue for one of
+`grpc_max_threads` worker threads, so idle or slow callers cannot starve the others. REST is an
+aiohttp app on its own thread and event loop, running model calls in a pool of
+`rest_api_num_threads` (0 = as many as gRPC). Both front ends translate onto one
+`service.Service`, which passes each request's deadline into the model run: it is cancelled there.
 
 Lifecycle. `start()` returns only once every configured model has an AVAILABLE version (warmup
 replayed); `stop()` may be called from another thread at any time, during `start()` too: the
@@ -26,10 +27,9 @@ import time
 from concurrent import futures
 from typing import Any
 
-import grpc
-
 from serving import config_files
 from serving.errors import unavailable
+from serving.server.grpc_host import GrpcHost
 from serving.server.metrics import Metrics
 from serving.server.options import DEFAULT_MAX_REQUEST_BYTES, ServerOptions  # noqa: F401  (public names here before)
 from serving.server.repository import ModelManager
@@ -51,8 +51,7 @@ class ModelServer:
         self.service: Service | None = None
         self.grpc_port: int | None = None
         self.rest_port: int | None = None
-        self._grpc: grpc.Server | None = None
-        self._health: Any = None
+        self._grpc: GrpcHost | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._runner: Any = None
@@ -75,13 +74,15 @@ class ModelServer:
 
     def start(self) -> None:
         """Load all models (raises if one cannot serve), then open the gRPC and REST ports."""
-        from serving.server.frontends.tfserving_grpc import build_grpc_server, set_serving
-        from serving.server.runtime import configure_devices, configure_threads
+        from serving.server.frontends import tfserving_grpc
+        from serving.server.runtime import LoadOptions, configure_devices, configure_threads
 
         o = self.options
         # Read every file first, so a typo fails before minutes of model loading.
         configs, batching, monitoring, credentials = o.model_configs(), o.batching(), o.monitoring(), o.credentials()
-        configure_threads(o.tensorflow_intra_op_parallelism, o.tensorflow_inter_op_parallelism)
+        # --tensorflow_session_parallelism sets both pools where their own flag is 0, as in TF Serving
+        configure_threads(o.tensorflow_intra_op_parallelism or o.tensorflow_session_parallelism,
+                          o.tensorflow_inter_op_parallelism or o.tensorflow_session_parallelism)
         log.info(configure_devices(o.per_process_gpu_memory_fraction, o.gpu_memory_growth))
         self.metrics.is_served = lambda name: self.manager is not None and self.manager.has_model(name)
         with self._lifecycle:
@@ -91,7 +92,11 @@ class ModelServer:
                                         config_file=o.model_config_file,
                                         config_poll_seconds=o.model_config_file_poll_wait_seconds,
                                         max_load_retries=o.max_num_load_retries,
-                                        load_retry_interval=max(0.0, o.load_retry_interval_micros / 1e6))
+                                        load_retry_interval=max(0.0, o.load_retry_interval_micros / 1e6),
+                                        load_options=LoadOptions(o.tags(), o.enable_model_warmup,
+                                                                 max(1, o.num_request_iterations_for_warmup)),
+                                        load_threads=o.num_load_threads,
+                                        labels_for_unavailable=o.allow_version_labels_for_unavailable_models)
         self.manager.start()  # returns early (raising) when stop() is called meanwhile
         config_dir = os.path.dirname(os.path.abspath(o.model_config_file)) if o.model_config_file else os.getcwd()
         self.service = Service(self.manager, self.metrics, config_dir=config_dir)
@@ -103,19 +108,21 @@ class ModelServer:
         with self._lifecycle:
             self._check_not_stopped()
             try:
-                self._grpc, self.grpc_port, self._health = build_grpc_server(
-                    self.service, host=o.host, port=o.port,
-                    max_threads=o.grpc_max_threads or threads, max_request_bytes=o.max_request_bytes,
-                    credentials=credentials)
-                self._grpc.start()
+                grpc_threads = o.grpc_max_threads or threads
+                self._grpc = GrpcHost(host=o.host, port=o.port, max_threads=grpc_threads,
+                                      max_request_bytes=o.max_request_bytes, credentials=credentials,
+                                      channel_options=o.channel_arguments(), socket_path=o.grpc_socket_path)
+                tfserving_grpc.add_services(self.service, self._grpc.add_servicer)
+                self.grpc_port = self._grpc.start()
                 log.info("Running gRPC ModelServer at %s:%d%s", o.host, self.grpc_port, " (TLS)" if credentials else "")
                 if o.rest_api_port is not None:
-                    self._start_rest(monitoring, o.rest_api_num_threads or threads)
+                    # 0 = as many as gRPC has, --grpc_max_threads included (as the flag's help says)
+                    self._start_rest(monitoring, o.rest_api_num_threads or grpc_threads)
                     log.info("Exporting HTTP/REST API at:%s:%d", o.host, self.rest_port)
+                self._grpc.set_serving(True)
             except Exception:
                 self.stop(grace=0)
                 raise
-            set_serving(self._health, True)
 
     def _start_rest(self, monitoring: config_files.MonitoringConfig, threads: int) -> None:
         from serving.server.frontends.tfserving_rest import RestApi, make_runner
@@ -134,7 +141,8 @@ class ModelServer:
             from aiohttp import web
 
             self._runner = make_runner(api, header_timeout=o.rest_api_header_timeout_in_ms / 1000,
-                                       idle_timeout=o.rest_api_idle_timeout_in_ms / 1000)
+                                       idle_timeout=o.rest_api_idle_timeout_in_ms / 1000,
+                                       write_timeout=o.rest_api_write_timeout_in_ms / 1000)
             await self._runner.setup()
             site = web.TCPSite(self._runner, o.host, o.rest_api_port)
             await site.start()
@@ -159,11 +167,13 @@ class ModelServer:
             self.manager.abort_start()  # a start() waiting for loads returns now
         with self._lifecycle:  # wait for a start() that is opening ports, then close them
             pass
-        from serving.server.frontends.tfserving_grpc import set_serving
-
-        if self._health is not None:
-            set_serving(self._health, False)
-        grpc_done = self._grpc.stop(grace) if self._grpc is not None else None
+        grpc_done = None
+        if self._grpc is not None:
+            try:
+                self._grpc.set_serving(False)
+            except Exception:  # the loop is already down (a failed start): nothing to tell
+                log.debug("gRPC health not updated on stop", exc_info=True)
+            grpc_done = self._grpc.stop(grace)
         if self._loop is not None:
             if self._runner is not None:
                 # in-flight REST handlers get what is left of the grace, then are cancelled

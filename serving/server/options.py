@@ -39,6 +39,7 @@ NUMERIC: dict[str, tuple[type, float, float]] = {
     "rest_api_timeout_in_ms": (int, 0, INT32_MAX),
     "rest_api_header_timeout_in_ms": (int, 1, INT32_MAX),
     "rest_api_idle_timeout_in_ms": (int, 1, INT32_MAX),
+    "rest_api_write_timeout_in_ms": (int, 1, INT32_MAX),
     "rest_api_max_uncompressed_bytes": (int, 1, INT32_MAX),
     "tensorflow_intra_op_parallelism": (int, 0, INT32_MAX),
     "tensorflow_inter_op_parallelism": (int, 0, INT32_MAX),
@@ -46,6 +47,34 @@ NUMERIC: dict[str, tuple[type, float, float]] = {
     "max_request_bytes": (int, 1024, INT32_MAX),
     "max_num_load_retries": (int, 0, INT32_MAX),
     "load_retry_interval_micros": (int, -INT64_MAX, INT64_MAX),
+    "num_load_threads": (int, 0, 10000),
+    "num_request_iterations_for_warmup": (int, 0, INT32_MAX),
+    "tensorflow_session_parallelism": (int, 0, INT32_MAX),
+}
+
+# tensorflow_model_server (2.x) flags that mean nothing here: accepted, so that a command line
+# moves over unchanged, and each one given says so in one line at start. flag -> (kind, why).
+NO_EFFECT: dict[str, tuple[type, str]] = {
+    "rest_api_enable_cors_support": (bool, "the REST API sends no CORS headers"),
+    "enable_per_model_batching_parameters": (bool, "batching parameters come from --batching_parameters_file only"),
+    "num_unload_threads": (int, "each version unloads in the thread that retires it"),
+    "flush_filesystem_caches": (bool, "there are no file system caches to flush"),
+    "tensorflow_session_config_file": (str, "there is no TF1 session: use the parallelism flags"),
+    "use_alts_credentials": (bool, "ALTS is not available: use --ssl_config_file"),
+    "platform_config_file": (str, "only the TensorFlow platform is served"),
+    "remove_unused_fields_from_bundle_metagraph": (bool, "no MetaGraphDef is kept after loading"),
+    "prefer_tflite_model": (bool, "TensorFlow Lite models are not served"),
+    "num_tflite_pools": (int, "TensorFlow Lite models are not served"),
+    "num_tflite_interpreters_per_pool": (int, "TensorFlow Lite models are not served"),
+    "enable_signature_method_name_check": (bool, "method names are checked where TF Serving checks them by default"),
+    "xla_cpu_compilation_enabled": (bool, "models run as saved; XLA follows TensorFlow's own settings"),
+    "xla_gpu_compilation_enabled": (bool, "models run as saved; XLA follows TensorFlow's own settings"),
+    "enable_profiler": (bool, "there is no profiler service"),
+    "thread_pool_factory_config_file": (str, "there are no custom thread pools"),
+    "mixed_precision": (str, "models run in the precision they were saved in"),
+    "skip_initialize_tpu": (bool, "TPUs are not used"),
+    "enable_grpc_healthcheck_service": (bool, "the gRPC health service is always on"),
+    "enable_serialization_as_tensor_content": (bool, "Predict answers use the typed value fields"),
 }
 
 
@@ -99,6 +128,7 @@ class ServerOptions:
     rest_api_timeout_in_ms: int = 30000  # a REST call, body upload included; 0 = unbounded
     rest_api_header_timeout_in_ms: int = 10000  # from a request's first byte to its last header line
     rest_api_idle_timeout_in_ms: int = 75000  # a connection with no request in progress is closed
+    rest_api_write_timeout_in_ms: int = 30000  # an answer not taken by its client by then: connection closed
     rest_api_max_uncompressed_bytes: int = DEFAULT_MAX_UNCOMPRESSED_BYTES  # a gzip/deflate body, inflated
     tensorflow_intra_op_parallelism: int = 0  # 0 = TF's default (all cores)
     tensorflow_inter_op_parallelism: int = 0  # 0 = TF's default
@@ -110,6 +140,14 @@ class ServerOptions:
     ssl_config_file: str | None = None
     ssl_cert_file: str | None = None
     ssl_key_file: str | None = None
+    grpc_socket_path: str | None = None  # also serve gRPC on this UNIX socket
+    grpc_channel_arguments: str = ""  # "key=value,key=value": gRPC server channel arguments
+    enable_model_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests at load
+    num_request_iterations_for_warmup: int = 0  # each warmup record this many times (0 = once)
+    saved_model_tags: str = "serve"  # comma-separated MetaGraph tags to load
+    tensorflow_session_parallelism: int = 0  # intra and inter op threads where those are 0
+    num_load_threads: int = 0  # versions loading at once (0 = no bound: a thread per model)
+    allow_version_labels_for_unavailable_models: bool = False
 
     def validate(self) -> None:
         """Raise ValueError naming the bad option and what is allowed."""
@@ -126,8 +164,28 @@ class ServerOptions:
             raise ValueError("--ssl_cert_file and --ssl_key_file must be given together")
         if self.ssl_config_file and self.ssl_cert_file:
             raise ValueError("use either --ssl_config_file or --ssl_cert_file/--ssl_key_file, not both")
+        self.channel_arguments()
+        if not self.tags():
+            raise ValueError("--saved_model_tags must name at least one tag, e.g. serve")
 
     # ------------------------------------------------------------------ derived settings
+    def channel_arguments(self) -> list[tuple[str, int | str]]:
+        """--grpc_channel_arguments as gRPC options: an integer value is passed as an int, anything
+        else as a string (as TF Serving's parseGrpcChannelArgs)."""
+        out: list[tuple[str, int | str]] = []
+        for item in filter(None, (p.strip() for p in self.grpc_channel_arguments.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise ValueError(f"--grpc_channel_arguments must be key=value[,key=value...], got {item!r}")
+            try:
+                out.append((key.strip(), int(value)))
+            except ValueError:
+                out.append((key.strip(), value))
+        return out
+
+    def tags(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.saved_model_tags.split(",") if t.strip())
+
     def model_configs(self) -> list[ModelConfig]:
         if self.model_config_file:
             try:
@@ -171,5 +229,5 @@ class ServerOptions:
             root_certificates=ssl.custom_ca.encode() or None, require_client_auth=ssl.client_verify)
 
 
-__all__ = ["ServerOptions", "NUMERIC", "check_number", "parse_number", "DEFAULT_MAX_REQUEST_BYTES",
+__all__ = ["ServerOptions", "NUMERIC", "NO_EFFECT", "check_number", "parse_number", "DEFAULT_MAX_REQUEST_BYTES",
            "DEFAULT_MAX_UNCOMPRESSED_BYTES"]

@@ -27,6 +27,7 @@ new requests go to the newest available version without waiting for the old one'
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -44,7 +45,7 @@ from serving.errors import ServingError, failed_precondition, invalid_argument, 
 from serving.exporter.model_server_config import POLICIES, ModelConfig  # noqa: F401  (re-exported: public names here before)
 from serving.names import VERSION_MAX
 from serving.exporter.versions import list_versions
-from serving.server.runtime import Servable, State
+from serving.server.runtime import LoadOptions, Servable, State
 
 log = logging.getLogger("serving")
 
@@ -107,7 +108,12 @@ class ModelManager:
     def __init__(self, configs: list[ModelConfig], *, batching: BatchingParameters | None = None,
                  metrics: Any = None, poll_seconds: float = 1.0, config_file: str | None = None,
                  config_poll_seconds: float = 0.0, max_load_retries: int = 5,
-                 load_retry_interval: float = 60.0) -> None:
+                 load_retry_interval: float = 60.0, load_options: LoadOptions = LoadOptions(),
+                 load_threads: int = 0, labels_for_unavailable: bool = False) -> None:
+        """`load_threads` > 0: at most that many versions load at once (--num_load_threads; 0 = no
+        bound, each model loads in its own thread). `labels_for_unavailable`: a label may name a
+        version that is not available (--allow_version_labels_for_unavailable_models); requests
+        for it are NOT_FOUND until the version is."""
         if not isinstance(configs, list) or not all(isinstance(c, ModelConfig) for c in configs):
             raise TypeError("configs must be a list of ModelConfig")
         self.batching = batching
@@ -117,6 +123,9 @@ class ModelManager:
         self.config_poll_seconds = config_poll_seconds
         self.max_load_retries = max_load_retries
         self.load_retry_interval = load_retry_interval
+        self.load_options = load_options
+        self.labels_for_unavailable = labels_for_unavailable
+        self._load_slots = threading.BoundedSemaphore(load_threads) if load_threads > 0 else None
         self._models: dict[str, _Model] = {c.name: _Model(c) for c in configs}
         self._kick_lock = threading.Lock()  # pairs "take a model's lock" with "mark it busy"
         self._config_lock = threading.Lock()  # one config change at a time
@@ -125,6 +134,10 @@ class ModelManager:
         self._config_error: str | None = None  # the config file problem last logged
         self._config_seen: list[ModelConfig] | None = configs if config_file else None
         self._fresh_list_errors: dict[str, str] = {}
+        # A model a config change could not add: (base_path, its failed loads and their servables).
+        # The next attempt (a config poll) starts from them, so a version whose files did not change
+        # is retried only as --max_num_load_retries / --load_retry_interval_micros allow.
+        self._fresh_failures: dict[str, tuple[str, dict[int, _Failure], dict[int, Servable]]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -314,12 +327,15 @@ class ModelManager:
         stamp = _stamp(path)
         previous = model.failed.get(version)
         attempts = 1 if previous is None or previous.stamp != stamp else previous.attempts + 1
-        servable = Servable(cfg.name, version, path, batching=self.batching, metrics=self.metrics)
+        servable = Servable(cfg.name, version, path, batching=self.batching, metrics=self.metrics,
+                            load_options=self.load_options)
         model.versions = {**model.versions, version: servable}
         log.info("Loading servable version {name: %s version: %d}%s", cfg.name, version,
                  f" (retry {attempts - 1} of {self.max_load_retries})" if attempts > 1 else "")
         start = time.perf_counter()
-        if servable.load():
+        with self._load_slots or contextlib.nullcontext():
+            loaded = servable.load()
+        if loaded:
             log.info("Successfully loaded servable version {name: %s version: %d} from %s in %.2fs",
                      cfg.name, version, path, time.perf_counter() - start)
             model.failed.pop(version, None)
@@ -371,15 +387,33 @@ class ModelManager:
             if error is not None:
                 raise error
 
-    @staticmethod
-    def _check_labels(models: list[_Model]) -> None:
+    def _check_labels(self, models: list[_Model]) -> None:
         """TF Serving's FAILED_PRECONDITION unless every version label points at an AVAILABLE version."""
+        if self.labels_for_unavailable:
+            return
         for model in models:
             for label, version in model.config.labels:
                 s = model.versions.get(version)
                 if s is None or s.state != State.AVAILABLE:
                     raise failed_precondition(
                         f"Request to assign label to version {version} of model {model.config.name}, "
+                        "which is not currently available for inference")
+
+    def _check_labels_on_disk(self, configs: list[ModelConfig]) -> None:
+        """FAILED_PRECONDITION, before any load, for a label on a version that is not on disk or
+        that the model's version policy does not serve: loading the model first (and unloading it
+        when the label check fails) would repeat at every config poll."""
+        for cfg in configs:
+            if not cfg.labels or self.labels_for_unavailable:
+                continue
+            try:
+                aspired = cfg.aspired(list_versions(cfg.base_path, []))
+            except OSError:
+                continue  # reported by the load, as for a model without labels
+            for label, version in cfg.labels:
+                if version not in aspired:
+                    raise failed_precondition(
+                        f"Request to assign label to version {version} of model {cfg.name}, "
                         "which is not currently available for inference")
 
     def apply_config(self, configs: list[ModelConfig], wait: bool = True, timeout: float | None = None,
@@ -421,11 +455,16 @@ class ModelManager:
             else:
                 # (what a failed attempt to add it logged is not logged again at every config poll)
                 new[cfg.name] = _Model(cfg, list_error=self._fresh_list_errors.get(cfg.name))
+                base_path, failed, versions = self._fresh_failures.get(cfg.name, ("", {}, {}))
+                if base_path == cfg.base_path:
+                    new[cfg.name].failed, new[cfg.name].versions = dict(failed), dict(versions)
                 fresh.append(new[cfg.name])
-        done = [self._reconcile_async(m) for m in fresh]
+        done: list[threading.Event] = []
         applied: list[tuple[_Model, ModelConfig]] = []  # (kept model, its previous config)
         error: ServingError | None = None
         try:
+            self._check_labels_on_disk(configs)  # before anything loads, as TF Serving
+            done = [self._reconcile_async(m) for m in fresh]
             for model, event in zip(fresh, done):
                 if not event.wait(max(0.0, deadline - time.monotonic())):
                     raise unavailable(f"model {model.config.name!r}: its versions are still loading")
@@ -443,6 +482,9 @@ class ModelManager:
             self._check_labels(list(new.values()))
         except ServingError as exc:
             self._fresh_list_errors = {m.config.name: m.list_error for m in fresh if m.list_error}
+            self._fresh_failures = {m.config.name: (m.config.base_path, dict(m.failed),
+                                                    {v: s for v, s in m.versions.items() if v in m.failed})
+                                    for m in fresh if m.failed}
             for model in fresh:
                 model.retired = True
                 if model.idle.is_set():

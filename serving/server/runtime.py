@@ -26,6 +26,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from serving import tensors
+from serving.server import deadlines
 from serving.server.batching import Batcher
 from serving.config_files import BatchingParameters
 from serving.errors import ServingError, as_serving_error, failed_precondition, invalid_argument, not_found
@@ -154,11 +155,22 @@ def check_version_files(path: str) -> None:
             check(os.path.join(dirpath, name))
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How a version loads (tensorflow_model_server's --saved_model_tags, --enable_model_warmup,
+    --num_request_iterations_for_warmup)."""
+
+    tags: tuple[str, ...] = ("serve",)
+    warmup: bool = True
+    warmup_iterations: int = 1  # each warmup record is replayed this many times
+
+
 class Servable:
     """One model version. Thread-safe; states follow TF Serving's ModelVersionStatus."""
 
     def __init__(self, model_name: str, version: int, path: str, *,
-                 batching: BatchingParameters | None = None, metrics: Any = None) -> None:
+                 batching: BatchingParameters | None = None, metrics: Any = None,
+                 load_options: LoadOptions = LoadOptions()) -> None:
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise ValueError(f"version must be a non-negative int, got {version!r}")
         self.model_name = model_name
@@ -166,6 +178,7 @@ class Servable:
         self.path = path
         self.batching = batching
         self.metrics = metrics
+        self.load_options = load_options
         self.state = State.START
         self.error: ServingError | None = None
         self.signatures: dict[str, Signature] = {}
@@ -186,7 +199,7 @@ class Servable:
             check_version_files(self.path)
             self.signature_defs = {k: v for k, v in read_signature_defs(self.path).items()
                                    if not k.startswith("__")}  # drop __saved_model_init_op
-            self._loaded = tf.saved_model.load(self.path, tags=["serve"])
+            self._loaded = tf.saved_model.load(self.path, tags=list(self.load_options.tags))
             for key, sdef in self.signature_defs.items():
                 if key not in self._loaded.signatures:
                     continue
@@ -204,7 +217,8 @@ class Servable:
                         sig.batcher = Batcher(self.batching, sig.runner,
                                               name=f"batch-{self.model_name}-{self.version}-{sig.name}",
                                               observe=self._observe_batch)
-            self._warmup()
+            if self.load_options.warmup:
+                self._warmup()
         except Exception as exc:  # a broken version must never take the server down
             self._close_batchers()
             self._loaded = None
@@ -230,16 +244,19 @@ class Servable:
             if self.state in (State.END, State.START, State.LOADING):
                 return  # never loaded, or done; a load in progress ends on its own
             self.state = State.UNLOADING
+            end = time.monotonic() + max(0.0, timeout)
             self._cond.wait_for(lambda: self._inflight == 0, timeout=timeout)
-        self._close_batchers()
+        # the batches still queued get what is left of the same timeout, never more (a stop's grace)
+        self._close_batchers(max(0.0, end - time.monotonic()))
         self.signatures = {}
         self._loaded = None
         self.state = State.END
 
-    def _close_batchers(self) -> None:
+    def _close_batchers(self, timeout: float = 0.0) -> None:
+        end = time.monotonic() + timeout
         for sig in self.signatures.values():
             if sig.batcher is not None:
-                sig.batcher.close()
+                sig.batcher.close(timeout=max(0.0, end - time.monotonic()))
                 sig.batcher = None
 
     @contextlib.contextmanager
@@ -318,10 +335,9 @@ class Servable:
     def _call(self, sig: Signature, inputs: dict[str, np.ndarray], deadline: float | None) -> dict[str, np.ndarray]:
         if sig.batcher is not None:
             return sig.batcher.submit(inputs, deadline)
-        if deadline is not None and time.monotonic() > deadline:
-            raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline exceeded")
         assert sig.runner is not None
-        return sig.runner(inputs)
+        with deadlines.bounded(deadline):  # not started past it; cancelled in TF when it passes
+            return sig.runner(inputs)
 
     def predict(self, signature_name: str, inputs: dict[str, np.ndarray], output_filter: list[str] | tuple = (),
                 deadline: float | None = None) -> tuple[str, dict[str, np.ndarray]]:
@@ -395,7 +411,9 @@ class Servable:
             for i, record in enumerate(tf.data.TFRecordDataset(path)):
                 if i >= MAX_WARMUP_RECORDS:
                     break
-                self._replay(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
+                log_record = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+                for _ in range(max(1, self.load_options.warmup_iterations)):
+                    self._replay(log_record)
         except ServingError as exc:
             status = exc.code.name
             raise ServingError(exc.code, f"Warmup failed for {path}: {exc.message}") from None

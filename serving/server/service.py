@@ -199,9 +199,8 @@ class Service:
             if signatures.count(s) > 1:
                 raise invalid_argument(f"Duplicate evaluation of signature: {s}")
         for _, method in tasks:
-            if method not in METHODS:
-                raise invalid_argument(f"Unsupported signature method_name: {method} "
-                                       f"(valid: {CLASSIFY_METHOD}, {REGRESS_METHOD})")
+            if method not in METHODS:  # TF Serving's multi_inference.cc: UNIMPLEMENTED, this wording
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Unsupported signature method_name: {method}")
         check_deadline(deadline)
         out: list[ClassifyResult | RegressResult] = []
         with self.hold(tasks[0][0]) as servable:

@@ -139,3 +139,23 @@ def test_bench_test_suite_runs_another_checkouts_code_first(tmp_path):
     result = bench.run_suite(repo, tmp_path / "log.txt")
     assert result["exit_code"] == 0, (tmp_path / "log.txt").read_text()[-2000:]
     assert "1 passed" in (tmp_path / "log.txt").read_text()
+
+
+def test_profile_categories_charge_each_sample_to_its_innermost_known_frame(tmp_path):
+    """bench_serving --profile splits the server's samples by where S2's CPU goes (issue 30)."""
+    profile = _bench_module("_profile")
+    site = "/x/site-packages/"
+    raw = tmp_path / "S2.txt"
+    raw.write_text("\n".join([
+        # a model run inside a batch's merge counts as the model
+        f"thread (1);run (/r/serving/server/batching.py:1);_run_merged (/r/serving/server/batching.py:2);"
+        f"_call_flat ({site}tensorflow/python/eager/polymorphic_function/concrete_function.py:3) 6",
+        f"thread (1);work (/r/serving/server/grpc_host.py:1);FromString ({site}google/protobuf/message.py:2) 2",
+        "thread (1);_run_merged (/r/serving/server/batching.py:2);concatenate (<__array_function__ internals>:1) 1",
+        "thread (1);mystery (/r/elsewhere.py:1) 1",
+    ]) + "\n")
+    shares = profile.categorize(raw)
+    assert shares["model run (TensorFlow)"] == 0.6 and shares["proto parsing and serializing"] == 0.2
+    assert shares["batch merge and split"] == 0.1 and shares["other"] == 0.1
+    text = profile.report(profile.summarize(raw), "server during S2", shares)
+    assert "| 60.0% | model run (TensorFlow) |" in text

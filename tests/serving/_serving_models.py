@@ -190,3 +190,42 @@ def rpc_or_none(fn):
     except grpc.RpcError:
         return None
 
+
+
+class _Spins(tf.Module):
+    """serving_default keeps TensorFlow busy for `seconds` per call (a loop on tf.timestamp, so
+    the time is model time that a cancelled run stops at its next iteration), then answers
+    sum(images); with `lookup`, a second signature gathers rows of a 10-row table by id."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = tf.constant(seconds, tf.float64)
+        self.table = tf.Variable(tf.range(10, dtype=tf.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, H, W, C], tf.float32, name="images")])
+    def serving_default(self, images):
+        start = tf.timestamp()
+        tf.while_loop(lambda t: t - start < self.seconds, lambda t: [tf.timestamp()], [start])
+        return {"total": tf.reduce_sum(images, axis=[1, 2, 3])}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="ids")])
+    def lookup(self, ids):
+        return {"values": tf.gather(self.table, ids)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64, name="n")])
+    def fill(self, n):
+        return {"values": tf.fill(tf.stack([tf.shape(n, out_type=tf.int64)[0], n[0]]), 0.5)}
+
+
+def write_spinning_model(base_path: str, version: int, seconds: float) -> str:
+    """`base_path/<version>/` whose serving_default spends `seconds` of model time per call and
+    whose `lookup` signature (ids [None] int64 -> values) fails for an id outside [0, 10); `fill`
+    answers n[0] halves per row (a big answer from a small request)."""
+    module = _Spins(seconds)
+    final = os.path.join(base_path, str(version))
+    tmp = os.path.join(base_path, f".tmp-{version}")
+    os.makedirs(base_path, exist_ok=True)
+    tf.saved_model.save(module, tmp, signatures={"serving_default": module.serving_default,
+                                                 "lookup": module.lookup, "fill": module.fill})
+    os.rename(tmp, final)
+    return final

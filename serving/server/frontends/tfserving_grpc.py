@@ -7,12 +7,9 @@ may do, and in which order things are checked, is the Service's business.
 from __future__ import annotations
 
 import time
-from concurrent import futures
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
                                      inference_pb2, model_management_pb2, model_pb2, model_service_pb2,
                                      model_service_pb2_grpc, predict_pb2, prediction_service_pb2,
@@ -76,6 +73,8 @@ def regression_result(values: Any) -> regression_pb2.RegressionResult:
 
 
 def deadline_of(context: grpc.ServicerContext) -> float | None:
+    """The client's deadline as time.monotonic() seconds (None: it set none); the service stops
+    the work at it."""
     remaining = context.time_remaining()
     return None if remaining is None or remaining > 1e9 else time.monotonic() + remaining
 
@@ -183,36 +182,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 # ------------------------------------------------------------------ server assembly
-def build_grpc_server(service: Service, *, host: str, port: int, max_threads: int,
-                      max_request_bytes: int, credentials: grpc.ServerCredentials | None = None
-                      ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """A started-not-yet sync gRPC server with every service; returns (server, bound port, health)."""
-    if max_threads < 1:
-        raise ValueError(f"grpc_max_threads must be >= 1, got {max_threads}")
-    options = [("grpc.max_receive_message_length", max_request_bytes),
-               ("grpc.max_send_message_length", -1),
-               ("grpc.so_reuseport", 0)]
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
-                         options=options)
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionService(service), server)
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(service), server)
-
-    v2_name = v2_grpc.add_to_server(service, server, deadline_of)  # the Open Inference Protocol on the same port
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection((*SERVICE_NAMES, v2_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
-                                        server)
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_secure_port(address, credentials) if credentials is not None else \
-        server.add_insecure_port(address)
-    if bound == 0:
-        raise OSError(f"cannot bind the gRPC port {address}")
-    return server, bound, health_servicer
+# (add_..._to_server, servicer, service full names) -> None: the server's GrpcHost.add_servicer,
+# which runs these sync servicers' methods in its worker threads once a request has arrived.
+AddServicer = Callable[[Callable[[Any, Any], None], Any, Sequence[str]], None]
 
 
-def set_serving(health_servicer: health.HealthServicer, serving: bool) -> None:
-    state = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
-    for name in ("", *SERVICE_NAMES):
-        health_servicer.set(name, state)
+def add_services(service: Service, add: AddServicer) -> None:
+    """Register TF Serving's PredictionService and ModelService over `service` through `add`."""
+    add(prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server, PredictionService(service),
+        SERVICE_NAMES[:1])
+    add(model_service_pb2_grpc.add_ModelServiceServicer_to_server, ModelService(service), SERVICE_NAMES[1:])
+    v2_grpc.add_services(service, add, deadline_of)  # the Open Inference Protocol on the same port

@@ -257,6 +257,10 @@ class RestApi:
             return await asyncio.wait_for(future, None if deadline is None else max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out") from None
+        except ServingError as exc:  # the service stopped the work at the same deadline: same answer
+            if exc.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ServingError(grpc.StatusCode.DEADLINE_EXCEEDED, "Request timed out") from None
+            raise
 
     # ------------------------------------------------------------------ GET
     async def _status(self, request: web.Request) -> web.Response:
@@ -408,6 +412,21 @@ class _TimedRequestHandler(RequestHandler):
     idle time, `keepalive_timeout`, and that from the connection's start or last answer)."""
 
     header_timeout = 10.0
+    write_timeout = 30.0
+
+    async def finish_response(self, request: Any, resp: Any, start_time: Any) -> Any:
+        """Write the answer, for at most `write_timeout` s: a client that does not read it (a full
+        receive window) would otherwise pin the whole answer in memory for as long as it likes.
+        Past that the connection is dropped, and with it the unsent bytes."""
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                return await super().finish_response(request, resp, start_time)
+        except TimeoutError:
+            log.info("REST connection closed: the client did not take its answer within %g s", self.write_timeout)
+            if self.transport is not None:
+                self.transport.abort()  # discards the buffered answer now (close() would keep it to flush)
+            self.force_close()
+            return resp, True
 
     def data_received(self, data: bytes) -> None:
         before = self._request_count
@@ -437,26 +456,32 @@ class _TimedRequestHandler(RequestHandler):
 
 class _TimedServer(web.Server):
     header_timeout = 10.0
+    write_timeout = 30.0
 
     def __call__(self) -> RequestHandler:
         handler = _TimedRequestHandler(self, loop=self._loop, **self._kwargs)
         handler.header_timeout = self.header_timeout
+        handler.write_timeout = self.write_timeout
         return handler
 
 
 class _Runner(web.AppRunner):
     header_timeout = 10.0
+    write_timeout = 30.0
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
         server.__class__ = _TimedServer  # same object and state; only the handlers it makes differ
         server.header_timeout = self.header_timeout
+        server.write_timeout = self.write_timeout
         return server
 
 
-def make_runner(api: RestApi, *, header_timeout: float, idle_timeout: float) -> web.AppRunner:
+def make_runner(api: RestApi, *, header_timeout: float, idle_timeout: float,
+                write_timeout: float = 30.0) -> web.AppRunner:
     """The aiohttp runner for `api` with the REST connection bounds (seconds)."""
     runner = _Runner(api.app(), access_log=None, logger=api.server_logger(), keepalive_timeout=idle_timeout,
                      shutdown_timeout=5.0)
     runner.header_timeout = header_timeout
+    runner.write_timeout = write_timeout
     return runner

@@ -147,12 +147,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
 
-def add_to_server(service: Service, server: grpc.Server,
-                  deadline_of: Callable[[grpc.ServicerContext], float | None]) -> str:
-    """Serve the v2 protocol on `server` beside TF Serving's services; returns its service name.
-    `deadline_of` is passed in (not imported) because the TF Serving front end imports this one."""
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(service, deadline_of), server)
-    return SERVICE_NAME
+def add_services(service: Service, add: Callable[..., None],
+                 deadline_of: Callable[[grpc.ServicerContext], float | None]) -> None:
+    """Serve the v2 protocol beside TF Serving's services through `add` (the server's
+    GrpcHost.add_servicer, as tfserving_grpc.add_services is given it). `deadline_of` is passed in
+    (not imported) because the TF Serving front end imports this one."""
+    add(service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server, InferenceService(service, deadline_of),
+        [SERVICE_NAME])
 
 
-__all__ = ["InferenceService", "add_to_server", "SERVICE_NAME"]
+__all__ = ["InferenceService", "add_services", "SERVICE_NAME"]

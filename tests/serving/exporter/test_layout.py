@@ -99,3 +99,30 @@ def test_update_and_label(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         model_server_config.set_version_label(tmp_path, "m", "canary", 3)
     assert json.loads(json.dumps(model_server_config.model_names(model_server_config.read_model_server_config(path)))) == ["m"]
+
+
+def test_an_export_keeps_every_label_on_a_served_version(tmp_path, caplog):
+    """Issue 30: `zoo-tune --export 1` labels stable -> 1 under latest 1; a later export of version
+    2 left the label on a version the policy unloads (NOT_FOUND at `zoo-query --label stable`), and
+    said nothing. Now the export widens the policy and says so (fails on the old code: latest 1)."""
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    path = model_server_config.update_model_config(tmp_path, "m")
+    model_server_config.set_version_label(tmp_path, "m", "stable", 1)
+    (tmp_path / "m" / "2").mkdir()  # the next export's version, moved into place before the config update
+    caplog.set_level("WARNING", logger="serving")
+    model_server_config.update_model_config(tmp_path, "m")
+    (entry,) = model_server_config.read_model_server_config(path).model_config_list.config
+    assert entry.model_version_policy.latest.num_versions == 2 and dict(entry.version_labels) == {"stable": 1}
+    assert "now keeps its latest 2 versions (was 1), so that label 'stable' -> version 1" in caplog.text
+    # a specific policy gets the labelled version added
+    entry.model_version_policy.specific.versions[:] = [2]
+    config = model_server_config.read_model_server_config(path)
+    config.model_config_list.config[0].CopyFrom(entry)
+    model_server_config.write_model_server_config(path, config)
+    model_server_config.update_model_config(tmp_path, "m")
+    (entry,) = model_server_config.read_model_server_config(path).model_config_list.config
+    assert sorted(entry.model_version_policy.specific.versions) == [1, 2]
+    # nothing to change: the file is not rewritten (a server may be polling it)
+    before = path.stat().st_mtime_ns
+    model_server_config.update_model_config(tmp_path, "m")
+    assert path.stat().st_mtime_ns == before

@@ -239,3 +239,189 @@ def test_a_batch_closed_by_an_overflowing_task_runs_without_waiting_out_its_time
         batcher.close()  # runs the second, still-open batch at once
         second.join(10)
     assert results["b"]["y"].shape == (3, 1)
+
+
+# ------------------------------------------------------------------ issue 30: deadlines, waits, errors
+def _thread_switches(tid: int) -> int:
+    """Voluntary + involuntary context switches of thread `tid` of this process (Linux /proc)."""
+    with open(f"/proc/self/task/{tid}/status") as fh:
+        return sum(int(line.split()[1]) for line in fh if "ctxt_switches:" in line)
+
+
+def _blocked_batcher(**kw):
+    """A batcher with one slot held by a batch that runs until `gate` is set."""
+    gate = threading.Event()
+    started = threading.Event()
+
+    def run(inputs):
+        if inputs["x"][0, 0] < 0:  # the blocker
+            started.set()
+            gate.wait(20)
+        return {"y": inputs["x"] * 2}
+
+    batcher = Batcher(_params(**{"max_batch_size": 1, "num_batch_threads": 1, **kw}), run)
+    blocker = threading.Thread(target=batcher.submit, args=({"x": -np.ones((1, 1))},))
+    blocker.start()
+    assert started.wait(10)
+    return batcher, gate, blocker
+
+
+def test_a_task_past_its_deadline_leaves_the_queue_without_waiting_for_a_slot():
+    """Defect 2: a queued task waited for a slot however long, then failed (fails on the old code:
+    it raises only once the blocking batch ends, after the gate opens)."""
+    batcher, gate, blocker = _blocked_batcher()
+    try:
+        with pytest.raises(errors.ServingError) as info:
+            batcher.submit({"x": np.ones((1, 1))}, deadline=time.monotonic() + 0.2)
+        assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert not gate.is_set() and blocker.is_alive()  # it left while the slot was still held
+        assert batcher.queue_depth == 0
+    finally:
+        gate.set()
+        blocker.join(10)
+    assert batcher.submit({"x": np.ones((1, 1))})["y"].tolist() == [[2.0]]  # the queue still works
+    batcher.close()
+
+
+def test_a_batch_past_its_deadline_is_cancelled_inside_tensorflow():
+    """Defect 2: a merged run went on after every request in it gave up (fails on the old code:
+    the 20 s run finishes, and the caller even gets its rows)."""
+    @tf.function(input_signature=[tf.TensorSpec([None, 1], tf.float32)])
+    def spin(x):
+        start = tf.timestamp()
+        tf.while_loop(lambda t: t - start < 20.0, lambda t: [tf.timestamp()], [start])
+        return x
+
+    batcher = Batcher(_params(max_batch_size=2, batch_timeout_micros=0), lambda inputs: {"y": spin(inputs["x"]).numpy()})
+    start = time.monotonic()
+    with pytest.raises(errors.ServingError) as info:
+        batcher.submit({"x": np.ones((1, 1), np.float32)}, deadline=time.monotonic() + 0.3)
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - start < 10
+    batcher.close()
+
+
+def test_close_waits_no_longer_than_its_timeout():
+    """Defect 3: close() waited a fixed 30 s for a running batch (fails on the old code: close
+    takes no timeout)."""
+    batcher, gate, blocker = _blocked_batcher()
+    try:
+        start = time.monotonic()
+        batcher.close(timeout=0.2)
+        assert time.monotonic() - start < 5 and blocker.is_alive()
+    finally:
+        gate.set()
+        blocker.join(10)
+
+
+def test_a_task_waiting_for_a_slot_past_its_window_sleeps():
+    """Defect 7: past its window, a batch's first task polled on a 0.1 ms timer while no slot was
+    free (fails on the old code: thousands of context switches a second instead of a few)."""
+    batcher, gate, blocker = _blocked_batcher(max_batch_size=4, batch_timeout_micros=1000)
+    box: dict = {}
+
+    def waiter():
+        box["tid"] = threading.get_native_id()
+        box["result"] = batcher.submit({"x": np.ones((1, 1))})
+
+    t = threading.Thread(target=waiter)
+    try:
+        t.start()
+        deadline = time.monotonic() + 10
+        while batcher.queue_depth < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.05)  # past the 1 ms window: from here on the waiter has nothing to do
+        before = _thread_switches(box["tid"])
+        time.sleep(0.5)
+        switches = _thread_switches(box["tid"]) - before
+        assert switches < 50, f"{switches} context switches in 0.5 s while waiting for a slot"
+    finally:
+        gate.set()
+        blocker.join(10)
+        t.join(10)
+    assert box["result"]["y"].tolist() == [[2.0]]
+    batcher.close()
+
+
+def test_a_failed_merged_batch_answers_each_request_alone():
+    """Defect 6: a merged batch that failed answered every request with one request's error,
+    which carried that request's data (fails on the old code: A gets B's id in a 400)."""
+    def run(inputs):
+        if (inputs["x"] > 9).any():
+            bad = inputs["x"][inputs["x"] > 9][0]
+            raise errors.invalid_argument(f"indices = {bad} is not in [0, 10)")
+        return {"y": inputs["x"] * 2}
+
+    batcher = Batcher(_params(max_batch_size=8, batch_timeout_micros=2_000_000), run)
+    out: dict = {}
+
+    def submit(key, x):
+        try:
+            out[key] = batcher.submit({"x": np.array(x, np.int64)})
+        except errors.ServingError as exc:
+            out[key] = exc
+
+    a = threading.Thread(target=submit, args=("a", [[1], [2]]))
+    b = threading.Thread(target=submit, args=("b", [[987654321]]))
+    a.start()
+    deadline = time.monotonic() + 10
+    while batcher.queue_depth < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    b.start()
+    while batcher.queue_depth < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    batcher.close()  # runs the open batch (both tasks) at once
+    a.join(10), b.join(10)
+    assert out["a"]["y"].tolist() == [[2], [4]]
+    assert isinstance(out["b"], errors.ServingError) and "987654321" in out["b"].message
+
+
+def test_mixed_inner_shapes_in_one_batch_run_each_alone():
+    """Defect 6: requests whose inner shapes differ could not be merged and both failed."""
+    batcher = Batcher(_params(max_batch_size=8, batch_timeout_micros=2_000_000), lambda inputs: {"y": inputs["x"] + 1})
+    out: dict = {}
+    a = threading.Thread(target=lambda: out.__setitem__("a", batcher.submit({"x": np.zeros((1, 2))})))
+    b = threading.Thread(target=lambda: out.__setitem__("b", batcher.submit({"x": np.zeros((1, 3))})))
+    a.start()
+    deadline = time.monotonic() + 10
+    while batcher.queue_depth < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    b.start()
+    while batcher.queue_depth < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    batcher.close()
+    a.join(10), b.join(10)
+    assert out["a"]["y"].shape == (1, 2) and out["b"]["y"].shape == (1, 3)
+
+
+def test_a_neighbours_bad_id_neither_fails_nor_reaches_a_request_over_rest(tmp_path):
+    """Defect 6 end to end: 1 s batch window; A looks up ids [1, 2], B [987654321] 0.1 s later.
+    A gets its rows (it got B's 400 `indices[2] = 987654321 is not in [0, 10)` before)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import _serving_models as sm
+
+    sm.write_spinning_model(str(tmp_path / "ids"), 1, seconds=0.0)
+    params = tmp_path / "batching.txt"
+    params.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 1000000 }\n")
+    with ModelServer(ServerOptions(port=0, rest_api_port=0, model_name="ids", model_base_path=str(tmp_path / "ids"),
+                                   enable_batching=True, batching_parameters_file=str(params))) as srv:
+        def lookup(ids):
+            body = json.dumps({"signature_name": "lookup", "instances": ids}).encode()
+            req = urllib.request.Request(f"http://127.0.0.1:{srv.rest_port}/v1/models/ids:predict", data=body,
+                                         method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=30) as response:
+                    return response.status, json.load(response)
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.load(exc)
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            a = pool.submit(lookup, [1, 2])
+            time.sleep(0.1)  # inside A's 1 s window: the two share a batch
+            b = pool.submit(lookup, [987654321])
+            (status_a, body_a), (status_b, body_b) = a.result(), b.result()
+    assert (status_a, body_a) == (200, {"predictions": [1.0, 2.0]})
+    assert status_b == 400 and "987654321" in body_b["error"]

@@ -432,3 +432,40 @@ def _try_version(channel, name):
         return version_of(channel, name)
     except grpc.RpcError as err:
         return f"{err.code().name}: {err.details()}"
+
+
+def test_a_polled_model_that_cannot_be_added_is_not_loaded_at_every_poll(tmp_path, caplog):
+    """Issue 30 defect 5, polling every 0.1 s with --max_num_load_retries=1 (fails on the old code:
+    each of the three models below was loaded, and unloaded, at every poll)."""
+    caplog.set_level(logging.INFO, logger="serving")
+    for name in ("tiny", "labelled", "corrupt"):
+        sm.write_model(str(tmp_path / name), 1, warmup=False)
+    (tmp_path / "corrupt" / "1" / "saved_model.pb").write_bytes(b"not a SavedModel")
+    config = _config(tmp_path / "models.config", "tiny")
+    s = _Serving(model_config_file=str(config), model_config_file_poll_wait_seconds=0.1, max_num_load_retries=1)
+
+    def loads(name):
+        return sum(f"Loading servable version {{name: {name} " in r.getMessage() for r in caplog.records)
+
+    def write(entries):
+        config.write_text("model_config_list {\n" + "".join(
+            f'  config {{ name: "{n}" base_path: "{n}" model_platform: "tensorflow" {extra} }}\n'
+            for n, extra in entries) + "}\n")
+
+    try:
+        # a new model whose label names a version that does not exist: nothing loads
+        write([("tiny", ""), ("labelled", "version_labels { key: 'stable' value: 7 }")])
+        wait_for(lambda: "assign label to version 7" in caplog.text)
+        # a new model whose only version is corrupt: one load (and its one retry at most)
+        write([("tiny", ""), ("corrupt", "")])
+        wait_for(lambda: loads("corrupt"))
+        # a served model edited to policy all with a dangling label: nothing loads, nothing unloads
+        write([("tiny", "model_version_policy { all {} } version_labels { key: 'stable' value: 7 }")])
+        wait_for(lambda: caplog.text.count("assign label to version 7") >= 2)
+        time.sleep(1.0)  # ten more polls: nothing may happen during them (there is no event to wait on)
+        assert loads("labelled") == 0
+        assert loads("corrupt") <= 2
+        assert loads("tiny") == 1
+        assert version_of(s.channel, "tiny") == 1
+    finally:
+        s.close()
