@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _bench import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,18 +36,8 @@ def test_bench_training_quick_writes_results(subprocess_env, tmp_path):
 
 # --- the shared helpers, without running anything heavy -------------------------------------
 
-def _bench_module(name):
-    import importlib
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-
-
 def _bench_modules():
-    return _bench_module("_common"), _bench_module("run_all")
+    return bench_module("_common"), bench_module("run_all")
 
 
 def test_percentile_and_check_validate_and_compute():
@@ -110,7 +101,7 @@ _MACHINE = {"platform": "Linux", "python": "3.11", "cpu_model": "cpu", "cores": 
 
 
 def test_bench_test_suite_records_a_log_made_by_hand(tmp_path):
-    bench = _bench_module("bench_test_suite")
+    bench = bench_module("bench_test_suite")
     log = tmp_path / "suite.log"
     log.write_text("....\n============ slowest durations ============\n"
                    "12.50s call     tests/test_a.py::test_x\n3.25s setup    tests/test_b.py::test_y[1]\n"
@@ -130,7 +121,7 @@ def test_bench_test_suite_records_a_log_made_by_hand(tmp_path):
 
 def test_bench_test_suite_runs_another_checkouts_code_first(tmp_path):
     """--repo DIR: DIR leads PYTHONPATH, so the processes its tests start import DIR's packages."""
-    bench = _bench_module("bench_test_suite")
+    bench = bench_module("bench_test_suite")
     repo = tmp_path / "checkout"
     (repo / "tests").mkdir(parents=True)
     (repo / "tests" / "test_where.py").write_text(
@@ -143,7 +134,7 @@ def test_bench_test_suite_runs_another_checkouts_code_first(tmp_path):
 
 def test_profile_categories_charge_each_sample_to_its_innermost_known_frame(tmp_path):
     """bench_serving --profile splits the server's samples by where S2's CPU goes (issue 30)."""
-    profile = _bench_module("_profile")
+    profile = bench_module("_profile")
     site = "/x/site-packages/"
     raw = tmp_path / "S2.txt"
     raw.write_text("\n".join([

@@ -7,18 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from _bench import bench_module
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench_module(name):
-    import importlib
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 @pytest.mark.slow
@@ -77,7 +68,7 @@ def test_bench_search_full_protocol_smoke(tmp_path, subprocess_env, capsys):
     assert "e_slim_seeded_s0: slim learned the profile" in md  # every slim training is listed
     # Every stage resumes: a rerun (in-process: the run above was the process) trains nothing
     # and searches nothing.
-    bench_search = _bench_module("bench_search")
+    bench_search = bench_module("bench_search")
     capsys.readouterr()
     assert bench_search.main(cmd[2:]) == 0
     out = capsys.readouterr()
