@@ -46,7 +46,6 @@ except ImportError:  # pragma: no cover
 from serving.names import SIGNATURE_CHOICES  # noqa: E402  (re-exported: savedmodel's API)
 BASE_PATH_STYLES = ("absolute", "relative")
 MAX_WARMUP_SAMPLES = 32
-LOCK_FILENAME = ".zoo-export.lock"
 _TEMP_RE = re.compile(r"^\.(?:tmp|old)-[^-]+-(\d+)-[0-9a-f]+$")
 
 
@@ -331,16 +330,20 @@ def _remove_stale_temps(model_dir: Path) -> None:
 
 @contextlib.contextmanager
 def _locked(base_dir: Path) -> Iterator[None]:
-    """Serialise version numbering, renames and models.config updates between exporters."""
+    """Serialise version numbering, renames and models.config updates between exporters.
+
+    The lock is an flock on the base folder itself: a lock file would be left in every export
+    folder, and deleting it after use would let a waiting exporter and a new one lock two
+    different files at once."""
     if fcntl is None:  # pragma: no cover
         yield
         return
-    with open(base_dir / LOCK_FILENAME, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    fd = os.open(base_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _exchange(a: Path, b: Path) -> bool:

@@ -351,6 +351,31 @@ def test_next_version_and_overwrite(trained, tmp_path):
     assert replaced.version == 2 and (replaced.path / "saved_model.pb").stat().st_ino != stamp
     assert json.loads((replaced.path / "assets.extra/zoo.json").read_text())["metrics"]["accuracy"] == 0.9
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "2"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no lock file left behind
+
+
+def test_exporters_serialise_on_a_lock_of_the_base_folder(tmp_path):
+    """The lock that orders version numbering between exporting processes is an flock on the base
+    folder (it used to be a .zoo-export.lock file left in every export folder): another process
+    cannot take it while an export holds it, and can once it is released."""
+    import subprocess
+    import sys
+
+    from serving.exporter.savedmodel import _locked
+
+    probe = ("import fcntl, os, sys\n"
+             "fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)\n"
+             "try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept BlockingIOError:\n    sys.exit(3)\n")
+
+    def other_process_gets_it() -> bool:
+        code = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], timeout=60).returncode
+        assert code in (0, 3)
+        return code == 0
+
+    with _locked(tmp_path):
+        assert not other_process_gets_it()
+    assert other_process_gets_it()
+    assert list(tmp_path.iterdir()) == []
 
 
 def _bad_cases(model_1d, model_2ch):
