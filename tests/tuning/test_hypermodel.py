@@ -121,6 +121,23 @@ def test_latency_is_logged_when_asked_or_when_a_latency_budget_needs_it(data):
         ZooHyperModel((8, 8, 1), 10, measure_latency="yes")
 
 
+def test_early_stopping_only_where_its_metric_is_logged(data):
+    """Without validation data `val_accuracy` is never logged: EarlyStopping on it used to warn at
+    every epoch (and could never stop). With validation data it still stops the fit."""
+    import warnings
+
+    (x, y), (xv, yv) = data
+    hm = ZooHyperModel((8, 8, 1), 10, depth=(2, 2), filters=(4, 4), rules=["constant"], patience=1)
+    hp = kt.HyperParameters()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hm.fit(hp, hm.build(hp), x[:64], y[:64], epochs=1, verbose=0)
+    assert not [w for w in caught if "Early stopping conditioned" in str(w.message)]
+    history = hm.fit(hp, hm.build(hp), x[:64], y[:64], validation_data=(xv[:32], yv[:32]),
+                     epochs=30, verbose=0)
+    assert len(history.epoch) < 30  # stopped early on val_accuracy
+
+
 def test_fit_releases_the_graphs_tf_pins_so_trials_do_not_leak(data):
     """TF keeps every traced tf.custom_gradient in a global registry (about 10 MiB of graph per
     trained model); ZooHyperModel.fit drops what its own fit registered, and the model still trains."""

@@ -316,7 +316,11 @@ class ZooHyperModel(kt.HyperModel):
     def fit_unchecked(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Any:
         """`fit` without budget checks or costs in the logs (re-ranking runs a trial that passed)."""
         callbacks = list(kwargs.pop("callbacks", None) or [])
-        if self.patience and not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks):
+        # A validation metric is logged only with validation data: without it EarlyStopping would
+        # never stop and Keras would warn at every epoch, so it is added only where it can act.
+        logged = not self.monitor.startswith("val_") or bool(
+            kwargs.get("validation_data") is not None or kwargs.get("validation_split"))
+        if self.patience and logged and not any(isinstance(c, keras.callbacks.EarlyStopping) for c in callbacks):
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=self.monitor, patience=self.patience, mode="auto"))
         # The shared recipe: its batch size unless searched, warm-up + cosine decay over this fit.
