@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from tuning.comparisons.config import CompareConfig
-from tuning.comparisons.plots import compare_figure
+from tuning.comparisons.plots import compare_figure, profiles_figure
 
 RULES = ("doubling", "constant", "linear", "diamond")
 
@@ -51,3 +51,21 @@ def test_compare_png_two_panels_readable_ticks(kwargs):
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def test_profiles_legend_hides_no_width():
+    """At 100k params the legend inside the last panel hid the starting widths of decreasing and
+    hourglass (issue 32, item 7): it now sits beside the panels and covers none of them."""
+    import types
+
+    config = CompareConfig(rules=("doubling", "decreasing", "hourglass", "diamond"),
+                           budgets=(20_000, 100_000))
+    plans = {("doubling", b.key): [16, 16, 32, 32, 64, 64] for b in config.budgets}
+    plans.update({("decreasing", b.key): [120, 100, 80, 60, 40, 20] for b in config.budgets})
+    plans.update({("hourglass", b.key): [110, 60, 20, 20, 60, 110] for b in config.budgets})
+    plans.update({("diamond", b.key): [20, 60, 110, 110, 60, 20] for b in config.budgets})
+    fig = profiles_figure(config, types.SimpleNamespace(plans=plans))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.axes[-1].get_legend().get_window_extent(renderer)
+    assert all(not _overlap(legend, ax.get_window_extent(renderer)) for ax in fig.axes)

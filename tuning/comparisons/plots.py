@@ -16,7 +16,7 @@ import matplotlib.ticker  # noqa: E402,F401
 if TYPE_CHECKING:
     from tuning.comparisons.config import CompareConfig, RunGrid
 
-__all__ = ["plot_compare", "compare_figure", "plot_profiles"]
+__all__ = ["plot_compare", "compare_figure", "plot_profiles", "profiles_figure"]
 
 
 def _compact(value: float, _pos: Any = None) -> str:
@@ -111,7 +111,16 @@ def compare_figure(config: "CompareConfig",
 
 
 def plot_profiles(config: "CompareConfig", grid: "RunGrid", path: Path) -> Path:
-    """Per-layer kernel counts of every rule's plan at each budget."""
+    """profiles.png: `profiles_figure` saved (with the legend beside the panels)."""
+    fig = profiles_figure(config, grid)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def profiles_figure(config: "CompareConfig", grid: "RunGrid") -> Any:
+    """Per-layer kernel counts of every rule's plan at each budget. The legend sits to the right
+    of the last panel: inside it, it hid the first layers' widths of the rules that start wide."""
     budgets = list(config.budgets)
     fig, axes = plt.subplots(1, len(budgets), figsize=(3.6 * len(budgets) + 0.4, 3.6), dpi=100,
                              squeeze=False)
@@ -127,8 +136,6 @@ def plot_profiles(config: "CompareConfig", grid: "RunGrid", path: Path) -> Path:
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("kernels")
-    axes[0][-1].legend(fontsize=7)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
