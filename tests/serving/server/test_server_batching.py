@@ -343,6 +343,19 @@ def test_a_task_waiting_for_a_slot_past_its_window_sleeps():
     batcher.close()
 
 
+def _one_batch(batcher, first: threading.Thread, second: threading.Thread) -> None:
+    """Start `first`, then `second` once `first` is queued, and run their batch at once (close)."""
+    deadline = time.monotonic() + 10
+    first.start()
+    while batcher.queue_depth < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    second.start()
+    while batcher.queue_depth < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    batcher.close()  # runs the open batch (both tasks) at once
+    first.join(10), second.join(10)
+
+
 def test_a_failed_merged_batch_answers_each_request_alone():
     """Defect 6: a merged batch that failed answered every request with one request's error,
     which carried that request's data (fails on the old code: A gets B's id in a 400)."""
@@ -363,15 +376,7 @@ def test_a_failed_merged_batch_answers_each_request_alone():
 
     a = threading.Thread(target=submit, args=("a", [[1], [2]]))
     b = threading.Thread(target=submit, args=("b", [[987654321]]))
-    a.start()
-    deadline = time.monotonic() + 10
-    while batcher.queue_depth < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    b.start()
-    while batcher.queue_depth < 2 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    batcher.close()  # runs the open batch (both tasks) at once
-    a.join(10), b.join(10)
+    _one_batch(batcher, a, b)
     assert out["a"]["y"].tolist() == [[2], [4]]
     assert isinstance(out["b"], errors.ServingError) and "987654321" in out["b"].message
 
@@ -382,15 +387,7 @@ def test_mixed_inner_shapes_in_one_batch_run_each_alone():
     out: dict = {}
     a = threading.Thread(target=lambda: out.__setitem__("a", batcher.submit({"x": np.zeros((1, 2))})))
     b = threading.Thread(target=lambda: out.__setitem__("b", batcher.submit({"x": np.zeros((1, 3))})))
-    a.start()
-    deadline = time.monotonic() + 10
-    while batcher.queue_depth < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    b.start()
-    while batcher.queue_depth < 2 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    batcher.close()
-    a.join(10), b.join(10)
+    _one_batch(batcher, a, b)
     assert out["a"]["y"].shape == (1, 2) and out["b"]["y"].shape == (1, 3)
 
 
