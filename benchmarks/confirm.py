@@ -221,6 +221,55 @@ def markdown(design: dict[str, Any], result: dict[str, Any], studies: dict[str, 
     return "\n".join(lines) + "\n"
 
 
+VERDICT_COLOURS = {"better than doubling": "tab:green", "worse than doubling": "tab:red",
+                   "equivalent (within the margin)": "tab:blue"}
+
+
+def figure(design: dict[str, Any], result: dict[str, Any]) -> Any:
+    """study.png's figure: every pre-registered test as one row (a forest plot), rule minus doubling with
+    its paired 95% interval, coloured by its verdict; the equivalence margin shaded on the rows of
+    equivalence tests; a test not run yet is a row that says so, so the figure never looks done
+    before the study is."""
+    from tuning.comparisons.plots import plt
+
+    rows = result["hypotheses"]
+    margin = design["equivalence_margin_points"]
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6), dpi=100)
+    for y, r in enumerate(rows):
+        if r["test"] == "equivalence":
+            ax.fill_betweenx([y - 0.4, y + 0.4], -margin, margin, color="tab:blue", alpha=0.08,
+                             linewidth=0)
+        if "mean" not in r:
+            ax.text(0, y, "not run yet", ha="center", va="center", fontsize=8, color="grey",
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
+            continue
+        colour = VERDICT_COLOURS.get(r["verdict"], "dimgrey")
+        ax.errorbar([100 * r["mean"]], [y], xerr=[[100 * (r["mean"] - r["low"])],
+                                                  [100 * (r["high"] - r["mean"])]],
+                    marker="o", capsize=3, color=colour)
+        ax.annotate(f"{r['verdict']} (Holm p {_p(r['p_holm'])})", (100 * r["high"], y),
+                    xytext=(6, 0), textcoords="offset points", va="center", fontsize=7,
+                    color=colour)
+    ax.axvline(0, color="black", linewidth=1.2)
+    planned = {st["name"]: st["seeds"] for st in design["studies"]}
+    ax.set_yticks(range(len(rows)),
+                  [f"{r['id']}  {r['rule']}, {r['study']} "
+                   f"({r['seeds'] if 'mean' in r else str(planned[r['study']]) + ' planned'} seeds)"
+                   for r in rows], fontsize=8)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # P1 on top
+    lo = min([100 * r["low"] for r in rows if "low" in r] + [-margin]) - 0.3
+    hi = max([100 * r["high"] for r in rows if "high" in r] + [margin]) + 0.3
+    ax.set_xlim(lo, hi + 0.6 * (hi - lo))  # room right of the bars for the verdicts
+    ax.set_xlabel("test accuracy minus doubling's (points; paired 95% t interval)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Confirmatory study, pre-registered: {sum(result['runs'].values())} of "
+                 f"{sum(len(s['rules']) * len(s['budgets']) * s['seeds'] for s in design['studies'])} "
+                 f"runs\nHolm over each family at alpha {design['alpha']}; shaded: the "
+                 f"+-{margin}-point equivalence margin", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def write_report(design: dict[str, Any], results_dir: Path) -> Path:
     import zoo
 
@@ -236,6 +285,11 @@ def write_report(design: dict[str, Any], results_dir: Path) -> Path:
     write_atomic(results_dir / "report.json", json.dumps(result, indent=1, default=list) + "\n")
     path = results_dir / "report.md"
     write_atomic(path, markdown(design, result, studies))
+    from tuning.comparisons.plots import plt
+
+    fig = figure(design, result)
+    fig.savefig(results_dir / "study.png")
+    plt.close(fig)
     return path
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -34,6 +35,7 @@ from _common import RESULTS_DIR, ROOT, machine_info, machine_line
 RULES = "doubling,constant,linear,geometric,regnet,decreasing,hourglass,diamond"
 PARAMS_BUDGETS = (20_000, 45_000, 100_000)
 STUDIES = ("params", "macs")
+NEAR = 0.025  # study.png's scale shows the cells within 2.5 points of doubling; the rest sit at its edge
 
 
 def macs_of_doubling(params_budgets: Sequence[int], *, depth: int, base_filters: int,
@@ -96,6 +98,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _axis_limits(cells: Sequence[tuple[float, float, float]], *, near: float = NEAR,
+                 max_stack: int = 1) -> tuple[float, float]:
+    """y limits (points) that show every cell within `near` of doubling with its interval; a
+    cell further off is drawn at the edge with its value written, so that one rule 16 points
+    down does not squash the others' +-1.5 into a line."""
+    close = [(mean if math.isnan(low) else low, mean if math.isnan(high) else high)
+             for mean, low, high in cells if abs(mean) <= near] or [(-0.01, 0.01)]
+    low = min(min(lo for lo, _ in close), 0.0)
+    high = max(max(hi for _, hi in close), 0.0)
+    pad = 0.08 * (high - low)
+    # room at an edge for the written values of the cells off the scale there
+    below = 1 + 2.5 * max_stack if any(mean < -near for mean, _, _ in cells) else 1
+    above = 1 + 2.5 * max_stack if any(mean > near for mean, _, _ in cells) else 1
+    return 100 * (low - pad * below), 100 * (high + pad * above)
+
+
 def summary_figure(results_dir: Path) -> Path | None:
     """study.png, the figure to look at first: each rule's accuracy minus doubling's at every
     budget of each study, with the pooled 95% interval (rule + seed model, the budget's runs);
@@ -107,9 +125,10 @@ def summary_figure(results_dir: Path) -> Path | None:
     kinds = [k for k in STUDIES if read_runs(results_dir / k)]
     if not kinds:
         return None
-    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.5), dpi=100,
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 5), dpi=100,
                              squeeze=False)
     cmap = plt.get_cmap("tab10")
+    missing_bar = False
     for ax, kind in zip(axes[0], kinds):
         runs = read_runs(results_dir / kind)
         known = RULES.split(",")
@@ -118,20 +137,37 @@ def summary_figure(results_dir: Path) -> Path | None:
         pooled = pooled_differences(runs)
         budgets = sorted({str(r["budget"]) for r in runs}, key=int)
         seeds = {b: len({r["seed"] for r in runs if str(r["budget"]) == b}) for b in budgets}
+        cells = [(slot + 0.75 * ((i + 0.5) / len(rules) - 0.5), i, rule, pooled[(rule, budget)])
+                 for i, rule in enumerate(rules) for slot, budget in enumerate(budgets)
+                 if (rule, budget) in pooled]
+        far = [round(x) for x, *_, iv in cells if abs(iv.mean) > NEAR]
+        lo, hi = _axis_limits([(iv.mean, iv.low, iv.high) for *_, iv in cells],
+                              max_stack=max((far.count(s) for s in far), default=1))
+        stacked: dict[int, int] = {}  # written values of one budget's off-scale cells, one above another
         labelled: set[str] = set()
-        for i, rule in enumerate(rules):
-            for slot, budget in enumerate(budgets):
-                iv = pooled.get((rule, budget))
-                if iv is None:
-                    continue
-                x = slot + 0.75 * ((i + 0.5) / len(rules) - 0.5)
-                colour = cmap(i % 10)
-                bars = ([[100 * (iv.mean - iv.low)], [100 * (iv.high - iv.mean)]]
-                        if iv.has_interval else None)
-                ax.errorbar([x], [100 * iv.mean], yerr=bars, marker="o", capsize=3, color=colour,
-                            markerfacecolor=colour if iv.p_holm <= 0.05 else "white",
-                            label=None if rule in labelled else rule)
-                labelled.add(rule)
+        for x, i, rule, iv in cells:
+            colour = cmap(i % 10)
+            has_bar = iv.has_interval
+            missing_bar |= not has_bar
+            face = colour if iv.p_holm <= 0.05 else "white"
+            label = None if rule in labelled else rule
+            labelled.add(rule)
+            if abs(iv.mean) > NEAR:  # off the scale: a marker at the edge, its value written
+                edge = lo if iv.mean < 0 else hi
+                ax.plot([x], [edge], marker="v" if iv.mean < 0 else "^", color=colour,
+                        markerfacecolor=face, linestyle="none", label=label, clip_on=False)
+                text = f"{100 * iv.mean:+.1f}" + (f"\n[{100 * iv.low:+.1f}, {100 * iv.high:+.1f}]"
+                                                  if has_bar else "")
+                lift = 9 + 24 * stacked.setdefault(round(x), 0)
+                stacked[round(x)] += 1
+                ax.annotate(text, (x, edge), xytext=(0, lift if iv.mean < 0 else -lift),
+                            textcoords="offset points", ha="center",
+                            va="bottom" if iv.mean < 0 else "top", fontsize=7, color=colour)
+                continue
+            bars = ([[100 * (iv.mean - iv.low)], [100 * (iv.high - iv.mean)]] if has_bar else None)
+            ax.errorbar([x], [100 * iv.mean], yerr=bars, marker="o", capsize=3, color=colour,
+                        markerfacecolor=face, label=label)
+        ax.set_ylim(lo, hi)
         ax.axhline(0, color="black", linewidth=1.5, label=f"{REFERENCE_RULE} (reference)")
         ax.set_xticks(range(len(budgets)),
                       [f"{int(b):,}\n({seeds[b]} seeds)" for b in budgets])
@@ -141,13 +177,18 @@ def summary_figure(results_dir: Path) -> Path | None:
         ax.set_title(f"at equal {'parameters' if kind == 'params' else 'MACs'}")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test accuracy minus doubling's (points)")
-    axes[0][-1].legend(fontsize=8, ncol=2, loc="best")
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    order = sorted(range(len(names)), key=lambda k: (names[k] not in known, known.index(names[k])
+                                                     if names[k] in known else 0))
+    handles, names = [handles[k] for k in order], [names[k] for k in order]
+    fig.legend(handles, names, fontsize=8, ncol=len(names), loc="lower center", frameon=False)
     settings = json.loads((results_dir / kinds[0] / "compare_settings.json").read_text())
     fig.suptitle(f"{settings['dataset']} (first {settings['train_limit']:,} training images, "
-                 f"{settings['epochs']} epochs)\npooled 95% intervals (no bar: too few seeds yet); "
-                 "filled: Holm-significant",
+                 f"{settings['epochs']} epochs)\npooled 95% intervals"
+                 f"{' (no bar: too few seeds yet)' if missing_bar else ''}; filled: Holm-significant "
+                 "within its budget; a triangle: off the scale, its value written",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path = results_dir / "study.png"
     fig.savefig(path)
     plt.close(fig)

@@ -56,3 +56,19 @@ def test_confirm_runs_the_design_resumes_and_reports_every_test(tmp_path, subpro
     m1 = next(h for h in result["hypotheses"] if h["id"] == "M1")
     assert m1["seeds"] == 2 and m1["verdict"] != "not run yet"
     assert "bootstrap" in next(h for h in result["hypotheses"] if h["id"] == "P1")
+
+
+def test_confirm_figure_shows_every_test_run_or_not():
+    from _bench import bench_module
+
+    confirm = bench_module("confirm")
+    result = {"runs": {"params": 4, "macs": 0}, "hypotheses": [
+        {**DESIGN["hypotheses"][0], "seeds": 2, "mean": 0.004, "low": 0.001, "high": 0.007,
+         "p_holm": 0.01, "verdict": "better than doubling"},
+        {**DESIGN["hypotheses"][1], "seeds": 0, "p_holm": float("nan"), "verdict": "not run yet"}]}
+    ax = confirm.figure(DESIGN, result).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["P1  constant, params (2 seeds)", "M1  linear, macs (2 planned seeds)"]
+    texts = [t.get_text() for t in ax.texts]
+    assert "not run yet" in texts  # M1's row says so: the figure never looks finished early
+    assert any(t.startswith("better than doubling (Holm p 0.01") for t in texts)

@@ -88,3 +88,15 @@ def test_the_preregistered_seed_counts_are_the_power_analysis(tmp_path):
     result = json.loads((tmp_path / "power.json").read_text())
     assert result["cost"]["wall_minutes_total"] <= 360  # the issue's 6 hours
     assert all(h["power_at_study_seeds"] >= 0.8 for h in result["hypotheses"])
+
+
+def test_study_figure_scale_keeps_close_cells_readable():
+    # One rule 16 points down must not squash the others' +-1.5 points into a line: the scale
+    # covers every interval within 2.5 points of doubling, and leaves room for the far one's label.
+    study = bench_module("study")
+    cells = [(-0.016, -0.031, -0.0005), (0.001, -0.015, 0.016), (-0.161, -0.178, -0.145)]
+    lo, hi = study._axis_limits(cells)
+    assert -5 < lo < -3.1 and 1.6 < hi < 2.5  # points
+    assert study._axis_limits(cells[:2]) [0] > lo  # no far cell: no room for a label below
+    # a cell without an interval yet (nan bounds) still places the scale
+    assert all(map(lambda v: v == v, study._axis_limits([(0.002, float("nan"), float("nan"))])))
