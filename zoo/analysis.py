@@ -18,11 +18,12 @@ setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-from .builders import build  # noqa: E402
+from .builders import OTHER_OUTPUT_NAME, OUTPUT_NAMES, build  # noqa: E402
 
 __all__ = ["describe", "Description"]
 
 _ZOO_LAYER = re.compile(r"^(layer\d+)_")
+_HEAD_OUTPUTS = {*OUTPUT_NAMES.values(), OTHER_OUTPUT_NAME}  # the classifier layer's names
 
 
 @dataclass
@@ -88,7 +89,7 @@ def _group(name: str) -> str:
     m = _ZOO_LAYER.match(name)
     if m:
         return m.group(1)
-    return "head" if name.startswith("head_") or name == "probabilities" else name
+    return "head" if name.startswith("head_") or name in _HEAD_OUTPUTS else name
 
 
 def describe(model_or_name: keras.Model | str, **build_kwargs: Any) -> Description:
