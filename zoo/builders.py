@@ -25,6 +25,7 @@ __all__ = ["build", "model_info", "ModelInfo", "ZooModel", "compile_classifier",
 # a layer called `probabilities` as probabilities when it is not.
 OUTPUT_NAMES = {"softmax": "probabilities", None: "logits"}
 OTHER_OUTPUT_NAME = "predictions"  # keras.applications' name for its classifier layer
+DEFAULT_INPUT_SHAPE = (32, 32, 3)
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class ModelInfo:
     filters: list[int]
     depth: int
     base_filters: int
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int | None, int | None, int]  # height and width None: any size
     num_classes: int | None  # None without a classifier head
     downsample: str
     downsample_at: tuple[int, ...]
@@ -58,7 +59,8 @@ class ModelInfo:
         return d
 
 
-def build(rule: str, /, *, input_shape: Sequence[int] = (32, 32, 3), num_classes: int | None = None,
+def build(rule: str, /, *, input_shape: Sequence[int | None] | None = None,
+          input_tensor: keras.KerasTensor | None = None, num_classes: int | None = None,
           include_top: bool = True, pooling: str | None = None, classes: int | None = None,
           weights: str | os.PathLike | None = None, depth: int | None = None, base_filters: int | None = None,
           block: str = "plain", downsample: str = "max", downsample_every: int | None = None,
@@ -70,9 +72,14 @@ def build(rule: str, /, *, input_shape: Sequence[int] = (32, 32, 3), num_classes
           name: str | None = None, model_name: str | None = None, **rule_kwargs: Any) -> ZooModel:
     """Build an *uncompiled* classification CNN whose per-layer widths follow `rule`.
 
+    `input_shape` is (height, width, channels), (32, 32, 3) by default; height and width may be
+    None for images of any size (every zoo network ends in global pooling or its feature map;
+    only `max_macs` needs the size).
+
     Layer i is a `block` with `plan(rule, ...)[i]` kernels; the feature map is halved after the
     layers in the downsample schedule (every `downsample_every` layers, default 2, or explicitly
     `downsample_at`), then a global-average-pooling head ends in a softmax named `probabilities`
+    (by default: see `classifier_activation`)
     with `num_classes` (default 10) outputs. The input is named `images` (float32, values in
     [0, 1]). `max_params`/`max_macs` scale the rule's widths by one factor to use that budget
     within +-3% (see `zoo.plan`). `seed` seeds every initializer (Keras' global seed is left
@@ -84,7 +91,10 @@ def build(rule: str, /, *, input_shape: Sequence[int] = (32, 32, 3), num_classes
     (budgets then count the features alone) and `pooling` ("avg", "max" or None for the 4D feature
     map) ends the features; `classes` is another name for `num_classes`; `weights` is None or
     the path of a weights file of this same network (`model.save_weights`), since zoo networks
-    have no pretrained weights; `name` names the Keras model (`model_name` is its older spelling);
+    have no pretrained weights; `input_tensor` is a Keras tensor of shape (batch, H, W, C) to
+    build the network on (its shape is the input shape; the model's inputs are its source
+    inputs, so layers before it, e.g. preprocessing, belong to the model); `name` names the Keras
+    model (`model_name` is its older spelling);
     `classifier_activation` is the head's activation: "softmax" (the default, a layer named
     `probabilities`), None for logits (a layer named `logits`; "linear" is the same) or any other
     Keras activation, a name or a callable (a layer named `predictions`). The initial weights do
@@ -126,6 +136,7 @@ def build(rule: str, /, *, input_shape: Sequence[int] = (32, 32, 3), num_classes
                              "leaves out: add a Dropout layer after the features instead")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+    input_shape = _input_shape(input_shape, input_tensor)
     activation_name = _activation_name(classifier_activation)
     if not include_top and activation_name != "softmax":
         raise ValueError("classifier_activation is the classifier head's activation, which "
@@ -148,13 +159,32 @@ def build(rule: str, /, *, input_shape: Sequence[int] = (32, 32, 3), num_classes
         rule_kwargs=widths.rule_kwargs, profile=widths.profile, scale=widths.scale,
         include_top=include_top, pooling=pooling, seed=seed, classifier_activation=activation_name)
     model = from_plan(widths, arch_info=info, seed=seed, model_name=model_name,
-                      activation=classifier_activation)
+                      activation=classifier_activation, input_tensor=input_tensor)
     if weights is not None:
         model.load_weights(weights)
     return model
 
 
 _BUILD_KEYWORDS = keyword_names(build)
+
+
+def _input_shape(input_shape: Sequence[int | None] | None,
+                 input_tensor: Any) -> Sequence[int | None]:
+    """The input shape `build` builds for: `input_shape`, else the input tensor's, else 32x32x3."""
+    if input_tensor is None:
+        return DEFAULT_INPUT_SHAPE if input_shape is None else input_shape
+    if not isinstance(input_tensor, keras.KerasTensor):
+        raise ValueError(f"input_tensor must be a Keras tensor (keras.Input(...) or a layer's "
+                         f"output), got {type(input_tensor).__name__}")
+    if len(input_tensor.shape) != 4:
+        raise ValueError(f"input_tensor must have shape (batch, height, width, channels), got "
+                         f"{tuple(input_tensor.shape)}")
+    shape = tuple(input_tensor.shape[1:])
+    if input_shape is not None and tuple(input_shape) != shape:
+        raise ValueError(f"input_shape={input_shape!r} differs from input_tensor's shape "
+                         f"{shape}: pass one of them")
+    return shape
+
 
 
 def _activation_name(activation: Any) -> str | None:
@@ -182,13 +212,18 @@ def _activation_name(activation: Any) -> str | None:
 
 def from_plan(widths: Plan | Sequence[int], *, arch_info: ModelInfo, seed: int | None = None,
               model_name: str | None = None,
-              activation: str | Callable[..., Any] | None = "softmax") -> ZooModel:
+              activation: str | Callable[..., Any] | None = "softmax",
+              input_tensor: keras.KerasTensor | None = None) -> ZooModel:
     """The Keras network for `arch_info` (validated by `build`) with these per-layer widths;
-    `activation` is the head's (`arch_info.classifier_activation` names it)."""
+    `activation` is the head's (`arch_info.classifier_activation` names it); `input_tensor`, a
+    tensor to build on instead of a new input (its source inputs are the model's, as in
+    keras.applications)."""
     block_fn = get_block(arch_info.block)
     positions = arch_info.downsample_at
-    inputs = keras.Input(shape=arch_info.input_shape, name="images", dtype="float32")
-    x = inputs
+    if input_tensor is None:
+        inputs = x = keras.Input(shape=arch_info.input_shape, name="images", dtype="float32")
+    else:
+        inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
     for i, f in enumerate(widths):
         stride = 2 if arch_info.downsample == "strided" and (i - 1) in positions else 1
         x = block_fn(x, f, kernel_size=arch_info.kernel_size, stride=stride, name=f"layer{i}",

@@ -191,7 +191,9 @@ def _check_model(model: Any) -> tuple[tuple[int, int, int], int]:
         raise ValueError(f"model input must have rank 4 [batch, height, width, channels], got shape "
                          f"{shape}")
     if any(d is None for d in shape[1:]):
-        raise ValueError(f"model input must have a fixed height, width and channels, got {shape}")
+        raise ValueError(f"model input must have a fixed height, width and channels (the signatures "
+                         f"and their example/bytes decoding need the size), got {shape}: build it "
+                         "with input_shape=(height, width, channels)")
     dtype = str(getattr(model.inputs[0], "dtype", "float32"))
     if dtype != "float32":
         raise ValueError(f"model input dtype must be float32 (images in [0, 1]), got {dtype}")

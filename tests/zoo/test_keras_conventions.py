@@ -92,3 +92,74 @@ def test_clone_model_keeps_model_info(softmax_model):
     assert zoo.model_info(clone) == info
     # a plain functional model made of a zoo model's tensors is no zoo model
     assert zoo.model_info(keras.Model(softmax_model.inputs, softmax_model.outputs)) is None
+
+
+# --- input_tensor ---------------------------------------------------------------------------
+
+def test_input_tensor_builds_on_a_given_tensor(softmax_model):
+    kw = {k: v for k, v in KW.items() if k != "input_shape"}
+    same = zoo.build("doubling", input_tensor=keras.Input((8, 8, 1)), **kw)
+    assert all(np.array_equal(a, b) for a, b in zip(softmax_model.get_weights(), same.get_weights()))
+    assert zoo.model_info(same) == zoo.model_info(softmax_model)
+    # a tensor after a preprocessing layer: the model starts at its source input, as in
+    # keras.applications, and takes the preprocessing with it
+    inputs = keras.Input((8, 8, 1))
+    model = zoo.build("doubling", input_tensor=keras.layers.Rescaling(1 / 255)(inputs), **kw)
+    assert model.inputs[0] is inputs and model.layers[1].name.startswith("rescaling")
+    np.testing.assert_allclose(model.predict_on_batch(X * 255), softmax_model.predict_on_batch(X),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(input_tensor=np.zeros((1, 8, 8, 1))), "input_tensor must be a Keras tensor"),
+    (dict(input_tensor=keras.Input((8,))), r"input_tensor must have shape \(batch, height, width"),
+    (dict(input_tensor=keras.Input((8, 8, 1)), input_shape=(9, 9, 1)),
+     r"input_shape=\(9, 9, 1\) differs from input_tensor's shape \(8, 8, 1\)"),
+])
+def test_bad_input_tensor(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        zoo.build("doubling", num_classes=3, depth=2, base_filters=4, **kwargs)
+
+
+# --- images of any size ---------------------------------------------------------------------
+
+def test_any_input_size_where_global_pooling_ends_the_network(softmax_model):
+    model = zoo.build("doubling", **{**KW, "input_shape": (None, None, 1)})
+    assert zoo.model_info(model)["input_shape"] == [None, None, 1]
+    model.set_weights(softmax_model.get_weights())  # the same weights: no shape depends on the size
+    np.testing.assert_allclose(model.predict_on_batch(X), softmax_model.predict_on_batch(X), rtol=1e-5)
+    assert model.predict_on_batch(np.zeros((2, 13, 21, 1), np.float32)).shape == (2, 3)
+    headless = zoo.build("doubling", input_shape=(None, 12, 3), include_top=False, pooling="max")
+    assert headless.output_shape == (None, 64)
+    features = zoo.build("doubling", input_shape=(None, None, 3), include_top=False)
+    assert features.output_shape == (None, None, None, 64)
+
+
+def test_any_input_size_in_budgets_and_describe():
+    fitted = zoo.plan("doubling", depth=4, input_shape=(None, None, 3), max_params=5000)
+    assert fitted.costs.macs is None  # unknown without a size, and said so
+    assert fitted == zoo.plan("doubling", depth=4, input_shape=(32, 32, 3), max_params=5000)
+    model = zoo.build("doubling", depth=4, input_shape=(None, None, 3), max_params=5000)
+    desc = zoo.describe(model)
+    assert desc.total_params == model.count_params() == fitted.costs.params
+    assert desc.total_macs is None and desc.rows[0]["output_hw"] == (None, None)
+    assert desc.rows[-1]["macs"] == 170  # the dense head's MACs do not depend on the size
+    assert "?x?" in str(desc) and str(desc).splitlines()[-1].split()[-2] == "?"
+    with pytest.raises(ValueError, match="max_macs counts multiply-accumulates per image, which depend "
+                                         "on the image size.*budget max_params alone"):
+        zoo.build("doubling", input_shape=(None, None, 3), max_macs=100_000)
+
+
+@pytest.mark.parametrize("shape", [(None, None, None), (0, None, 3), (None, None)])
+def test_any_size_is_only_height_and_width(shape):
+    with pytest.raises(ValueError, match="input_shape must be .* \\(height and width may be None"):
+        zoo.build("doubling", input_shape=shape)
+
+
+def test_export_refuses_an_open_input_size_saying_how(tmp_path):
+    from serving import export
+
+    model = zoo.build("doubling", **{**KW, "input_shape": (None, None, 1)})
+    with pytest.raises(ValueError, match="fixed height, width and channels .* build it with "
+                                         "input_shape=\\(height, width, channels\\)"):
+        export(model, tmp_path, name="any", trained=True)
