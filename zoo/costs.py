@@ -63,7 +63,8 @@ BLOCK_COSTS: dict[str, BlockCost] = {"plain": _plain, "residual": _residual,
 
 
 def count_costs(filters: Sequence[int], arch: Architecture) -> Costs:
-    """Params and MACs of the network with these per-layer widths (head included, if any)."""
+    """Params and MACs of the network with these per-layer widths (head included, if any); MACs
+    are None when the input's height or width is None (any size)."""
     if arch.block not in BLOCK_COSTS:
         raise ValueError(f"no cost model for block {arch.block!r}; known: {', '.join(BLOCK_COSTS)}")
     block = BLOCK_COSTS[arch.block]

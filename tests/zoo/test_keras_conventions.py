@@ -163,3 +163,11 @@ def test_export_refuses_an_open_input_size_saying_how(tmp_path):
     with pytest.raises(ValueError, match="fixed height, width and channels .* build it with "
                                          "input_shape=\\(height, width, channels\\)"):
         export(model, tmp_path, name="any", trained=True)
+
+
+def test_measured_costs_refuse_an_open_input_size():
+    from tuning.constraints import measure_costs
+
+    model = zoo.build("doubling", **{**KW, "input_shape": (None, None, 1)})
+    with pytest.raises(ValueError, match="takes images of any size .* MACs and latency depend on the size"):
+        measure_costs(model)
