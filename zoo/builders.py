@@ -49,7 +49,8 @@ class ModelInfo:
     include_top: bool = True  # False: the network ends at its features (see pooling)
     pooling: str | None = "avg"  # the global pooling at the end: "avg", "max" or None
     seed: int | None = None  # the initializers' seed; Recipe.fit's default seed too
-    # The head's activation: "softmax" (probabilities), None (logits) or another activation's name.
+    # The head's activation: "softmax" (probabilities; also the record of a headless network),
+    # None (logits) or another activation's name.
     classifier_activation: str | None = "softmax"
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,7 +187,6 @@ def _input_shape(input_shape: Sequence[int | None] | None,
     return shape
 
 
-
 def _activation_name(activation: Any) -> str | None:
     """What ModelInfo records for a head activation: None for logits (None or "linear"), else the
     activation's Keras name, or a custom callable's own name; a ValueError for anything else."""
@@ -223,7 +223,8 @@ def from_plan(widths: Plan | Sequence[int], *, arch_info: ModelInfo, seed: int |
     if input_tensor is None:
         inputs = x = keras.Input(shape=arch_info.input_shape, name="images", dtype="float32")
     else:
-        inputs, x = keras.utils.get_source_inputs(input_tensor), input_tensor
+        sources = keras.utils.get_source_inputs(input_tensor)
+        inputs, x = (sources[0] if len(sources) == 1 else sources), input_tensor
     for i, f in enumerate(widths):
         stride = 2 if arch_info.downsample == "strided" and (i - 1) in positions else 1
         x = block_fn(x, f, kernel_size=arch_info.kernel_size, stride=stride, name=f"layer{i}",
