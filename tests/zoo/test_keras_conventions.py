@@ -145,6 +145,9 @@ def test_any_input_size_in_budgets_and_describe():
     assert desc.total_macs is None and desc.rows[0]["output_hw"] == (None, None)
     assert desc.rows[-1]["macs"] == 170  # the dense head's MACs do not depend on the size
     assert "?x?" in str(desc) and str(desc).splitlines()[-1].split()[-2] == "?"
+    with pytest.raises(ValueError, match=r"input \?x\?x3, 10 classes\): it ranges from 116 params "
+                                         r"\(narrowest\) to [\d,]+ params \(widest"):
+        zoo.plan("doubling", input_shape=(None, None, 3), max_params=50)
     with pytest.raises(ValueError, match="max_macs counts multiply-accumulates per image, which depend "
                                          "on the image size.*budget max_params alone"):
         zoo.build("doubling", input_shape=(None, None, 3), max_macs=100_000)
