@@ -171,7 +171,7 @@ def per_layer_search(dataset: str, budget: int, epochs: int, trials: int, filter
     rows = result.leaderboard()
     for r in rows:  # the search ranks by SEARCH_OBJECTIVE; keras-tuner tracks val_accuracy too
         metrics = result.tuner.oracle.get_trial(r["trial"]).metrics
-        r["val_accuracy"] = float(metrics.get_best_value("val_accuracy")) if metrics.exists("val_accuracy") else ""
+        r["val_accuracy"] = float(metrics.get_best_value("val_accuracy")) if metrics.exists("val_accuracy") else None
     done = [r for r in rows if r["status"] == "COMPLETED"]
     table = [{k: r[k] for k in ("filters", "params", "metric", "val_accuracy", "rerank_mean", "status")}
              for r in rows]
@@ -179,7 +179,7 @@ def per_layer_search(dataset: str, budget: int, epochs: int, trials: int, filter
            "rejected": result.rejected, "wall_s": wall, "trials_table": table}
     if not done:  # every draw over budget: report it as a (failed) result, do not abort the run
         return {**out, "best_filters": "-", "params": 0, "metric": 0.0, "val_accuracy": 0.0,
-                "rerank_mean": "", "test_accuracy": 0.0}
+                "rerank_mean": None, "test_accuracy": 0.0}
     best = done[0]
     return {**out, "best_filters": best["filters"], "params": int(best["params"]),
             "metric": float(best["metric"]), "val_accuracy": best["val_accuracy"],

@@ -181,5 +181,9 @@ def measure_costs(model: Any, *, latency: bool = True) -> MeasuredCosts:
     import zoo
 
     desc = zoo.describe(model)
+    if desc.total_macs is None:
+        raise ValueError(f"model {model.name!r} takes images of any size "
+                         f"(input {tuple(model.inputs[0].shape)}), but MACs and latency depend on the "
+                         "size: measure a model built with input_shape=(height, width, channels)")
     return MeasuredCosts(params=int(desc.total_params), macs=int(desc.total_macs),
                  latency_ms=measure_latency_ms(model) if latency else None)

@@ -1,5 +1,8 @@
 """`describe`: a per-layer table (filters, output size, params, MACs, receptive field) with totals.
 
+For a model of open input size (`input_shape=(None, None, C)`) the output sizes and the MACs of
+convolutions are unknown: None (shown "?"), and so is the total.
+
 Rows group the Keras layers of one zoo layer (`layer{i}_*`) and the classifier head; for any other
 model every Keras layer is its own row. MACs count the multiply-accumulates of convolutions and
 dense layers (BatchNorm, activations, pooling and additions are not counted, as in most papers).
@@ -18,18 +21,19 @@ setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
-from .builders import build  # noqa: E402
+from .builders import OTHER_OUTPUT_NAME, OUTPUT_NAMES, build  # noqa: E402
 
 __all__ = ["describe", "Description"]
 
 _ZOO_LAYER = re.compile(r"^(layer\d+)_")
+_HEAD_OUTPUTS = {*OUTPUT_NAMES.values(), OTHER_OUTPUT_NAME}  # the classifier layer's names
 
 
 @dataclass
 class Description:
     rows: list[dict[str, Any]]
     total_params: int
-    total_macs: int
+    total_macs: int | None  # None when the input size is open (a layer's MACs depend on it)
     receptive_field: int
     model_name: str
 
@@ -40,10 +44,10 @@ class Description:
     def __str__(self) -> str:
         head = ("layer", "kind", "filters", "output", "params", "MACs", "RF")
         lines = [(r["layer"], r["kind"], str(r["filters"] or "-"),
-                  "x".join(str(d) for d in r["output_hw"]) if r["output_hw"] else "-",
-                  f"{r['params']:,}", f"{r['macs']:,}", str(r["receptive_field"]))
+                  "x".join("?" if d is None else str(d) for d in r["output_hw"]) if r["output_hw"] else "-",
+                  f"{r['params']:,}", _size(r["macs"]), str(r["receptive_field"]))
                  for r in self.rows]
-        lines.append(("total", "", "", "", f"{self.total_params:,}", f"{self.total_macs:,}",
+        lines.append(("total", "", "", "", f"{self.total_params:,}", _size(self.total_macs),
                       str(self.receptive_field)))
         widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
         fmt = lambda cells: "  ".join(c.ljust(w) if i < 2 else c.rjust(w)  # noqa: E731
@@ -53,12 +57,23 @@ class Description:
         return "\n".join(out)
 
 
-def _spatial(shape) -> tuple[int, int] | None:
-    return (int(shape[1]), int(shape[2])) if len(shape) == 4 else None
+def _size(n: int | None) -> str:
+    """A count for the table; "?" where the input size leaves it open."""
+    return "?" if n is None else f"{n:,}"
 
 
-def _macs(layer: layers.Layer) -> int:
+def _spatial(shape) -> tuple[int | None, int | None] | None:
+    if len(shape) != 4:
+        return None
+    return tuple(None if d is None else int(d) for d in shape[1:3])  # type: ignore[return-value]
+
+
+def _macs(layer: layers.Layer) -> int | None:
+    """The layer's multiply-accumulates per image; None for a convolution over an open size."""
     out = layer.output.shape
+    if len(out) == 4 and None in out[1:3] and isinstance(
+            layer, (layers.Conv2D, layers.DepthwiseConv2D, layers.SeparableConv2D)):
+        return None
     if isinstance(layer, layers.SeparableConv2D):
         cin = int(layer.input.shape[-1])
         kh, kw = layer.kernel_size
@@ -88,7 +103,7 @@ def _group(name: str) -> str:
     m = _ZOO_LAYER.match(name)
     if m:
         return m.group(1)
-    return "head" if name.startswith("head_") or name == "probabilities" else name
+    return "head" if name.startswith("head_") or name in _HEAD_OUTPUTS else name
 
 
 def describe(model_or_name: keras.Model | str, **build_kwargs: Any) -> Description:
@@ -114,7 +129,8 @@ def describe(model_or_name: keras.Model | str, **build_kwargs: Any) -> Descripti
         row = rows.setdefault(key, {"layer": key, "kind": "", "filters": None, "output_hw": None,
                                     "params": 0, "macs": 0, "receptive_field": rf})
         row["params"] += layer.count_params()
-        row["macs"] += _macs(layer)
+        macs = _macs(layer)
+        row["macs"] = None if macs is None or row["macs"] is None else row["macs"] + macs
         on_main_path = "_proj" not in layer.name
         ks = _kernel_stride(layer) if on_main_path else None
         if ks:
@@ -136,6 +152,7 @@ def describe(model_or_name: keras.Model | str, **build_kwargs: Any) -> Descripti
     for key, row in rows.items():
         row["kind"] = kinds.get(key, first_kind[key])
     table = list(rows.values())
+    macs = [r["macs"] for r in table]
     return Description(rows=table, total_params=sum(r["params"] for r in table),
-                       total_macs=sum(r["macs"] for r in table), receptive_field=rf,
+                       total_macs=None if None in macs else sum(macs), receptive_field=rf,
                        model_name=model.name)

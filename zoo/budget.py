@@ -276,7 +276,7 @@ class _Fitter:
 
 
 def _fmt(c: Costs) -> str:
-    return f"{c.params:,} params, {c.macs:,} MACs"
+    return f"{c.params:,} params" if c.macs is None else f"{c.params:,} params, {c.macs:,} MACs"
 
 
 def _range_message(smallest: Costs, largest: Costs, max_params: int | None,
@@ -285,7 +285,7 @@ def _range_message(smallest: Costs, largest: Costs, max_params: int | None,
                                                     ("max_macs", max_macs)) if v is not None)
     head = f"{arch.num_classes} classes" if arch.include_top else "no classifier head"
     return (f"{asked} cannot be reached by scaling this plan ({arch.block} blocks, input "
-            f"{'x'.join(map(str, arch.input_shape))}, {head}): it ranges from "
+            f"{'x'.join('?' if d is None else str(d) for d in arch.input_shape)}, {head}): it ranges from "
             f"{_fmt(smallest)} (narrowest) to {_fmt(largest)} (widest layer {MAX_FIT_WIDTH} or "
             "max_filters)")
 

@@ -21,14 +21,14 @@ class Costs:
     """What a network costs: weights (trainable or not) and multiply-accumulates per image."""
 
     params: int
-    macs: int
+    macs: int | None  # None when the input's height or width is open (MACs depend on them)
 
 
 @dataclass(frozen=True)
 class Architecture:
     """Everything except the widths that decides a zoo network's cost."""
 
-    input_shape: tuple[int, int, int] = (32, 32, 3)
+    input_shape: tuple[int, int, int] = (32, 32, 3)  # height and width may be None (any size)
     num_classes: int = 10
     block: str = "plain"
     downsample: str = "max"
@@ -63,11 +63,15 @@ BLOCK_COSTS: dict[str, BlockCost] = {"plain": _plain, "residual": _residual,
 
 
 def count_costs(filters: Sequence[int], arch: Architecture) -> Costs:
-    """Params and MACs of the network with these per-layer widths (head included, if any)."""
+    """Params and MACs of the network with these per-layer widths (head included, if any); MACs
+    are None when the input's height or width is None (any size)."""
     if arch.block not in BLOCK_COSTS:
         raise ValueError(f"no cost model for block {arch.block!r}; known: {', '.join(BLOCK_COSTS)}")
     block = BLOCK_COSTS[arch.block]
     h, w, cin = arch.input_shape
+    any_size = h is None or w is None
+    if any_size:  # parameters do not depend on the size; MACs are unknown without it
+        h = w = 1
     params = macs = 0
     for i, cout in enumerate(filters):
         stride = 2 if arch.downsample == "strided" and (i - 1) in arch.downsample_at else 1
@@ -80,4 +84,4 @@ def count_costs(filters: Sequence[int], arch: Architecture) -> Costs:
     if arch.include_top:
         params += cin * arch.num_classes + arch.num_classes
         macs += cin * arch.num_classes
-    return Costs(params=params, macs=macs)
+    return Costs(params=params, macs=None if any_size else macs)

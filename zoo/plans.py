@@ -130,6 +130,11 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
     arch = architecture(input_shape=input_shape, num_classes=num_classes, block=block,
                         downsample=downsample, downsample_at=positions, kernel_size=kernel_size,
                         include_top=include_top)
+    if max_macs is not None and None in arch.input_shape[:2]:
+        raise ValueError(f"max_macs counts multiply-accumulates per image, which depend on the "
+                         f"image size, and input_shape={tuple(input_shape)!r} leaves it open: give "
+                         "the height and width, or budget max_params alone (parameters do not "
+                         "depend on the size)")
     # The rule's order is kept wherever an order-keeping network lies within +-3% of the budget;
     # where none does (narrow networks step coarsely: a constant net steps every layer at once),
     # its layers are rounded one by one, since equal budgets are what make rules comparable.
@@ -143,8 +148,11 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
 def architecture(*, input_shape: Sequence[int], num_classes: int | None, block: str,
                  downsample: str, downsample_at: Sequence[int], kernel_size: int,
                  include_top: bool = True) -> Architecture:
-    """The validated non-width part of a network (what its cost depends on besides widths)."""
-    shape = check_input_shape(input_shape)
+    """The validated non-width part of a network (what its cost depends on besides widths).
+
+    The height and width may be None (any size, as keras.applications allows): every zoo network
+    ends in global pooling or in its feature map, so only MACs need the size."""
+    shape = check_input_shape(input_shape, any_size=True)
     if not isinstance(include_top, bool):
         raise ValueError(f"include_top must be True or False, got {include_top!r}")
     if include_top:
@@ -157,8 +165,8 @@ def architecture(*, input_shape: Sequence[int], num_classes: int | None, block: 
         raise ValueError(f"unknown downsample {downsample!r}; valid: {', '.join(DOWNSAMPLERS)}")
     check_positive_int("kernel_size", kernel_size)
     positions = () if downsample == "none" else tuple(downsample_at)
-    smallest = min(shape[0], shape[1])
-    if smallest / 2 ** len(positions) < 1:
+    smallest = min((d for d in shape[:2] if d is not None), default=None)
+    if smallest is not None and smallest / 2 ** len(positions) < 1:
         raise ValueError(
             f"{len(positions)} downsamples (after layers {list(positions)}) would shrink the "
             f"{shape[0]}x{shape[1]} input below 1x1; at most {int(math.log2(smallest))} "
@@ -172,15 +180,20 @@ DOWNSAMPLERS = ("max", "avg", "strided", "none")
 _PLAN_KEYWORDS = keyword_names(plan)
 
 
-def check_input_shape(input_shape: Any) -> tuple[int, int, int]:
-    """`input_shape` as an (H, W, C) tuple of positive ints, or a ValueError saying what is valid."""
+def check_input_shape(input_shape: Any, *, any_size: bool = False) -> tuple[int, int, int]:
+    """`input_shape` as an (H, W, C) tuple of positive ints, or a ValueError saying what is valid;
+    `any_size`: H and W may also be None (images of any size)."""
     try:
         shape = tuple(input_shape)
     except TypeError:
         shape = ()
-    if len(shape) != 3 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                                  for d in shape):
-        raise ValueError(f"input_shape must be (height, width, channels) with positive ints, "
+
+    def valid(d: Any, may_be_none: bool) -> bool:
+        return (d is None and may_be_none) or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
+
+    if len(shape) != 3 or not all(valid(d, any_size and i < 2) for i, d in enumerate(shape)):
+        sizes = " (height and width may be None: any size)" if any_size else ""
+        raise ValueError(f"input_shape must be (height, width, channels) with positive ints{sizes}, "
                          f"got {input_shape!r}")
     return shape  # type: ignore[return-value]
 

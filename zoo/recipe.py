@@ -87,11 +87,14 @@ class Recipe:
             warmup_target=self.learning_rate if warmup else None, warmup_steps=warmup)
 
     def compile(self, model: Any, n_train: int, epochs: int | None = None) -> Any:
-        """Compile `model` for sparse integer labels with this recipe's optimizer."""
+        """Compile `model` for sparse integer labels with this recipe's optimizer (from logits
+        for a model built with `classifier_activation=None`: `zoo.builders.classifier_loss`)."""
         import keras
 
+        from .builders import classifier_loss
+
         model.compile(optimizer=keras.optimizers.Adam(self.learning_rate_schedule(n_train, epochs)),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                      loss=classifier_loss(model), metrics=["accuracy"])
         return model
 
     def fit(self, model: Any, x: Any, y: Any, *, validation_data: Any = None,

@@ -38,8 +38,9 @@ BYTES_CHANNELS = (1, 3)
 
 
 def build_signatures(model: Any, input_shape: Sequence[int], class_names: Sequence[str],
-                     keys: Sequence[str]) -> tuple[Any, dict[str, Any]]:
-    """Return (module to save, {signature key: concrete function}) for the requested keys."""
+                     keys: Sequence[str], from_logits: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Return (module to save, {signature key: concrete function}) for the requested keys;
+    `from_logits`: the model outputs logits, which the signatures turn into probabilities."""
     import tensorflow as tf
 
     height, width, channels = (int(d) for d in input_shape)
@@ -50,7 +51,8 @@ def build_signatures(model: Any, input_shape: Sequence[int], class_names: Sequen
     def probabilities(images):
         p = module.model(images, training=False)
         # A mixed-precision model may output float16; the contract is float32.
-        return tf.cast(p, tf.float32)
+        p = tf.cast(p, tf.float32)
+        return tf.nn.softmax(p, axis=-1) if from_logits else p
 
     def predict_outputs(p):
         ids = tf.argmax(p, axis=-1, output_type=tf.int64)
@@ -102,11 +104,11 @@ def build_signatures(model: Any, input_shape: Sequence[int], class_names: Sequen
 
 
 def save(model: Any, path: Path, input_shape: Sequence[int], class_names: Sequence[str],
-         keys: Sequence[str]) -> None:
+         keys: Sequence[str], from_logits: bool = False) -> None:
     """Write the SavedModel at `path` with the signatures `keys` and their proper method names."""
     import tensorflow as tf
 
-    module, signatures = build_signatures(model, input_shape, class_names, keys)
+    module, signatures = build_signatures(model, input_shape, class_names, keys, from_logits)
     tf.saved_model.save(module, str(path), signatures=signatures)
     set_method_names(path, {key: METHOD_NAMES[key] for key in keys})
 

@@ -65,6 +65,9 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
            trained: bool | None = None) -> ExportedVersion:
     """Export `model` (a Keras classifier: images [N,H,W,C] float32 in [0,1] -> softmax [N,K]).
 
+    A zoo model built with `classifier_activation=None` (logits) is exported with the softmax
+    applied, so every signature still answers probabilities.
+
     - `version`: an int >= 0; None takes max(existing versions) + 1 (1 for a new model). An
       existing version is an error unless `overwrite=True`, which swaps the new folder in.
     - `class_names`: K strings (default "0".."K-1"), returned by the signatures as `classes`.
@@ -85,6 +88,7 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
     Raises TypeError/ValueError naming the bad argument before anything is written.
     """
     input_shape, num_classes = _check_model(model)
+    from_logits = _outputs_logits(model)
     base_dir = _check_base_dir(base_dir)
     if name is ...:
         raise TypeError("export() missing required argument 'name' (the served model's name)")
@@ -123,7 +127,7 @@ def export(model: Any, base_dir: str | os.PathLike = "saved_models", name: str =
         except OSError as exc:
             raise ValueError(f"base_dir {str(base_dir)!r} is not writable: {exc.strerror}") from None
         _remove_stale_temps(model_dir)
-        sigs.save(model, tmp, input_shape, names, keys)
+        sigs.save(model, tmp, input_shape, names, keys, from_logits=from_logits)
         sigs.write_warmup(tmp, name, keys, samples)
         with _locked(base_dir):
             final_version = _next_version(model_dir) if version is None else version
@@ -187,7 +191,9 @@ def _check_model(model: Any) -> tuple[tuple[int, int, int], int]:
         raise ValueError(f"model input must have rank 4 [batch, height, width, channels], got shape "
                          f"{shape}")
     if any(d is None for d in shape[1:]):
-        raise ValueError(f"model input must have a fixed height, width and channels, got {shape}")
+        raise ValueError(f"model input must have a fixed height, width and channels (the signatures "
+                         f"and their example/bytes decoding need the size), got {shape}: build it "
+                         "with input_shape=(height, width, channels)")
     dtype = str(getattr(model.inputs[0], "dtype", "float32"))
     if dtype != "float32":
         raise ValueError(f"model input dtype must be float32 (images in [0, 1]), got {dtype}")
@@ -196,6 +202,28 @@ def _check_model(model: Any) -> tuple[tuple[int, int, int], int]:
         raise ValueError(f"model output must be class probabilities of shape [batch, K] with K >= 2, "
                          f"got {out}")
     return (int(shape[1]), int(shape[2]), int(shape[3])), int(out[1])
+
+
+def _zoo_info(model: Any) -> dict[str, Any] | None:
+    """`zoo.model_info(model)`: what zoo.build recorded, or None (another model, or no zoo here)."""
+    try:
+        from zoo import model_info
+    except ImportError:  # zoo not complete in this checkout
+        return None
+    return model_info(model)
+
+
+def _outputs_logits(model: Any) -> bool:
+    """Whether `model` is a zoo model whose head outputs logits (classifier_activation=None): the
+    signatures then apply the softmax, since they answer probabilities. A zoo head with another
+    activation than softmax is refused: its outputs are not class probabilities."""
+    info = _zoo_info(model) or {}
+    activation = info.get("classifier_activation", "softmax")
+    if activation not in ("softmax", None):
+        raise ValueError(f"the signatures answer class probabilities, but this model's head ends in "
+                         f"{activation!r} (classifier_activation): export a model built with "
+                         "classifier_activation='softmax' or None (logits, softmaxed at export)")
+    return activation is None
 
 
 def _check_base_dir(base_dir: Any) -> Path:
@@ -385,11 +413,7 @@ def _zoo_json(model: Any, name: str, version: int, input_shape: tuple[int, int, 
     import keras
     import tensorflow as tf
 
-    try:
-        from zoo import model_info
-        info = model_info(model)
-    except ImportError:  # zoo not complete in this checkout
-        info = None
+    info = _zoo_info(model)
     info = json.loads(json.dumps(info, default=_jsonable)) if info else None
     try:
         package_version = importlib.metadata.version("cnn-zoo")

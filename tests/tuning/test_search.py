@@ -75,9 +75,14 @@ def test_rule_run_rejects_over_budget_without_training(rule_run):
     rejected = [r for r in rows if r["status"] == "REJECTED"]
     done = [r for r in rows if r["status"] == "COMPLETED"]
     assert rejected and len(done) == 3  # max_trials counts trained trials; rejections are extra
-    assert all(r["params"] > 6000 and r["metric"] == "" for r in rejected)
+    # a missing number is None (as pandas and csv readers expect), an empty cell in the CSV
+    assert all(r["params"] > 6000 and r["metric"] is None and r["score"] is None
+               and r["rank"] is None for r in rejected)
     # no latency budget and no latency objective: latency is not timed (a blank cell)
-    assert all(r["params"] <= 6000 and r["latency_ms"] in ("", None) for r in done)
+    assert all(r["params"] <= 6000 and r["latency_ms"] is None and r["reason"] is None for r in done)
+    csv_rows = {r["trial"]: r for r in _csv_rows(result.leaderboard_path)}
+    assert all(csv_rows[r["trial"]]["val_accuracy"] == csv_rows[r["trial"]]["rank"] == ""
+               for r in rejected)
     assert all("max_params 6,000" in r["reason"] for r in rejected)
     assert "rejected over budget" in result.report_path.read_text()
     # rule parameters exist only for the trial's own rule
@@ -127,7 +132,7 @@ def test_pareto_front_keeps_only_non_dominated_trials():
     def row(acc, params):
         return {"status": "COMPLETED", "metric": acc, "params": params}
     rows = [row(0.9, 1000), row(0.8, 2000), row(0.95, 5000), row(0.95, 6000), row(0.5, 500),
-            {"status": "REJECTED", "metric": "", "params": 10}]
+            {"status": "REJECTED", "metric": None, "params": 10}]
     front = pareto_front(rows)
     assert [(r["metric"], r["params"]) for r in front] == [(0.5, 500), (0.9, 1000), (0.95, 5000)]
     loss_front = pareto_front([row(0.2, 100), row(0.1, 200), row(0.3, 300)], direction="min")
@@ -211,7 +216,7 @@ def test_rerank_orders_the_top_trials_by_the_mean_of_fresh_seeded_runs(tmp_path)
     rows = result.leaderboard()
     saved = json.loads((result.project_dir / RERANK_FILE).read_text())
     assert saved["seed"] == 3 and saved["metric"] == "val_accuracy"
-    reranked = [r for r in rows if r["rerank_mean"] != ""]
+    reranked = [r for r in rows if r["rerank_mean"] is not None]
     assert len(reranked) == 2 and rows[:2] == reranked  # the re-ranked trials lead
     assert reranked[0]["rerank_mean"] >= reranked[1]["rerank_mean"]
     for r in reranked:
@@ -219,10 +224,10 @@ def test_rerank_orders_the_top_trials_by_the_mean_of_fresh_seeded_runs(tmp_path)
         assert r["rerank_runs"] == 3
         assert r["rerank_mean"] == pytest.approx((r["score"] + sum(extra)) / 3)
     # Every single-run trial's score was among the top 2 before the re-ranking.
-    others = [r for r in rows if r["status"] == "COMPLETED" and r["rerank_mean"] == ""]
+    others = [r for r in rows if r["status"] == "COMPLETED" and r["rerank_mean"] is None]
     assert all(o["score"] <= min(r["score"] for r in reranked) for o in others)
     assert result.best_trials()[0].trial_id == rows[0]["trial"]
-    assert rows[0]["test_accuracy"] != ""  # the re-ranked winner is the one evaluated on test
+    assert rows[0]["test_accuracy"] is not None  # the re-ranked winner is the one evaluated on test
     csv_rows = _csv_rows(result.project_dir / "leaderboard.csv")
     assert [c["rerank_runs"] for c in csv_rows[:2]] == ["3", "3"]
     report = (result.project_dir / "report.md").read_text()

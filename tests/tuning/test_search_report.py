@@ -10,10 +10,11 @@ SETTINGS = {"project": "p", "dataset": "digits", "mode": "slim"}
 
 
 def _row(trial, rule, metric, params, rank):
-    return {"rank": rank, "trial": trial, "status": "COMPLETED", "origin": "", "rule": rule,
-            "block": "plain", "depth": 4, "filters": "8-8-16-16", "profile": "", "params": params,
-            "macs": 10 * params, "latency_ms": "", "metric": metric, "score": metric,
-            "rerank_runs": "", "rerank_mean": "", "test_accuracy": 0.9, "reason": "",
+    # as SearchResult.leaderboard() gives a row: None for what the trial does not have
+    return {"rank": rank, "trial": trial, "status": "COMPLETED", "origin": None, "rule": rule,
+            "block": "plain", "depth": 4, "filters": "8-8-16-16", "profile": None, "params": params,
+            "macs": 10 * params, "latency_ms": None, "metric": metric, "score": metric,
+            "rerank_runs": None, "rerank_mean": None, "test_accuracy": 0.9, "reason": None,
             "hyperparameters": "{}"}
 
 
@@ -88,3 +89,15 @@ def test_doubling_means_x2_and_a_searched_factor_is_named_as_the_rule_it_is(tmp_
     per_rule = report.split("## Best model per rule", 1)[1].split("\n## ", 1)[0]
     assert per_rule.count("| stagewise x") == 1 and per_rule.count("| doubling") == 1
     plot_pareto(rows, [], tmp_path / "pareto.png", "val_accuracy")  # one colour per family
+
+
+def test_missing_values_are_empty_cells_not_none(tmp_path):
+    """Leaderboard rows carry None for a missing number (issue 32, item 9); the report shows an
+    empty cell, as it showed the '' the rows used to carry."""
+    rows = [_row("00", "doubling", 0.95, 7890, 1), _row("01", "linear", 0.9, 7000, 2)]
+    rows[1]["test_accuracy"] = None
+    rows.append({**_row("02", "diamond", None, 9000, None), "status": "REJECTED", "score": None,
+                 "test_accuracy": None, "reason": "params 9,000 > max_params 8,000"})
+    text = _report(tmp_path, rows)
+    assert "None" not in text, text
+    assert "latency" not in text and "mean val_accuracy" not in text  # untimed, not re-ranked

@@ -103,7 +103,7 @@ def test_user_rule_builds():
     (dict(kernel_size=0), ValueError, "kernel_size"),
     (dict(dropout=1.5), ValueError, "dropout"),
     (dict(wm=2.0), TypeError, "build\\(\\) got unexpected keyword argument\\(s\\) wm; build's keywords "
-                              "are: input_shape, num_classes, .*; rule 'doubling' takes: factor"),
+                              "are: input_shape, input_tensor, num_classes, .*; rule 'doubling' takes: factor"),
     (dict(include_topp=False), TypeError, "include_topp \\(did you mean include_top\\?\\)"),
     (dict(weights="imagenet"), ValueError, "weights='imagenet': zoo networks have no pretrained "
                                            "weights; pass None or the path of an existing weights file"),

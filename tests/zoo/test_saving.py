@@ -22,6 +22,7 @@ from zoo import _keras_registration
 m = keras.models.load_model(sys.argv[1])
 assert "zoo.builders" not in sys.modules  # registering loads the model class alone
 info = zoo.model_info(m)
+assert zoo.model_info(keras.models.clone_model(m)) == info  # a clone of a loaded model keeps it too
 print(type(m).__name__, info["rule"], info["filters"])
 # the hook is gone after it fired, and keras keeps its own loader
 assert _keras_registration._FINDER not in sys.meta_path

@@ -201,8 +201,9 @@ def _print_summary(result) -> None:  # type: ignore[no-untyped-def]
     for r in rows[:10]:
         if r["status"] != "COMPLETED":
             continue
-        test = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] != "" else ""
-        print(f"{r['rank']:>4} {r['trial']:>5} {r['origin'] or r['rule']:<15} {r['depth']:>5} {r['filters']:<22} "
+        test = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else ""
+        depth, filters = ("" if r[k] is None else r[k] for k in ("depth", "filters"))  # None: missing
+        print(f"{r['rank']:>4} {r['trial']:>5} {r['origin'] or r['rule']:<15} {depth:>5} {filters:<22} "
               f"{r['params']:>9,} {r['metric']:>12.4f} {test:>8}")
     print(f"\nreport: {result.report_path}\nleaderboard: {result.leaderboard_path}")
     for name, path in result.plots.items():

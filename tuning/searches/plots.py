@@ -21,7 +21,8 @@ __all__ = ["plot_pareto", "plot_filters"]
 def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]], path: Path,
                 metric: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    done = [r for r in rows if r["status"] == "COMPLETED" and r["metric"] != "" and r["params"] != ""]
+    done = [r for r in rows if r["status"] == "COMPLETED" and r["metric"] is not None
+            and r["params"] is not None]
     rules = sorted({rule_family(r["rule"]) for r in done})  # one colour for every stagewise xF
     cmap = plt.get_cmap("tab10")
     for i, rule in enumerate(rules):
@@ -31,7 +32,7 @@ def plot_pareto(rows: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
     if front:
         ax.plot([r["params"] for r in front], [r["metric"] for r in front], "k--", lw=1,
                 label="Pareto front", drawstyle="steps-post")
-    rejected = [r for r in rows if r["status"] == "REJECTED" and r["params"] != ""]
+    rejected = [r for r in rows if r["status"] == "REJECTED" and r["params"] is not None]
     if rejected:
         lo = min((r["metric"] for r in done), default=0.0)
         ax.scatter([r["params"] for r in rejected], [lo] * len(rejected), marker="x", color="grey",

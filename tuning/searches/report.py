@@ -68,6 +68,8 @@ def doubling_reference(best: dict[str, Any], hypermodel: Any, hp: Any) -> Refere
 
 
 def _cell(key: str, v: Any) -> str:
+    if v is None:  # missing
+        return ""
     if isinstance(v, float) and key == "latency_ms":
         return f"{v:.2f}"
     if isinstance(v, float):
@@ -81,7 +83,7 @@ def _table(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str]]) -> l
     """A GitHub Markdown table of `rows` (dicts) with `cols` = (header, key) pairs."""
     from tabulate import tabulate
 
-    body = [[_cell(key, r.get(key, "")) for _, key in cols] for r in rows]
+    body = [[_cell(key, r.get(key)) for _, key in cols] for r in rows]
     # numbers right-aligned, as a reader compares them
     align = ["right" if any(isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
                             for r in rows) else "left" for _, key in cols]
@@ -142,9 +144,9 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
     cols = [("rank", "rank"), ("trial", "trial"), ("origin", "origin"), ("rule", "rule"), ("block", "block"),
             ("depth", "depth"), ("filters", "filters"), ("params", "params"), ("MACs", "macs"),
             ("latency ms", "latency_ms"), (metric, "metric"), ("test acc", "test_accuracy")]
-    if not any(r.get("latency_ms", "") not in ("", None) for r in rows):  # timed only when asked
+    if all(r.get("latency_ms") is None for r in rows):  # timed only when asked
         cols.remove(("latency ms", "latency_ms"))
-    if any(r.get("rerank_mean", "") != "" for r in done):
+    if any(r.get("rerank_mean") is not None for r in done):
         cols[-1:-1] = [("runs", "rerank_runs"), (f"mean {metric}", "rerank_mean")]
     if done:
         best = done[0]
@@ -153,8 +155,9 @@ def write_report(path: Path, *, rows: Sequence[dict[str, Any]], front: Sequence[
               f"{best['depth']}, filters `{best['filters']}`, {best['params']:,} params, "
               f"{metric} {best['metric']:.4f}"
               + (f" (mean over {best['rerank_runs']} runs: {best['rerank_mean']:.4f})"
-                 if best.get("rerank_mean", "") != "" else "")
-              + (f", test accuracy {best['test_accuracy']:.4f}" if best["test_accuracy"] != "" else "")
+                 if best.get("rerank_mean") is not None else "")
+              + (f", test accuracy {best['test_accuracy']:.4f}" if best["test_accuracy"] is not None
+                 else "")
               + ".", ""]
         if reference:
             f = [int(x) for x in str(best["filters"]).split("-")]

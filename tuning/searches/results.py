@@ -56,6 +56,8 @@ def _trial_sort_key(trial_id: str) -> tuple[int, str]:
 def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, origins: dict[str, str] | None = None
                      ) -> list[dict[str, Any]]:
     """One dict per trial (LEADERBOARD_COLUMNS; `metric` is named by the objective), ranked.
+    A value a trial does not have (a rejected trial's score, an unranked rank, a search without
+    latency) is None, as pandas and the csv module's users expect of a missing value.
 
     Filters come from the trial's hyperparameters (no Keras); costs from the metrics CostLogger
     recorded, or for a rejected trial from its recorded Rejection. `origins`: trial id -> where a
@@ -67,16 +69,16 @@ def leaderboard_rows(tuner: kt.Tuner, hypermodel: Any, *, origins: dict[str, str
         hp = trial.hyperparameters
         values = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
         status = trial_status(trial, tuner.project_dir)
-        row: dict[str, Any] = {c: "" for c in LEADERBOARD_COLUMNS}
-        origin = (origins or {}).get(trial.trial_id, "")
+        row: dict[str, Any] = dict.fromkeys(LEADERBOARD_COLUMNS)  # None: missing
+        origin = (origins or {}).get(trial.trial_id)
         row.update(trial=trial.trial_id, status=status, origin=origin,
-                   reason=trial_reason(trial, tuner.project_dir) if status != "COMPLETED" else "",
+                   reason=trial_reason(trial, tuner.project_dir) if status != "COMPLETED" else None,
                    hyperparameters=json.dumps(values, sort_keys=True, default=str),
                    # slim's trial has per-layer values, but its widths are slim's, not a draw's
                    rule=(rule_label(values) if "rule" in values
                          else "slim" if origin == "slim" else "per_layer"),
-                   block=values.get("block", ""),
-                   depth=values.get("depth", ""))
+                   block=values.get("block"),
+                   depth=values.get("depth"))
         try:
             plan = hypermodel.plan(hp.copy())
             # filters: the built widths; profile: the draw they were scaled from (budget filling)
@@ -112,20 +114,20 @@ def rank_rows(rows: list[dict[str, Any]], direction: str, *,
     their `search_runs` search runs and the extra ones."""
     for r in rows:
         extra = (reranked or {}).get(r["trial"])
-        if extra and r["score"] != "":
+        if extra and r["score"] is not None:
             r["rerank_runs"] = search_runs + len(extra)
             r["rerank_mean"] = rerank_mean(r["score"], search_runs, extra)
     sign = -1.0 if direction == "max" else 1.0
 
     def order(r: dict[str, Any]) -> tuple[bool, float, int, tuple[int, str]]:
-        has_mean = r["rerank_mean"] != ""
+        has_mean = r["rerank_mean"] is not None
         return (not has_mean, sign * (r["rerank_mean"] if has_mean else r["score"]),
-                r["params"] if r["params"] != "" else 0, _trial_sort_key(r["trial"]))
+                r["params"] if r["params"] is not None else 0, _trial_sort_key(r["trial"]))
 
-    done = sorted((r for r in rows if r["score"] != ""), key=order)
+    done = sorted((r for r in rows if r["score"] is not None), key=order)
     for i, r in enumerate(done, 1):
         r["rank"] = i
-    rest = sorted((r for r in rows if r["score"] == ""), key=lambda r: _trial_sort_key(r["trial"]))
+    rest = sorted((r for r in rows if r["score"] is None), key=lambda r: _trial_sort_key(r["trial"]))
     return done + rest
 
 
@@ -140,7 +142,8 @@ def pareto_front(rows: Sequence[dict[str, Any]], *, cost: str = "params",
     if direction not in ("max", "min"):
         raise ValueError(f"direction must be 'max' or 'min', got {direction!r}")
     sign = 1.0 if direction == "max" else -1.0
-    pts = [r for r in rows if r["status"] == "COMPLETED" and r["metric"] != "" and r[cost] != ""]
+    pts = [r for r in rows if r["status"] == "COMPLETED" and r["metric"] is not None
+           and r[cost] is not None]
     front = []
     for r in pts:
         a, c = sign * r["metric"], r[cost]
@@ -152,13 +155,14 @@ def pareto_front(rows: Sequence[dict[str, Any]], *, cost: str = "params",
 
 
 def write_leaderboard(rows: Sequence[dict[str, Any]], path: Path, metric: str) -> Path:
-    """CSV with the objective's metric under its own name (e.g. `val_accuracy`)."""
+    """CSV with the objective's metric under its own name (e.g. `val_accuracy`); a missing
+    value (None) is an empty cell, which pandas reads as NaN."""
     columns = [metric if c == "metric" else c for c in LEADERBOARD_COLUMNS]
     with atomic_open(path, newline="") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:
-            w.writerow([r[c] for c in LEADERBOARD_COLUMNS])
+            w.writerow(["" if r[c] is None else r[c] for c in LEADERBOARD_COLUMNS])
     return path
 
 
@@ -178,7 +182,8 @@ class SearchResult:
     exported: list[Any] = field(default_factory=list)
 
     def leaderboard(self) -> list[dict[str, Any]]:
-        """Rows of leaderboard.csv as dicts, best completed trial first."""
+        """Rows of leaderboard.csv as dicts, best completed trial first; None for a missing value
+        (the CSV's empty cell), so `pandas.DataFrame(result.leaderboard())` has numeric columns."""
         return [dict(r) for r in self.rows]
 
     def best_models(self, n: int = 1) -> list[keras.Model]:

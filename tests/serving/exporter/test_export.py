@@ -575,3 +575,25 @@ def test_cli_refuses_a_model_that_was_never_trained_without_force(tmp_path, caps
     assert not (tmp_path / "out").exists()
     assert export_cli.main([*argv, "--force"]) == 0
     assert list(version_dirs(tmp_path / "out" / "fresh")) == [1]
+
+
+def test_a_logits_model_is_served_as_probabilities_and_another_head_is_refused(trained, digits,
+                                                                                tmp_path):
+    """A zoo model built with classifier_activation=None outputs logits: its export applies the
+    softmax, so it answers what its softmax twin answers; a sigmoid head is refused (issue 32,
+    item 9; before, `build` had no such keyword)."""
+    import tensorflow as tf
+
+    kw = dict(input_shape=(8, 8, 1), num_classes=10, depth=2, base_filters=8, seed=0)
+    logits = zoo.build("doubling", classifier_activation=None, **kw)
+    logits.set_weights(trained.get_weights())
+    ev = export(logits, tmp_path, name="logits", signatures=("predict",), trained=True)
+    x = digits.x_test[:8]
+    out = tf.saved_model.load(str(ev.path)).signatures["serving_default"](images=tf.constant(x))
+    assert np.max(np.abs(out["probabilities"].numpy() - trained.predict(x, verbose=0))) <= 1e-5
+    assert json.loads((ev.path / "assets.extra" / "zoo.json").read_text())[
+        "model_info"]["classifier_activation"] is None
+    sigmoid = zoo.build("doubling", classifier_activation="sigmoid", **kw)
+    with pytest.raises(ValueError, match="head ends in 'sigmoid' \\(classifier_activation\\)"):
+        export(sigmoid, tmp_path, name="sigmoid", trained=True)
+    assert not (tmp_path / "sigmoid").exists()
