@@ -227,17 +227,18 @@ class ZooHyperModel(kt.HyperModel):
 
     def _build_kwargs(self, hp: kt.HyperParameters) -> tuple[str, dict[str, Any]]:
         """The rule and zoo.build keywords `hp` selects. With budget filling, the draw is a
-        profile scaled to the params/MACs budget; a profile no scale can fit keeps its drawn
-        widths (and is rejected in fit)."""
+        profile scaled to the params/MACs budget with every width within `filters`; a profile no
+        scale can fit within them keeps its drawn widths (and is rejected in fit if over)."""
         a = self.architecture(hp)
         rule, rule_kwargs = a.pop("rule"), a.pop("rule_kwargs", {})
         kw = {**a, **rule_kwargs, "input_shape": self.input_shape,
               "num_classes": self.num_classes, "downsample_every": self.downsample_every}
         if self.fill_budget and self.budgets.size_budgets:
-            fill = {**kw, **self.budgets.size_budgets}
-            # The search range bounds the draw (the profile), not the widths it scales to.
-            fill.pop("min_filters", None)
-            fill.pop("max_filters", None)
+            # The search range bounds the widths the draw scales to as well: a user who asked
+            # for --filters 8 32 gets no 49-kernel layer (preflight refuses a budget that no
+            # network of the space reaches within the range).
+            fill = {**kw, **self.budgets.size_budgets,
+                    "min_filters": self.filters[0], "max_filters": self.filters[1]}
             try:
                 zoo.plan(rule, **_plan_kwargs(fill))
                 return rule, fill
