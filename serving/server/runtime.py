@@ -407,6 +407,7 @@ class Servable:
             return
         start = time.perf_counter()
         status = "OK"
+        read = 0
         try:
             for i, record in enumerate(tf.data.TFRecordDataset(path)):
                 if i >= MAX_WARMUP_RECORDS:
@@ -414,6 +415,10 @@ class Servable:
                 log_record = prediction_log_pb2.PredictionLog.FromString(record.numpy())
                 for _ in range(max(1, self.load_options.warmup_iterations)):
                     self._replay(log_record)
+                read += 1
+            # TF Serving's own line (saved_model_warmup_util.cc): how long a start-up spent here
+            log.info("Finished reading warmup data for model at %s. Number of warmup records read: %d. "
+                     "Elapsed time (microseconds): %d.", path, read, (time.perf_counter() - start) * 1e6)
         except ServingError as exc:
             status = exc.code.name
             raise ServingError(exc.code, f"Warmup failed for {path}: {exc.message}") from None
