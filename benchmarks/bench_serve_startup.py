@@ -8,8 +8,8 @@ case). `phases`: the same server started through a probe that stamps the wall cl
 interpreter starts, after the CLI's imports and after TensorFlow's import, then runs the CLI's
 own main; the server's log lines stamp the rest (model load, warm-up, gRPC and REST binds) and the
 first AVAILABLE answer ends it. With `--baseline REF` the same runs are made on `git archive REF`
-too, alternating sides within each round and flipping the order every round, so the machine's
-background load falls on both. The load average and the CPU share of lower-priority (nice > 0)
+too, alternating sides within each round and flipping the order every round (and which kind of
+run goes first), so the machine's background load and its page cache fall on both. The load average and the CPU share of lower-priority (nice > 0)
 processes, such as a study training in the background, are recorded with every run.
 """
 from __future__ import annotations
@@ -179,8 +179,12 @@ def main(argv: list[str] | None = None) -> int:
             for side in order:
                 env, cwd = sides[side]
                 samples[side]["load"].append(background_load())
-                samples[side]["ready"].append(bench_startup.serve_ready(env, cwd))
+                # which kind runs first alternates too: the second finds TensorFlow's files cached
+                if r % 2 == 0:
+                    samples[side]["ready"].append(bench_startup.serve_ready(env, cwd))
                 samples[side]["phases"].append(phases_once(env, cwd, work))
+                if r % 2 == 1:
+                    samples[side]["ready"].append(bench_startup.serve_ready(env, cwd))
             print(f"[serve_startup] round {r + 1}/{rounds}: " + ", ".join(
                 f"{s} ready {samples[s]['ready'][-1]:.2f} s (tensorflow "
                 f"{samples[s]['phases'][-1]['tensorflow']:.2f} s)" for s in sides_order), flush=True)

@@ -38,16 +38,6 @@ from serving.server.service import Service
 log = logging.getLogger("serving")
 
 
-def _import_front_ends(rest: bool) -> None:
-    """Import the protocol front ends ahead of use (start() imports them again, at no cost)."""
-    try:
-        from serving.server.frontends import tfserving_grpc  # noqa: F401
-        if rest:
-            from serving.server.frontends import tfserving_rest  # noqa: F401
-    except Exception:  # start() imports them itself and reports a failure there
-        log.debug("front ends not imported ahead", exc_info=True)
-
-
 class ModelServer:
     """One embedded server. Use as a context manager or call start()/stop()."""
 
@@ -84,14 +74,10 @@ class ModelServer:
 
     def start(self) -> None:
         """Load all models (raises if one cannot serve), then open the gRPC and REST ports."""
+        from serving.server.frontends import tfserving_grpc
         from serving.server.runtime import LoadOptions, configure_devices, configure_threads
 
         o = self.options
-        # The front ends (aiohttp alone is 0.2-0.35 s) are imported while the models load, whose
-        # time is mostly TensorFlow's native code, off the GIL (benchmarks/bench_serve_startup.py).
-        front_ends = threading.Thread(target=_import_front_ends, args=(o.rest_api_port is not None,),
-                                      name="import-front-ends", daemon=True)
-        front_ends.start()
         # Read every file first, so a typo fails before minutes of model loading.
         configs, batching, monitoring, credentials = o.model_configs(), o.batching(), o.monitoring(), o.credentials()
         # --tensorflow_session_parallelism sets both pools where their own flag is 0, as in TF Serving
@@ -112,8 +98,6 @@ class ModelServer:
                                         load_threads=o.num_load_threads,
                                         labels_for_unavailable=o.allow_version_labels_for_unavailable_models)
         self.manager.start()  # returns early (raising) when stop() is called meanwhile
-        front_ends.join(timeout=60)  # bounded; a failed or slow import is redone (and raised) below
-        from serving.server.frontends import tfserving_grpc
         config_dir = os.path.dirname(os.path.abspath(o.model_config_file)) if o.model_config_file else os.getcwd()
         self.service = Service(self.manager, self.metrics, config_dir=config_dir)
         cpus = os.cpu_count() or 1
