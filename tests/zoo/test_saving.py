@@ -89,6 +89,8 @@ START_UP_LINES = ("absl::InitializeLog", "oneDNN", "cudart_stub", "cuda drivers"
     "import zoo, keras",
     "import zoo, tensorflow",
     "import zoo; zoo.datasets.load('digits').tf_data('train', batch_size=8)",
+    # serving's deferred TensorFlow (serving/protos.py) runs the wrapped loader on first use
+    "import zoo, serving.protos, tensorflow as tf; assert float(tf.reduce_sum(tf.ones(3))) == 3.0",
 ])
 def test_zoo_imported_first_keeps_tensorflow_start_up_lines_out(code, subprocess_env):
     env = {k: v for k, v in subprocess_env.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ZOO_TF_VERBOSE")}
