@@ -41,8 +41,8 @@ def _register() -> None:
 
 
 class _RegisteringLoader(importlib.abc.Loader):
-    """Runs the real loader of `keras` (TensorFlow muted first), then registers; of `tensorflow`,
-    muted; either module keeps its own loader."""
+    """Runs the real loader of `keras`, then registers; of `tensorflow`, muted; either module
+    keeps its own loader."""
 
     def __init__(self, loader: Any, name: str) -> None:
         self._loader = loader
@@ -59,7 +59,8 @@ class _RegisteringLoader(importlib.abc.Loader):
         if self._name == _TENSORFLOW:
             env.run_tensorflow_import_muted(lambda: self._loader.exec_module(module))
             return
-        env.setup_tensorflow()  # imports TensorFlow muted (unless another backend is chosen)
+        # Keras' TensorFlow backend imports tensorflow through this hook too (muted); nothing is
+        # set here, so the backend stays the one the user chose (KERAS_BACKEND, keras.json).
         self._loader.exec_module(module)
         _register()
 
