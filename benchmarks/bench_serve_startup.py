@@ -9,8 +9,9 @@ interpreter starts, after the CLI's imports and after TensorFlow's import, then 
 own main; the server's log lines stamp the rest (model load, warm-up, gRPC and REST binds) and the
 first AVAILABLE answer ends it. With `--baseline REF` the same runs are made on `git archive REF`
 too, alternating sides within each round and flipping the order every round (and which kind of
-run goes first), so the machine's background load and its page cache fall on both. The load average and the CPU share of lower-priority (nice > 0)
-processes, such as a study training in the background, are recorded with every run.
+run goes first), so the machine's background load and its page cache fall on both. The load
+average and the CPU share of lower-priority (nice > 0) processes, such as a study training in the
+background, are recorded with every run.
 """
 from __future__ import annotations
 
