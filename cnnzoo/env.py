@@ -14,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Iterator
+from typing import Callable, Iterator
 
-__all__ = ["setup_tensorflow", "verbose", "native_logs_muted"]
+__all__ = ["setup_tensorflow", "verbose", "native_logs_muted", "run_tensorflow_import_muted"]
 
 _done = False
 
@@ -59,14 +59,26 @@ def native_logs_muted() -> Iterator[None]:
         os.close(null)
 
 
+def run_tensorflow_import_muted(run_import: Callable[[], None]) -> None:
+    """Run `run_import` (which executes tensorflow/__init__.py) with fd 2 muted, then probe the
+    devices muted too (unless `ZOO_TF_VERBOSE=1`); for an import hook that wraps TF's loader."""
+    with native_logs_muted():
+        run_import()
+        _probe_devices()
+
+
+def _probe_devices() -> None:
+    # Probing devices here (muted) keeps the "failed call to cuInit" line of CPU-only machines
+    # out of the output; memory options can still be set after.
+    import tensorflow
+
+    tensorflow.config.list_physical_devices("GPU")
+
+
 def _import_muted() -> None:
     with native_logs_muted():
         try:
-            import tensorflow
-
-            # Probing devices here (muted) keeps the "failed call to cuInit" line of CPU-only
-            # machines out of the output; memory options can still be set after.
-            tensorflow.config.list_physical_devices("GPU")
+            _probe_devices()
         except ImportError:
             pass  # reported when the caller imports it for real, with stderr back
 

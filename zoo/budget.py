@@ -73,8 +73,20 @@ def fit_widths(profile: Sequence[float], arch: Architecture, *, max_params: int 
     result = fit(max_params, max_macs)
     if isinstance(result, tuple):
         return result
+    capped = False
+    if result.smallest is not None and max_filters is not None and len(set(profile)) > 1:
+        # Beyond the profile with its widest layer at max_filters, scaling goes on with each
+        # layer stopping at max_filters (the order is kept; the shape bends at the cap), so a
+        # budget within the range's reach is filled within the range (a search's --filters).
+        # Tried only where the plain fit failed, so every plan it made stays as it was.
+        capped = True
+        fit = _Fitter(list(profile), arch, round_to, min_filters, high, tolerance, capped=True)
+        result = fit(max_params, max_macs)
+        if isinstance(result, tuple):
+            return result
     if not strict_order and result.smallest is None:
-        loose = _Fitter(list(profile), arch, round_to, min_filters, high, tolerance, ordered=False)
+        loose = _Fitter(list(profile), arch, round_to, min_filters, high, tolerance, ordered=False,
+                        capped=capped)
         again = loose(max_params, max_macs)
         if isinstance(again, tuple):
             return again
@@ -109,7 +121,8 @@ class _Fitter:
     budgets around it."""
 
     def __init__(self, profile: list[float], arch: Architecture, round_to: int | None,
-                 min_filters: int, high: int, tolerance: float, ordered: bool = True) -> None:
+                 min_filters: int, high: int, tolerance: float, ordered: bool = True,
+                 capped: bool = False) -> None:
         self.profile, self.arch, self.round_to = profile, arch, round_to
         self.min_filters, self.high, self.tolerance = min_filters, high, tolerance
         self.step = round_to or 1
@@ -119,7 +132,10 @@ class _Fitter:
         values = sorted(set(profile))
         self.groups = ([[i for i, p in enumerate(profile) if p == v] for v in values] if ordered
                        else sorted(([i] for i in range(len(profile))), key=lambda g: profile[g[0]]))
+        # The factor range ends where the widest layer reaches `high`, or (capped) where every
+        # layer has: widths stop at `high` on the way.
         self.peak = values[-1]
+        self.top = self.high / (values[0] if capped else values[-1]) * 1.01
 
     def widths(self, scale: float) -> list[int]:
         return [quantize(scale * p, self.round_to, self.min_filters, self.high)
@@ -138,7 +154,7 @@ class _Fitter:
             return max(c.params / max_params if max_params else 0.0,
                        c.macs / max_macs if max_macs else 0.0)
 
-        lo, hi = self.min_filters / self.peak * 0.5, self.high / self.peak * 1.01
+        lo, hi = self.min_filters / self.peak * 0.5, self.top
         smallest, largest = self.costs(self.widths(lo)), self.costs(self.widths(hi))
         if not fits(smallest) or (fits(largest) and usage(largest) < 1 - self.tolerance):
             return _Miss(smallest=smallest, largest=largest)

@@ -85,6 +85,9 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
     factor can. Fitting keeps the rule's order where an order-keeping rounding is within +-3%:
     equal layers stay equal and a wider layer never becomes narrower than a narrower one; where
     none is, the layers are rounded one by one and equal layers may differ by one kernel.
+    `min_filters`/`max_filters` then bound the fitted widths (the rule's own counts are the
+    profile): where the widest layer reaches `max_filters` before the budget is used, the
+    others grow on, each stopping at `max_filters`.
 
     >>> plan("doubling", depth=6, base_filters=16)
     [16, 16, 32, 32, 64, 64]
@@ -114,6 +117,10 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
 
     positions = downsample_positions(depth, downsample_every, downsample_at)
     high = _UNBOUNDED if max_filters is None else max_filters
+    # With a budget the rule's counts are the profile, and min/max_filters bound the fitted
+    # widths, not the profile: clamped first, a diamond 32-66-66-32 under max_filters=32 would
+    # be fitted as constant.
+    fitted = max_params is not None or max_macs is not None
     counts: list[int] = []
     for i in range(depth):
         ctx = LayerContext(index=i, depth=depth, base_filters=base_filters,
@@ -123,7 +130,8 @@ def plan(name: str, *, depth: int | None = None, base_filters: int | None = None
         if not isinstance(raw, (int, float)) or math.isnan(raw) or raw <= 0:
             raise ValueError(f"rule {name!r} gave a non-positive filter count {raw!r} at layer {i}; "
                              "filter counts must be positive")
-        counts.append(quantize(raw, round_to, min_filters, high))
+        counts.append(quantize(raw, round_to, min_filters, high) if not fitted
+                      else quantize(raw, round_to, 1, _UNBOUNDED))
     kwargs = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in rule_kwargs.items()}
     if max_params is None and max_macs is None:
         return Plan(counts, rule=name, downsample_at=positions, rule_kwargs=kwargs)

@@ -260,8 +260,10 @@ def _serve(options: ServerOptions, notes: list[str] = ()) -> NoReturn:  # type: 
             started.set()
 
     threading.Thread(target=start, name="start", daemon=True).start()
-    while not started.is_set() and not stop.is_set():
-        stop.wait(0.2)
+    # Waiting on `started` (not `stop`) says "ready" the moment the ports are open, not up to a
+    # poll later; a signal is still noticed within 0.2 s.
+    while not started.wait(0.2) and not stop.is_set():
+        pass
     if not started.is_set() or (failure and stop.is_set()):
         log.info("Signal received while loading models: stopping before serving")
         server.stop(grace=0)

@@ -323,3 +323,27 @@ def test_a_latency_objective_makes_the_search_time_every_trial(tmp_path):
 
     assert measure(["val_accuracy", "latency_ms"]) is True
     assert measure("val_accuracy") is None  # only a latency budget would ask for it then
+
+
+@pytest.mark.parametrize("mode, rules", [("per_layer", None), ("rule", ["doubling", "constant", "diamond"])])
+def test_budget_filling_keeps_every_width_within_filters(mode, rules):
+    """Scaled to fill a budget, a draw stays within `filters` (zoo-tune --filters 8 32 built
+    49-kernel layers); a draw that cannot fill it within the range is built as wide as the range
+    allows, every layer at its maximum, and keeps its draw as the profile."""
+    import random
+
+    hm = ZooHyperModel((8, 8, 1), 10, mode=mode, rules=rules, depth=(2, 4), filters=(8, 32),
+                       budgets={"max_params": 12_000})
+    hp = kt.HyperParameters()
+    hm.declare_hyperparameters(hp)
+    rnd, rescaled = random.Random(0), 0
+    for _ in range(12):
+        for p in hp.space:
+            if hp.is_active(p):
+                hp.values[p.name] = p.random_sample(rnd.randint(0, 10**6))
+        plan = hm.plan(hp)
+        assert all(8 <= w <= 32 for w in plan), (list(plan), plan.profile)
+        rescaled += list(plan) != list(plan.profile)
+        if len(plan) == 2:  # two layers of 32 are under 12,000 params: as wide as the range allows
+            assert list(plan) == [32, 32] and plan.costs.params < 12_000, (list(plan), plan.profile)
+    assert rescaled  # some draws were scaled to the budget

@@ -30,7 +30,12 @@ BASE = ["--epochs", "1", "--train-limit", "100", "--max-trials", "1", "--verbose
     (["--filter-step", "1"], "--filter-step must be an int >= 2 for log sampling"),
     (["--rerank-top", "1", "--rerank-executions", "0"], "--rerank-executions must be an int >= 1, got 0"),
     (["--max-params", "30"], r"no model in the search space meets the budget: the smallest "
-                             r"\(depth 2, 1 filters per layer, block plain"),  # filled: widths >= 1
+                             r"\(depth 2, 8 filters per layer, block plain"),  # filled: widths >= 8
+    # filling stays within --filters (it built 49-kernel layers for --filters 8 32)
+    (["--filters", "8", "32", "--max-params", "1000000"],
+     r"--max-params 1,000,000 cannot be filled within --filters 8 32: the largest network of the "
+     r"space \(depth 4, 32 filters per layer, .*\) has params 28,778; .*, or pass --no-fill-budget "
+     r"to take it as a cap$"),
     (["--max-params", "100", "--no-fill-budget"],
      r"no model in the search space meets the budget: the smallest \(depth 2, 8 filters per layer"),
     (["--max-macs", "10"], "MACs [0-9,]+ > --max-macs 10"),

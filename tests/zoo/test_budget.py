@@ -177,3 +177,20 @@ def test_an_explicit_list_is_not_lost_to_a_coarse_step():
     # when an order-keeping rounding fits, the list keeps its order too
     kept = zoo.plan("custom", filters=[16, 16, 32, 32], **dict(kw, max_params=8_000))
     assert keeps_order(kept.profile, kept)
+
+
+def test_a_budget_is_filled_within_max_filters():
+    """With a budget, max_filters bounds the fitted widths, not the rule's counts (the profile):
+    past the point where the widest layer reaches it, the others grow on, each stopping there.
+    zoo-tune --filters 8 32 built 49-kernel layers before; plans that fitted keep their widths."""
+    kw = dict(depth=4, base_filters=8, input_shape=(8, 8, 1), num_classes=10)
+    plan = zoo.plan("doubling", max_filters=32, max_params=20_000, **kw)
+    assert list(plan) == [20, 20, 32, 32] and plan.profile == [8, 8, 16, 16]
+    assert abs(plan.costs.params - 20_000) <= 0.03 * 20_000
+    # the diamond's profile is the rule's, not clamped to a constant by max_filters
+    assert zoo.plan("diamond", max_filters=32, max_params=15_000, **kw).profile == [8, 24, 24, 8]
+    # a budget the range reaches without the cap: the same widths as without max_filters
+    assert list(zoo.plan("doubling", max_filters=64, max_params=20_000, **kw)) == \
+        list(zoo.plan("doubling", max_params=20_000, **kw)) == [17, 17, 35, 35]
+    with pytest.raises(BudgetError, match="28,778 params"):  # every layer at 32
+        zoo.plan("doubling", max_filters=32, max_params=60_000, **kw)

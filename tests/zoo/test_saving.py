@@ -78,3 +78,31 @@ def test_import_zoo_still_imports_no_keras(subprocess_env):
     proc = subprocess.run([sys.executable, "-c", code], env=subprocess_env, capture_output=True,
                           text=True, timeout=60)
     assert proc.stdout.split() == ["False", "False"], proc.stderr
+
+
+# TensorFlow's start-up lines (TF 2.21 prints them through absl before it is initialised, so no
+# environment variable hides them all): with `zoo` imported first, none reach the user.
+START_UP_LINES = ("absl::InitializeLog", "oneDNN", "cudart_stub", "cuda drivers", "cuInit",
+                  "cpu_feature_guard", "I0000", "E0000", "W0000")
+
+
+@pytest.mark.parametrize("code", [
+    "import zoo, keras",
+    "import zoo, tensorflow",
+    "import zoo; zoo.datasets.load('digits').tf_data('train', batch_size=8)",
+    # serving's deferred TensorFlow (serving/protos.py) runs the wrapped loader on first use
+    "import zoo, serving.protos, tensorflow as tf; assert float(tf.reduce_sum(tf.ones(3))) == 3.0",
+])
+def test_zoo_imported_first_keeps_tensorflow_start_up_lines_out(code, subprocess_env):
+    env = {k: v for k, v in subprocess_env.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ZOO_TF_VERBOSE")}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [w for w in START_UP_LINES if w in proc.stderr], proc.stderr[-2000:]
+
+
+def test_zoo_tf_verbose_still_shows_tensorflow_start_up_lines(subprocess_env):
+    proc = subprocess.run([sys.executable, "-c", "import zoo, keras"], capture_output=True, text=True,
+                          env={**subprocess_env, "ZOO_TF_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "0"},
+                          timeout=180)
+    assert proc.returncode == 0 and "absl::InitializeLog" in proc.stderr, proc.stderr[-2000:]

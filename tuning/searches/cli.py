@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tuning.searches.config import SearchConfig, SearchError
 
     def fail(exc: Exception) -> int:
-        message = flag_words(str(exc), flags_of(SearchConfig.field_names()))
+        message = flag_words(str(exc), flags_of(SearchConfig.field_names()),
+                             negated={"fill_budget": "--no-fill-budget"})
         print(f"zoo-tune: error: {message}", file=sys.stderr)
         return EXIT_USAGE
 

@@ -30,7 +30,8 @@ import keras
 import keras_tuner as kt
 
 import zoo
-from zoo.plans import check_input_shape, check_num_classes
+from zoo.costs import count_costs
+from zoo.plans import architecture, check_input_shape, check_num_classes
 
 from tuning._memory import custom_gradients_released
 from tuning.searches.config import DEFAULT_PATIENCE, MODES
@@ -227,23 +228,47 @@ class ZooHyperModel(kt.HyperModel):
 
     def _build_kwargs(self, hp: kt.HyperParameters) -> tuple[str, dict[str, Any]]:
         """The rule and zoo.build keywords `hp` selects. With budget filling, the draw is a
-        profile scaled to the params/MACs budget; a profile no scale can fit keeps its drawn
-        widths (and is rejected in fit)."""
+        profile scaled to the params/MACs budget with every width within `filters`; one that
+        cannot reach the budget within them is built as wide as they allow (every layer at the
+        maximum); one no scale can fit keeps its drawn widths (and is rejected in fit if over)."""
         a = self.architecture(hp)
         rule, rule_kwargs = a.pop("rule"), a.pop("rule_kwargs", {})
         kw = {**a, **rule_kwargs, "input_shape": self.input_shape,
               "num_classes": self.num_classes, "downsample_every": self.downsample_every}
         if self.fill_budget and self.budgets.size_budgets:
-            fill = {**kw, **self.budgets.size_budgets}
-            # The search range bounds the draw (the profile), not the widths it scales to.
-            fill.pop("min_filters", None)
-            fill.pop("max_filters", None)
+            # The search range bounds the widths the draw scales to as well: a user who asked
+            # for --filters 8 32 gets no 49-kernel layer (preflight refuses a budget that no
+            # network of the space reaches within the range).
+            fill = {**kw, **self.budgets.size_budgets,
+                    "min_filters": self.filters[0], "max_filters": self.filters[1]}
             try:
                 zoo.plan(rule, **_plan_kwargs(fill))
                 return rule, fill
             except BudgetError:
-                pass
+                widest = self._widest_in_range(rule, kw)
+                if widest is not None:
+                    return rule, widest
         return rule, kw
+
+    def _widest_in_range(self, rule: str, kw: dict[str, Any]) -> dict[str, Any] | None:
+        """Build keywords for the draw with every layer at `filters[1]` (where filling within the
+        range ends as the budget grows), fitted to that network's own cost so that its plan keeps
+        the draw as its profile; None when even that network is over the budget."""
+        top = self.filters[1]
+        widest = zoo.plan(rule, **_plan_kwargs({**kw, "min_filters": top, "max_filters": top}))
+        costs = count_costs(widest, architecture(
+            input_shape=self.input_shape, num_classes=self.num_classes, block=kw["block"],
+            downsample=kw["downsample"], downsample_at=widest.downsample_at,
+            kernel_size=kw["kernel_size"]))
+        own = {name: getattr(costs, name.removeprefix("max_")) for name in self.budgets.size_budgets}
+        if any(own[name] > limit for name, limit in self.budgets.size_budgets.items()):
+            return None
+        fill = {**kw, **own, "min_filters": self.filters[0], "max_filters": top}
+        try:
+            zoo.plan(rule, **_plan_kwargs(fill))
+        except BudgetError:
+            return None
+        return fill
 
     def plan(self, hp: kt.HyperParameters) -> zoo.Plan:
         """Per-layer filters of the model `hp` selects (no Keras); `.profile` is the draw."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import zoo
+from zoo.budget import TOLERANCE
 from zoo.costs import BLOCK_COSTS, Costs, count_costs
 from zoo.plans import DOWNSAMPLERS, architecture, downsample_positions
 
@@ -185,17 +186,31 @@ def smallest_costs(config: SearchConfig, input_shape: Any, num_classes: int,
     """Counted costs of the smallest network of the space that meets the params/MAC budgets
     (else of the smallest one), and its description; None without such budgets.
 
-    Every layer has at least `filters[0]` kernels (1 when trials are scaled to fill the budget)
-    and there are at least `depth[0]` layers, so those networks bound params and MACs below.
+    Every layer has at least `filters[0]` kernels (also when trials are scaled to fill the
+    budget) and there are at least `depth[0]` layers, so those networks bound params and MACs below.
     """
+    return _extreme_costs(config, input_shape, num_classes, downsample_every, largest=False)
+
+
+def largest_costs(config: SearchConfig, input_shape: Any, num_classes: int,
+                  downsample_every: int | None = None) -> tuple[Costs, str] | None:
+    """Counted costs of the largest network of the space (`depth[1]` layers of `filters[1]`
+    kernels, the costliest block, kernel and downsampler) and its description; None without
+    params/MAC budgets. No trial scaled to fill a budget can cost more."""
+    return _extreme_costs(config, input_shape, num_classes, downsample_every, largest=True)
+
+
+def _extreme_costs(config: SearchConfig, input_shape: Any, num_classes: int,
+                   downsample_every: int | None, *, largest: bool) -> tuple[Costs, str] | None:
     budgets = {k: v for k, v in (("params", config.max_params), ("macs", config.max_macs))
                if v is not None}
     if not budgets:
         return None
-    depth, fmin = _items(config.depth)[:1], _items(config.filters)[:1]
+    pick = slice(-1, None) if largest else slice(None, 1)
+    depth, fmin = _items(config.depth)[pick], _items(config.filters)[pick]
     if not depth or not fmin:
         return None  # the hypermodel names the problem
-    depth, fmin = depth[0], (1 if config.fill_budget else fmin[0])
+    depth, fmin = depth[0], fmin[0]
     best: tuple[Costs, str] | None = None
     for block in _items(config.blocks):
         for k in _items(config.kernel_sizes):
@@ -211,12 +226,21 @@ def smallest_costs(config: SearchConfig, input_shape: Any, num_classes: int,
                     continue  # an impossible network: the hypermodel names the problem
                 what = (f"depth {depth}, {fmin} filters per layer, block {block}, kernel {k}, "
                         f"downsample {ds}")
+                if largest:
+                    if best is None or _usage(costs, budgets) > _usage(best[0], budgets):
+                        best = (costs, what)
+                    continue
                 fits = all(getattr(costs, kind) <= limit for kind, limit in budgets.items())
                 if fits:
                     return costs, what
                 if best is None or costs.params < best[0].params:
                     best = (costs, what)
     return best
+
+
+def _usage(costs: Costs, budgets: dict[str, int]) -> float:
+    """The fraction of the binding budget a network uses (what budget filling drives to ~1)."""
+    return max(getattr(costs, kind) / limit for kind, limit in budgets.items())
 
 
 def check_budget_reachable(config: SearchConfig, input_shape: Any, num_classes: int) -> None:
@@ -234,6 +258,24 @@ def check_budget_reachable(config: SearchConfig, input_shape: Any, num_classes: 
         raise SearchBudgetError(
             f"no model in the search space meets the budget: the smallest ({what}) has "
             f"{'; '.join(broken)}; raise the budget or lower the smallest `depth` or `filters`")
+    if not config.fill_budget:
+        return
+    # Filling keeps every width within `filters`: a budget beyond the largest network of the
+    # space cannot be filled, and every trial would be built as drawn, below it.
+    found = largest_costs(config, input_shape, num_classes)
+    if found is None:
+        return
+    costs, what = found
+    budgets = {k: v for k, v in (("params", config.max_params), ("macs", config.max_macs))
+               if v is not None}
+    if _usage(costs, budgets) < 1 - TOLERANCE:
+        kind, limit = max(budgets.items(), key=lambda kv: getattr(costs, kv[0]) / kv[1])
+        raise SearchBudgetError(
+            f"max_{kind} {limit:,} cannot be filled within `filters` "
+            f"{' '.join(map(str, _items(config.filters)))}: the largest network of the space "
+            f"({what}) has {'MACs' if kind == 'macs' else 'params'} {getattr(costs, kind):,}; "
+            f"raise the largest `depth` or `filters`, lower the budget, or pass "
+            f"fill_budget=False to take it as a cap")
 
 
 def check_directory(directory: Any, name: str) -> Path:

@@ -97,7 +97,10 @@ def slim_reference(learned: Any, hypermodel: Any) -> dict[str, list[int]] | None
 
     budgets = hypermodel.budgets.size_budgets
     try:
-        fitted = slim.fit_profile(learned, **budgets) if budgets else list(learned.profile)
+        # within --filters, as the trial's budget filling builds it
+        fitted = (slim.fit_profile(learned, **budgets, min_filters=hypermodel.filters[0],
+                                   max_filters=hypermodel.filters[1])
+                  if budgets else list(learned.profile))
         doubling = zoo.plan("doubling", depth=len(learned.profile), **learned.arch,
                             **(budgets or {"base_filters": learned.profile[0]}))
     except ValueError:

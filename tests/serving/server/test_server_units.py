@@ -451,3 +451,30 @@ def test_public_constructors_and_helpers_name_bad_arguments():
     with pytest.raises(errors.ServingError, match="Input is empty"):
         from tensorflow_serving.apis import input_pb2
         tensors.examples_from_input(input_pb2.Input())
+
+
+def test_warmup_reads_every_record_and_a_truncated_file_fails_the_load(tmp_path, caplog):
+    """The warmup file is read by TF's record reader without a tf.data pipeline (0.1-0.2 s of every
+    start-up): every record is replayed, TF Serving's line says how many, and a truncated file
+    (its CRC-checked framing broken) still fails the version's load."""
+    import logging
+
+    import _serving_models as sm
+    from serving.server.runtime import Servable
+
+    path = tmp_path / "m" / "1"
+    sm.write_model(str(tmp_path / "m"), 1)
+    warmup = path / "assets.extra" / "tf_serving_warmup_requests"
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(warmup))]
+    with tf.io.TFRecordWriter(str(warmup)) as writer:  # three records, not the one written
+        for record in records * 3:
+            writer.write(record)
+    with caplog.at_level(logging.INFO, logger="serving"):
+        assert Servable("m", 1, str(path)).load()
+    assert f"Number of warmup records read: {3 * len(records)}." in caplog.text
+
+    warmup.write_bytes(warmup.read_bytes()[:-10])
+    broken = Servable("m", 1, str(path))
+    assert not broken.load()
+    assert broken.error.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Warmup failed" in broken.error.message and "truncated record" in broken.error.message
