@@ -258,7 +258,7 @@ def test_tuner_search_freezes_the_collector_only_while_it_runs(data, tmp_path):
             seen.append(gc.get_freeze_count())
             if len(seen) == 2:
                 raise KeyboardInterrupt  # not a trial failure: keras-tuner lets it end the search
-            return super().fit(hp, model, *args, **kwargs)
+            return {"val_accuracy": 0.5}  # a score, not a traced fit: the freeze is what is checked
 
     hm = Probe((8, 8, 1), 10, depth=(2, 2), filters=(4, 4), rules=["constant"],
                learning_rates=[1e-3, 3e-3, 1e-2])  # several trials, not one
@@ -284,7 +284,9 @@ def test_each_execution_of_a_trial_builds_with_its_own_seed(data, tmp_path):
         def fit(self, hp, model, *args, **kwargs):
             seeds.append(self.execution_seed)
             first_kernels.append(model.get_weights()[0].copy())
-            return super().fit(hp, model, *args, **kwargs)
+            # What is checked is how each execution was built; a score (keras-tuner takes a
+            # dict) instead of training spares four traced fits.
+            return {"val_accuracy": 0.5}
 
     hm = Probe((8, 8, 1), 10, depth=(2, 2), filters=(4, 4), rules=["constant"], seed=7,
                learning_rates=[1e-3, 3e-3, 1e-2])
