@@ -32,10 +32,11 @@ def test_rule_mode_tries_every_rule_before_repeating_and_no_network_twice(tmp_pa
 
 
 def test_a_report_lists_the_rules_that_were_not_tried(tmp_path):
-    result = tuning.search(dataset="digits", mode="rule", rules=["doubling", "linear", "diamond"],
-                           max_trials=2, seed=1, directory=tmp_path, max_params=6000, **TINY)
+    # two rules and one trial: the report names the one left out
+    result = tuning.search(dataset="digits", mode="rule", rules=["doubling", "linear"],
+                           max_trials=1, seed=1, directory=tmp_path, max_params=6000, **TINY)
     tried = {json.loads(r["hyperparameters"])["rule"] for r in result.leaderboard()}
-    (missing,) = {"doubling", "linear", "diamond"} - tried
+    (missing,) = {"doubling", "linear"} - tried
     assert f"Rules never trained (too few trials, or their networks were all duplicates or " \
            f"rejected): {missing}." in result.report_path.read_text()
 
@@ -62,9 +63,9 @@ def test_a_rejected_point_is_never_drawn_again(tmp_path):
 
 
 def test_seed_from_a_rule_makes_its_plan_the_first_trial(tmp_path):
-    result = tuning.search(dataset="digits", mode="per_layer", max_trials=2, seed=0,
+    result = tuning.search(dataset="digits", mode="per_layer", max_trials=1, seed=0,
                            directory=tmp_path, seed_from="doubling", max_params=5000, **TINY)
-    first = min(result.leaderboard(), key=lambda r: r["trial"])
+    (first,) = result.leaderboard()  # one trial: the seed trial, not a draw
     assert first["origin"] == "doubling" and first["depth"] == 3
     assert first["profile"] == "8-8-16"  # doubling from the smallest width, at the deepest depth
     assert abs(first["params"] - 5000) <= 150

@@ -122,7 +122,7 @@ def test_chief_and_two_workers_run_every_trial_once(tmp_path, subprocess_env, fr
     assert (runs / "dist" / "report.md").is_file()
 
 
-def test_workers_2_runs_every_trial_once_and_resumes_after_a_kill(tmp_path, subprocess_env):
+def test_workers_2_runs_every_trial_once_and_resumes_after_a_kill(tmp_path, subprocess_env, capfd):
     """`zoo-tune --workers 2`: the launcher starts keras-tuner's chief and two workers itself."""
     runs = tmp_path / "runs"
     cmd = _cmd(runs, 5, "--project", "local", "--workers", "2", "--max-params", "3000")
@@ -142,9 +142,13 @@ def test_workers_2_runs_every_trial_once_and_resumes_after_a_kill(tmp_path, subp
         proc.wait()
     assert len(first) == 2
 
-    second = subprocess.run(cmd, capture_output=True, text=True, env=subprocess_env, timeout=400)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
-    rerun = _finished_trials(second.stdout)
+    # The rerun's launcher is main() in-process (its chief and workers are processes of their
+    # own, writing to this process's stdout): the killed launcher above was the fresh process.
+    capfd.readouterr()
+    code = main(cmd[3:])
+    second = capfd.readouterr()
+    assert code == 0, second.out[-3000:] + second.err[-3000:]
+    rerun = _finished_trials(second.out)
     assert not set(rerun) & set(first), "a completed trial ran again"
     trials = _oracle_trials(runs / "local")
     assert sorted(first + rerun) == sorted(trials) and set(trials.values()) == {"COMPLETED"}

@@ -44,6 +44,28 @@ __all__ = ["ZooHyperModel", "MODES", "CostLogger", "OverBudget"]
 
 
 
+def _restores_weights_only(optimizer: keras.optimizers.Optimizer) -> None:
+    """Let keras-tuner's checkpoints restore a trial's weights but not its optimizer's state.
+
+    keras-tuner reloads a trial's checkpoint (`model.save_weights`: weights and optimizer state)
+    into a freshly built model twice: Hyperband, to continue a trial in a later bracket, and
+    `Tuner.load_model` (`get_best_models`, a search's winners). Every `fit` here starts a fresh
+    optimizer on purpose: `fit_unchecked` gives it a new warm-up + cosine schedule over the epochs
+    of that fit, counted from step 0, so the earlier step count and moments must not come back.
+    The fresh optimizer is not built yet, so Keras skipped its state anyway, with a warning
+    ("Skipping variable loading for optimizer") per load; an unbuilt optimizer of ours now takes
+    nothing from a checkpoint, silently. A built one (nothing here loads into one) loads as Keras
+    does. Set on the instance, so a saved model still holds a plain Keras Adam.
+    """
+    load_state = optimizer.load_own_variables
+
+    def load_own_variables(store: Any) -> None:
+        if optimizer.built:
+            load_state(store)
+
+    optimizer.load_own_variables = load_own_variables
+
+
 def _plan_kwargs(build_kwargs: dict[str, Any]) -> dict[str, Any]:
     """zoo.build keywords minus those only the Keras model needs."""
     return {k: v for k, v in build_kwargs.items() if k != "dropout"}
@@ -296,7 +318,9 @@ class ZooHyperModel(kt.HyperModel):
             # the initializers it creates.
             keras.utils.set_random_seed(self.execution_seed)
         model = zoo.build(rule, seed=self.execution_seed, **kw)
-        return zoo.compile_classifier(model, learning_rate=hp.get("learning_rate"))
+        model = zoo.compile_classifier(model, learning_rate=hp.get("learning_rate"))
+        _restores_weights_only(model.optimizer)
+        return model
 
     @property
     def execution_seed(self) -> int | None:

@@ -3,7 +3,6 @@ best, leaderboard.csv, the plots, the exports and report.md."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,7 @@ def write_results(t: kt.Tuner, hypermodel: Any, data: Any, project_dir: Path,
     for row in best_rows:
         # Leaderboard order (not oracle.get_best_trials, whose order of ties changes on reload).
         trial = t.oracle.get_trial(row["trial"])
-        with warnings.catch_warnings():
-            # keras-tuner reloads weights into a fresh, unbuilt optimizer: harmless here.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            model = t.load_model(trial)
+        model = t.load_model(trial)  # the best epoch's weights, a fresh optimizer (ZooHyperModel)
         row["test_accuracy"] = round(float(model.evaluate(data.x_test, data.y_test, verbose=0)[1]), 4)
         models.append((trial, model))
     leaderboard_path = write_leaderboard(rows, project_dir / "leaderboard.csv", metric)

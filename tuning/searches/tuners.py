@@ -16,7 +16,6 @@ import contextlib
 import os
 import sys
 import time
-import warnings
 from typing import Any, Mapping, Sequence, TextIO
 
 import keras_tuner as kt
@@ -105,11 +104,8 @@ class _ZooTunerMixin:
 
     def search(self, *fit_args, **fit_kwargs):  # type: ignore[no-untyped-def]
         self._zoo_search_started = time.perf_counter()
-        with gc_frozen(), tracebacks_silenced(), warnings.catch_warnings():
-            # Hyperband continues a trial from an earlier bracket's weights into a fresh
-            # optimizer (keras-tuner's design): expected, and a warning per promotion buries the
-            # progress lines.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        # (Hyperband's continuations load weights only: ZooHyperModel's optimizers start fresh.)
+        with gc_frozen(), tracebacks_silenced():
             return super().search(*fit_args, **fit_kwargs)  # type: ignore[misc]
 
     def run_trial(self, trial, *args, **kwargs):  # type: ignore[no-untyped-def]
