@@ -7,7 +7,6 @@ setup_tensorflow()  # quiet, thread-limited TensorFlow before Keras imports it
 
 import csv
 import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -201,10 +200,7 @@ class SearchResult:
 
     def tuner_load(self, trial: Any) -> keras.Model:
         """A trial's model with the weights of its best epoch (keras-tuner's checkpoint)."""
-        with warnings.catch_warnings():
-            # keras-tuner restores weights into a fresh optimizer that has no slots yet: harmless.
-            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
-            return self.tuner.load_model(trial)
+        return self.tuner.load_model(trial)  # weights only: ZooHyperModel's optimizers take none
 
     def pareto_front(self, cost: str = "params") -> list[dict[str, Any]]:
         """Completed trials on the accuracy-vs-`cost` front (params, macs or latency_ms)."""
