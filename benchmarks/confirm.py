@@ -63,9 +63,14 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
 
     alpha, margin = design["alpha"], design["equivalence_margin_points"] / 100
     runs = {s["name"]: read_runs(results_dir / s["name"]) for s in design["studies"]}
+    planned = planned_runs(design)
+    # The design fixes every seed count and allows no interim look: a study still running is
+    # tested only once all its runs are in (until then its tests count in Holm as not run).
+    complete = {name: len(runs[name]) >= planned[name] for name in runs}
     rows = []
     for h in design["hypotheses"]:
-        d = _diffs(runs[h["study"]], h["rule"], str(h["budget"]), "test_accuracy")
+        d = (_diffs(runs[h["study"]], h["rule"], str(h["budget"]), "test_accuracy")
+             if complete[h["study"]] else {})
         values = list(d.values())
         row = {**h, "seeds": len(values), "p": primary_p(values, h["test"], margin)
                if len(values) > 1 else math.nan}
@@ -81,6 +86,9 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
         for r in mine:
             r["p_holm"] = adj[r["id"]]
             r["verdict"] = verdict(r["test"], r.get("mean", math.nan), r["p_holm"], alpha)
+            if runs[r["study"]] and not complete[r["study"]]:
+                r["verdict"] = (f"running ({len(runs[r['study']])} of {planned[r['study']]} runs; "
+                                "tested when all are in)")
     for r in rows:  # secondary, per hypothesis
         if r["seeds"] < 2:
             continue
@@ -118,7 +126,7 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
                               "budgets": c.budgets}
     curve = {}
     for s in design["studies"]:
-        if not s["name"].startswith("epochs-") and s["name"] != "full-data":
+        if not complete[s["name"]] or not (s["name"].startswith("epochs-") or s["name"] == "full-data"):
             continue
         for rule in s["rules"][1:]:
             for b in s["budgets"]:
@@ -157,8 +165,13 @@ def _ci(v: Sequence[float] | None) -> str:
     return "" if not v else f"{_pts(v[0])} [{_pts(v[1])}, {_pts(v[2])}]"
 
 
+def planned_runs(design: dict[str, Any]) -> dict[str, int]:
+    """Each study's runs as the design fixes them: rules x budgets x seeds."""
+    return {s["name"]: len(s["rules"]) * len(s["budgets"]) * s["seeds"] for s in design["studies"]}
+
+
 def markdown(design: dict[str, Any], result: dict[str, Any], studies: dict[str, Any]) -> str:
-    planned = {s["name"]: len(s["rules"]) * len(s["budgets"]) * s["seeds"] for s in design["studies"]}
+    planned = planned_runs(design)
     lines = ["# Confirmatory study: every pre-registered test", "",
              "The design is benchmarks/preregistration.md (committed before the first run). "
              "Differences are rule minus doubling in test-accuracy points; primary test: the "
@@ -240,7 +253,7 @@ def figure(design: dict[str, Any], result: dict[str, Any]) -> Any:
             ax.fill_betweenx([y - 0.4, y + 0.4], -margin, margin, color="tab:blue", alpha=0.08,
                              linewidth=0)
         if "mean" not in r:
-            ax.text(0, y, "not run yet", ha="center", va="center", fontsize=8, color="grey",
+            ax.text(0, y, r["verdict"], ha="center", va="center", fontsize=8, color="grey",
                     bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
             continue
         colour = VERDICT_COLOURS.get(r["verdict"], "dimgrey")
@@ -263,7 +276,7 @@ def figure(design: dict[str, Any], result: dict[str, Any]) -> Any:
     ax.set_xlabel("test accuracy minus doubling's (points; paired 95% t interval)")
     ax.grid(axis="x", alpha=0.3)
     fig.suptitle(f"Confirmatory study, pre-registered: {sum(result['runs'].values())} of "
-                 f"{sum(len(s['rules']) * len(s['budgets']) * s['seeds'] for s in design['studies'])} "
+                 f"{sum(planned_runs(design).values())} "
                  f"runs\nHolm over each family at alpha {design['alpha']}; shaded: the "
                  f"+-{margin}-point equivalence margin", fontsize=9)
     fig.tight_layout()

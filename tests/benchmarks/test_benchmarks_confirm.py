@@ -72,3 +72,26 @@ def test_confirm_figure_shows_every_test_run_or_not():
     texts = [t.get_text() for t in ax.texts]
     assert "not run yet" in texts  # M1's row says so: the figure never looks finished early
     assert any(t.startswith("better than doubling (Holm p 0.01") for t in texts)
+
+
+def test_a_study_still_running_gets_no_interim_test(tmp_path):
+    # The design fixes the seeds and allows no interim look: 3 of params' 4 runs give no p-value
+    # and no verdict yet, and the test still counts in its family's Holm as not run.
+    from _bench import bench_module
+
+    confirm = bench_module("confirm")
+    (tmp_path / "params").mkdir()
+    rows = [{"rule": rule, "budget": 2000, "budget_kind": "params", "seed": seed,
+             "test_accuracy": acc, "val_accuracy": acc}
+            for rule, seed, acc in (("doubling", 1000, 0.90), ("constant", 1000, 0.92),
+                                    ("doubling", 1001, 0.91))]
+    (tmp_path / "params" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = confirm.analyse(DESIGN, tmp_path, labels=None)
+    p1, m1 = result["hypotheses"]
+    assert p1["seeds"] == 0 and "mean" not in p1 and p1["p"] != p1["p"]  # nan: no test yet
+    assert p1["verdict"] == "running (3 of 4 runs; tested when all are in)"
+    assert m1["verdict"] == "not run yet"
+    rows.append({**rows[0], "rule": "constant", "seed": 1001, "test_accuracy": 0.93})
+    (tmp_path / "params" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p1 = confirm.analyse(DESIGN, tmp_path, labels=None)["hypotheses"][0]
+    assert p1["seeds"] == 2 and abs(p1["mean"] - 0.02) < 1e-9  # all in: tested
