@@ -59,7 +59,8 @@ def serve_lean(port: int, saved_model: str) -> None:
     fn = tf.saved_model.load(saved_model).signatures["serving_default"]
 
     class Lean(prediction_service_pb2_grpc.PredictionServiceServicer):
-        def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+        def Predict(self, request: predict_pb2.PredictRequest,
+                    context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
             t = request.inputs["images"]
             x = np.frombuffer(t.tensor_content, np.float32).reshape([d.size for d in t.tensor_shape.dim])
             response = predict_pb2.PredictResponse()

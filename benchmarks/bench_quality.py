@@ -12,8 +12,8 @@ epoch kept; its test accuracy is then measured once. The per-layer search is
 0.6x the parameters of the reference doubling model (the middle budget's), ranked by validation
 loss (accuracy on these small validation sets moves in 0.4-0.6 point steps and saturates at 1.0 on
 shapes); its best 3 trials are re-ranked (`rerank_top=3`: each trained twice more with new seeds,
-ranked by the mean validation loss of their 3 runs) and the winner is reported on test. For the target, that architecture
-and the reference doubling model are each retrained with seeds 100-104 (used nowhere else) and
+ranked by the mean validation loss of their 3 runs) and the winner is reported on test. For the
+target, that architecture and the reference doubling model are each retrained with seeds 100-104 (used nowhere else) and
 compared seed by seed (ratio of test accuracies).
 Target: per-layer best test accuracy >= the reference doubling model's, at <= 0.6x its parameters.
 Test sets are small (digits 270, shapes 180 images): one image is 0.4-0.6 points of accuracy, and

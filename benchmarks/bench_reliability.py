@@ -21,7 +21,8 @@ from typing import Any
 
 import _common
 
-TESTS = sorted(str(p.relative_to(_common.ROOT)) for p in (_common.ROOT / "tests" / "serving" / "server").glob("test_reliability_*.py"))
+TESTS = sorted(str(p.relative_to(_common.ROOT))
+               for p in (_common.ROOT / "tests" / "serving" / "server").glob("test_reliability_*.py"))
 METHOD = ("Every figure comes from a test of tests/serving/server/test_reliability_*.py run by this script with "
           "ZOO_RECORD_RESULTS=1: real `python -m serving` subprocesses on 127.0.0.1, client processes "
           "(spawned, each with threads) mixing gRPC (pre-serialized PredictRequest, tensor_content) and REST "

@@ -244,7 +244,8 @@ def _markdown(state: dict[str, Any]) -> str:
          f"Reference: doubling {'-'.join(map(str, state['reference']['filters']))} "
          f"({state['reference']['params']:,} params); budget {state['budget']['params']:,} params "
          f"({s['budget_fraction']}x) and {state['budget']['macs']:,} MACs (doubling's at those "
-         f"params). {s['search_seeds']} searches per strategy. Searches: {s['minutes']:g} min each, {s['epochs']}-epoch trials "
+         f"params). {s['search_seeds']} searches per strategy. Searches: {s['minutes']:g} min each, "
+         f"{s['epochs']}-epoch trials "
          f"on the first {s['train_limit']:,} training images, validation on {s['val_limit']:,} held-out "
          f"training images. Finals: each network trained from scratch with the shared recipe on the "
          f"same {s['train_limit']:,} images, {s['seeds']} seeds, scored on the 10,000 test images.", "",

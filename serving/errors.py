@@ -79,8 +79,9 @@ class ServingError(Exception):
 
 
 class ClientError(ServingError):
-    """A failed client call (serving.Client, serving.RestClient): gRPC `code`, the server's `message`, the `target` asked and, over REST, the
-    HTTP `status` actually answered (`http_status` falls back to TF Serving's mapping)."""
+    """A failed client call (serving.Client, serving.RestClient): gRPC `code`, the server's
+    `message`, the `target` asked and, over REST, the HTTP `status` actually answered
+    (`http_status` falls back to TF Serving's mapping)."""
 
     def __init__(self, code: grpc.StatusCode, message: str, *, target: str = "",
                  status: int | None = None) -> None:

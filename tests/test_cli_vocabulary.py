@@ -1,7 +1,7 @@
-"""The four CLIs with the project's own flags (zoo-serve keeps TF Serving's) follow the one flag vocabulary written down in tuning/README.md: the same flag in
-every tool the table names (and in no other), help text on every flag, old spellings that still
-parse as the new flag with a deprecation warning; input mistakes are reported in flag names
-before TensorFlow loads."""
+"""The four CLIs with the project's own flags (zoo-serve keeps TF Serving's) follow the one flag
+vocabulary written down in tuning/README.md: the same flag in every tool the table names (and in
+no other), help text on every flag, old spellings that still parse as the new flag with a
+deprecation warning; input mistakes are reported in flag names before TensorFlow loads."""
 import argparse
 import json
 import re
@@ -100,7 +100,8 @@ SPELLINGS = [
     ("zoo-compare", ["--max-params", "9", "--batch-size", "16"], ["--max-params", "9", "--batch-sizes", "16"]),
     ("zoo-compare", ["--max-params", "9", "--learning-rate", "0.01"],
      ["--max-params", "9", "--learning-rates", "0.01"]),
-    ("zoo-export", ["m.keras", "--base-dir", "d", "--name", "n"], ["m.keras", "--export-dir", "d", "--model-name", "n"]),
+    ("zoo-export", ["m.keras", "--base-dir", "d", "--name", "n"],
+     ["m.keras", "--export-dir", "d", "--model-name", "n"]),
     ("zoo-query", ["--model", "digits", "status"], ["--model-name", "digits", "status"]),
 ]
 

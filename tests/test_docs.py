@@ -15,8 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # README.md and the pages it links to that explain the project to a newcomer.
 PAGES = ["README.md", "zoo/README.md", "tuning/README.md", "saved_models/README.md",
-         "serving/README.md", "deploy/README.md", "benchmarks/README.md", "benchmarks/results/README.md", "docs/architecture.md",
-         "docs/findings.md"]
+         "serving/README.md", "deploy/README.md", "benchmarks/README.md", "benchmarks/results/README.md",
+         "docs/architecture.md", "docs/findings.md"]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 

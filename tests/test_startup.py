@@ -9,7 +9,8 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("tensorflow", "tensorflow.python", "keras", "keras_tuner", "serving.client.grpc_client", "zoo.builders", "sklearn")
+HEAVY = ("tensorflow", "tensorflow.python", "keras", "keras_tuner", "serving.client.grpc_client", "zoo.builders",
+         "sklearn")
 
 
 def _modules_after(code: str, env: dict[str, str]) -> dict[str, bool]:
@@ -33,7 +34,8 @@ def test_grpc_client_is_loaded_on_first_use_without_tensorflow(subprocess_env):
     """TF Serving's protos import TensorFlow's protos, which used to run all of TensorFlow (seconds
     of zoo-query --server start-up): only the package's unexecuted module is bound now."""
     loaded = _modules_after("import serving, serving.client.cli, zoo.images\nserving.Client\n"
-                            "from serving.client.grpc_client import Client\nClient('127.0.0.1:9').close()", subprocess_env)
+                            "from serving.client.grpc_client import Client\nClient('127.0.0.1:9').close()",
+                            subprocess_env)
     assert loaded["serving.client.grpc_client"]
     assert not loaded["tensorflow.python"] and not loaded["keras"], loaded
     assert not loaded["zoo.builders"] and not loaded["keras_tuner"]

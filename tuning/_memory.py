@@ -58,8 +58,9 @@ def gc_frozen() -> Iterator[None]:
 
     Each trial runs two full collections (`clear_session()`'s and keras-tuner's `_try_build`'s),
     and each would walk every object TensorFlow ever imported. `gc.freeze()` (CPython's tool for
-    long-lived heaps) moves those objects to a permanent generation, so the collections walk only what the trials create.
-    Reference counting still frees frozen objects; `unfreeze` hands them back at the end.
+    long-lived heaps) moves those objects to a permanent generation, so the collections walk only
+    what the trials create. Reference counting still frees frozen objects; `unfreeze` hands them
+    back at the end.
     """
     gc.collect()  # what is garbage now must not become immortal
     gc.freeze()

@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--monitoring_config_file", help="text MonitoringConfig (prometheus_config { enable: true })")
     a("--grpc_max_threads", default=0, help="gRPC worker threads (0 = 4 x cores, or 2 x max_batch_size x "
       "num_batch_threads with batching if larger)")
-    a("--rest_api_num_threads", default=0, help="REST worker threads (0 = as many as gRPC has: --grpc_max_threads or its default)")
+    a("--rest_api_num_threads", default=0,
+      help="REST worker threads (0 = as many as gRPC has: --grpc_max_threads or its default)")
     a("--rest_api_timeout_in_ms", default=30000,
       help="a REST call, body upload included, answers 504 after this (default 30000; 0 = no limit)")
     a("--rest_api_header_timeout_in_ms", default=10000,

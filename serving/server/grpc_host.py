@@ -23,10 +23,10 @@ with the generated `add_..._to_server` (which `add_servicer` hands a registrar t
 handler). The loop only moves bytes: parsing the request, the method and serializing its answer
 run in a worker thread with a `ThreadContext` (abort, time_remaining, invocation_metadata, peer,
 is_active); the grpc.aio context itself is never touched off its loop. Bytes that are not the
-request message are INTERNAL "Exception deserializing request!", as grpcio's sync server answers. A call whose client went
-away or whose deadline passed before a worker was free never starts. Health (grpc.health.v1, kept
-NOT_SERVING until `set_serving(True)`) and reflection are answered on the loop, so no amount of
-model work delays them.
+request message are INTERNAL "Exception deserializing request!", as grpcio's sync server answers.
+A call whose client went away or whose deadline passed before a worker was free never starts.
+Health (grpc.health.v1, kept NOT_SERVING until `set_serving(True)`) and reflection are answered on
+the loop, so no amount of model work delays them.
 """
 from __future__ import annotations
 

@@ -392,7 +392,7 @@ class ModelManager:
         if self.labels_for_unavailable:
             return
         for model in models:
-            for label, version in model.config.labels:
+            for _label, version in model.config.labels:
                 s = model.versions.get(version)
                 if s is None or s.state != State.AVAILABLE:
                     raise failed_precondition(
@@ -410,7 +410,7 @@ class ModelManager:
                 aspired = cfg.aspired(list_versions(cfg.base_path, []))
             except OSError:
                 continue  # reported by the load, as for a model without labels
-            for label, version in cfg.labels:
+            for _label, version in cfg.labels:
                 if version not in aspired:
                     raise failed_precondition(
                         f"Request to assign label to version {version} of model {cfg.name}, "

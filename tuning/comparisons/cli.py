@@ -155,7 +155,8 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return CompareConfig(
         dataset=args.dataset, budgets=tuple(args.budgets), budget_kind=args.budget_kind,
         first_seeds=args.first_seeds, relevant_difference=args.relevant_difference / 100,
-        seeds=args.seeds, seed_start=args.seed_start, depth=args.depth, base_filters=args.base_filters, block=args.blocks[0],
+        seeds=args.seeds, seed_start=args.seed_start, depth=args.depth, base_filters=args.base_filters,
+        block=args.blocks[0],
         downsample_every=args.downsample_every, epochs=args.epochs,
         batch_size=args.batch_sizes[0] if args.batch_sizes else None,
         learning_rate=args.learning_rates[0], train_limit=args.train_limit, workers=args.workers,

@@ -213,11 +213,11 @@ class CompareConfig:
                 raise CompareError("seed allocation compares each rule with doubling: include "
                                    "doubling in the rules")
             try:
-                self.allocation
+                _ = self.allocation  # built here so that a bad value fails now, not mid-study
             except ValueError as exc:
                 raise CompareError(str(exc)) from None
         try:
-            self.recipe
+            _ = self.recipe  # built here so that a bad value fails now, not mid-study
         except ValueError as exc:
             raise CompareError(str(exc)) from None
 

@@ -17,7 +17,8 @@ from typing import Any
 from zoo.budget import BudgetError
 
 __all__ = ["SearchConfig", "SearchError", "SearchBudgetError", "BudgetError", "SEED_SOURCES", "MODES",
-           "SEARCH_MODES", "DEFAULT_PATIENCE", "SETTINGS_FILE", "COST_METRICS", "TRIAL_METRICS", "TUNER_NAMES", "DISTRIBUTIONS"]
+           "SEARCH_MODES", "DEFAULT_PATIENCE", "SETTINGS_FILE", "COST_METRICS", "TRIAL_METRICS", "TUNER_NAMES",
+           "DISTRIBUTIONS"]
 
 # The names the command line offers (this module loads no Keras, so `--help` stays instant).
 MODES = ("rule", "per_layer")  # the hypermodel's search spaces

@@ -31,7 +31,8 @@ from tuning.searches.outputs import write_results
 from tuning.searches.preflight import preflight
 from tuning.project_settings import save_settings
 from tuning.searches.rerank import rerank
-from tuning.searches.results import COST_METRICS, SearchResult, leaderboard_rows, metric_direction, primary_metric, rank_rows
+from tuning.searches.results import (COST_METRICS, SearchResult, leaderboard_rows, metric_direction, primary_metric,
+                                     rank_rows)
 from tuning.searches.slim_profile import SLIM_FILE, learn_or_load, read_slim
 from tuning._memory import gc_frozen
 from tuning.searches.tuners import make_tuner

@@ -219,8 +219,8 @@ def make_tuner(kind: str, hypermodel: kt.HyperModel, *, objective: Any, max_tria
     """One of TUNERS, configured the same way for every kind.
 
     Hyperband has no `max_trials`: `max_epochs=epochs` and its own bracket schedule decide how
-    many trials run (one iteration of its brackets, or as many as `max_seconds` allows). See tuning.searches.oracles for `max_rejections`,
-    `seed_values`, `cover` and `max_seconds`.
+    many trials run (one iteration of its brackets, or as many as `max_seconds` allows). See
+    tuning.searches.oracles for `max_rejections`, `seed_values`, `cover` and `max_seconds`.
     """
     if kind not in TUNERS:
         raise ValueError(f"unknown tuner {kind!r}; valid: {', '.join(TUNERS)}")

@@ -95,7 +95,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         finally:
             self.service.observe(model_name, api, "GRPC", error, start)
 
-    def Predict(self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
+    def Predict(self, request: predict_pb2.PredictRequest,
+                context: grpc.ServicerContext) -> predict_pb2.PredictResponse:
         def run() -> predict_pb2.PredictResponse:
             result = self.service.predict(
                 ref_of(require_spec(request)),

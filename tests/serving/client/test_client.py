@@ -169,7 +169,7 @@ def test_server_errors_carry_code_status_and_message(client, call, code, status,
 def test_many_requests_in_flight_keep_order(client):
     batches = [sm.sample_images(3, seed=i) for i in range(24)]
     futures = [client.predict_async("tiny", b) for b in batches[:4]]
-    for f, b in zip(futures, batches[:4]):
+    for f in futures:
         assert f.result(timeout=30)["probabilities"].shape == (3, sm.K)
     results = client.predict_many("tiny", batches, max_in_flight=6)
     assert len(results) == 24

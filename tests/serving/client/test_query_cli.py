@@ -132,7 +132,8 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
     return {
         "missing file": ([*g, "--model-name", "digits", "/no/such.png"], 2, "no such file"),
         "not an image": ([*g, "--model-name", "digits", files["bad"]], 2, "not a readable PNG/JPEG"),
-        "server down": (["--server", down, "--model-name", "digits", files["png"]], 1, f"cannot reach a model server at {down}"),
+        "server down": (["--server", down, "--model-name", "digits", files["png"]], 1,
+                        f"cannot reach a model server at {down}"),
         "rest down": (["--rest", f"http://{down}", "--model-name", "digits", "status"], 1, "cannot reach"),
         "unknown model": ([*g, "--model-name", "nope", files["png"]], 1, "NOT_FOUND"),
         "unknown version": ([*server["rest"], "--model-name", "digits", "--version", "7", "status"], 1, "version 7"),
@@ -152,7 +153,8 @@ def _bad_cases(files: dict, server: dict) -> dict[str, tuple[list[str], int, str
         "both endpoints": ([*g, *server["rest"], "--model-name", "digits", "status"], 2, "not allowed"),
         "bytes with npz": ([*g, "--model-name", "digits", "--bytes", "--npz", files["npz"]], 2, "--bytes"),
         "bytes bad image": ([*g, "--model-name", "digits", "--bytes", files["bad"]], 1, "INVALID_ARGUMENT"),
-        "unknown signature": ([*g, "--model-name", "digits", "--signature", "zz", files["png"]], 2, "no signature 'zz'"),
+        "unknown signature": ([*g, "--model-name", "digits", "--signature", "zz", files["png"]], 2,
+                              "no signature 'zz'"),
     }
 
 
@@ -222,7 +224,8 @@ def _out(argv, capsys) -> str:
 @pytest.mark.parametrize("api", ["grpc", "rest"])
 def test_v2_prints_what_tf_serving_s_api_prints(server, files, capsys, api):
     """The same top-k lines (classes and probabilities), image files and an npz with --details."""
-    for args in (["--top-k", "3", files["png"], files["jpg"]], ["--details", "--version", "1", "--npz", files["uint8"]]):
+    for args in (["--top-k", "3", files["png"], files["jpg"]],
+                 ["--details", "--version", "1", "--npz", files["uint8"]]):
         v1 = _out([*server[api], "--model-name", "digits", *args], capsys)
         v2 = _out([*server[api], "--protocol", "v2", "--model-name", "digits", *args], capsys)
         assert v2 == v1 and v1.count("\n") >= 2
@@ -233,7 +236,8 @@ def test_v2_prints_what_tf_serving_s_api_prints(server, files, capsys, api):
 def test_v2_bytes_over_rest_lets_the_server_decode(server, files, capsys):
     out = _out([*server["rest"], "--protocol", "v2", "--model-name", "digits", "--bytes", "--top-k", "1",
                 files["png"], files["jpg"]], capsys)
-    assert [line.split(": ")[1].split(" (")[0] for line in out.strip().splitlines()] == [str(y) for y in files["labels"]]
+    predicted = [line.split(": ")[1].split(" (")[0] for line in out.strip().splitlines()]
+    assert predicted == [str(y) for y in files["labels"]]
 
 
 @pytest.mark.parametrize("api", ["grpc", "rest"])

@@ -1,5 +1,6 @@
-"""serving.export (serving/exporter/savedmodel.py): TF Serving layout, signatures checked in a fresh plain-TensorFlow process,
-warmup, models.config, bad inputs, a SIGKILLed export, and the zoo-export CLI.
+"""serving.export (serving/exporter/savedmodel.py): TF Serving layout, signatures checked in a
+fresh plain-TensorFlow process, warmup, models.config, bad inputs, a SIGKILLed export, and the
+zoo-export CLI.
 
 One small digits model is trained and exported once per module; everything else reuses it.
 """

@@ -1,4 +1,5 @@
-"""The on-disk format of served models: version folder names (serving.exporter.versions), zoo.json (serving.exporter.metadata), models.config (serving.exporter.model_server_config)."""
+"""The on-disk format of served models: version folder names (serving.exporter.versions), zoo.json
+(serving.exporter.metadata), models.config (serving.exporter.model_server_config)."""
 from __future__ import annotations
 
 import json
@@ -72,7 +73,8 @@ def test_config_relative_base_paths_resolve_against_the_config_folder(tmp_path):
     assert [c.base_path for c in model_server_config.read_config_file(path)] == [str(tmp_path / "a"), "/abs/b", "gs://bucket/c"]
     proto = model_server_config.read_model_server_config(path)
     assert proto.model_config_list.config[0].base_path == str(tmp_path / "a")
-    assert model_server_config.read_model_server_config(path, resolve_relative=False).model_config_list.config[0].base_path == "a"
+    as_written = model_server_config.read_model_server_config(path, resolve_relative=False)
+    assert as_written.model_config_list.config[0].base_path == "a"
 
 
 def test_write_refuses_an_invalid_config_and_writes_a_valid_one_atomically(tmp_path):
@@ -98,7 +100,8 @@ def test_update_and_label(tmp_path):
     assert dict(entry.version_labels) == {"stable": 1} and entry.model_version_policy.latest.num_versions == 2
     with pytest.raises(ValueError, match="does not exist"):
         model_server_config.set_version_label(tmp_path, "m", "canary", 3)
-    assert json.loads(json.dumps(model_server_config.model_names(model_server_config.read_model_server_config(path)))) == ["m"]
+    names = model_server_config.model_names(model_server_config.read_model_server_config(path))
+    assert json.loads(json.dumps(names)) == ["m"]
 
 
 def test_an_export_keeps_every_label_on_a_served_version(tmp_path, caplog):

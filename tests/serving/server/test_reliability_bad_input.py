@@ -276,7 +276,8 @@ REST_CASES = [
     ("extra_named_input", "POST", "/v1/models/tiny:predict",
      {"inputs": {"images": GOOD_ROW, "pixels": GOOD_ROW}}, 400),
     ("batch_mismatch", "POST", "/v1/models/pair:predict", {"inputs": {"a": [[1, 2], [3, 4]], "b": [[1, 2]]}}, 400),
-    ("oversized_batch", "POST", "/v1/models/tiny:predict", {"instances": sm.sample_images(MAX_BATCH + 1).tolist()}, 400),
+    ("oversized_batch", "POST", "/v1/models/tiny:predict",
+     {"instances": sm.sample_images(MAX_BATCH + 1).tolist()}, 400),
     ("over_max_request_bytes", "POST", "/v1/models/tiny:predict",
      {"instances": np.zeros((40, 8, 8, 1)).tolist(), "pad": "x" * MAX_REQUEST_BYTES}, 413),
     ("nan_values", "POST", "/v1/models/tiny:predict", b'{"instances": [' + b"[" + b",".join(

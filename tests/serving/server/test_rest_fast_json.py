@@ -105,8 +105,10 @@ def test_fast_path_declines(raw, dtype):
 
 @pytest.mark.parametrize("raw", [
     b'{"instances": [1.0]}\x00', b'\x00{"instances": [1.0]}', b'{"instances": [1.0]}\x0c', b'{"instances":\x0b[1.0]}',
-    b'{"instances": [1.0]}\n\t ', b' \r\n{"instances": [1.0]}', b'\xef\xbb\xbf{"instances": [1.0]}',  # BOM: json takes it
-    b'{"instances": [1.0], "s": "\xff"}', b'{"instances": [1.0], "s": "\\ud800"}', b'{"instances": [1.0], "s": "a\x01b"}',
+    b'{"instances": [1.0]}\n\t ', b' \r\n{"instances": [1.0]}',
+    b'\xef\xbb\xbf{"instances": [1.0]}',  # BOM: json takes it
+    b'{"instances": [1.0], "s": "\xff"}', b'{"instances": [1.0], "s": "\\ud800"}',
+    b'{"instances": [1.0], "s": "a\x01b"}',
     b'{"instances": [1e-400, -1e-400, 2.4703282292062328e-324, 2.4703282292062327e-324]}',  # underflow
     b'{"instances": [1.7976931348623158e308, 1.7976931348623159e308]}', b'{"instances": [1.7976931348623158079e308]}',
     b'{"instances": [1' + b'0' * 400 + b'.0]}', b'{"instances": [0.' + b'0' * 400 + b'1]}',
@@ -211,7 +213,8 @@ def test_concurrent_threads_each_parse_their_own():
 def test_response_json_equals_the_tolist_json(outputs):
     """dumps_json(numpy values) reads back as json.dumps(tolist()) did (floats as the same float32)."""
     for keep in (True, False):
-        new = json.loads(tensors.dumps_json({k: tensors.numpy_to_json(v, k, keep_numeric=keep) for k, v in outputs.items()}))
+        new = json.loads(tensors.dumps_json(
+            {k: tensors.numpy_to_json(v, k, keep_numeric=keep) for k, v in outputs.items()}))
         old = json.loads(json.dumps({k: tensors.numpy_to_json(v, k) for k, v in outputs.items()}))
         assert new.keys() == old.keys()
         for k, v in outputs.items():

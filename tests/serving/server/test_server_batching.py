@@ -132,7 +132,8 @@ def test_batcher_fails_a_batch_whose_outputs_are_not_per_row():
         try:
             results: list = [None, None]
 
-            def submit(i: int) -> None:
+            # the loop's batcher and results bound now: each iteration's threads use their own
+            def submit(i: int, batcher: Batcher = batcher, results: list = results) -> None:
                 try:
                     results[i] = batcher.submit({"x": np.full((1, 2), i + 1.0)})
                 except errors.ServingError as exc:
@@ -292,7 +293,8 @@ def test_a_batch_past_its_deadline_is_cancelled_inside_tensorflow():
         tf.while_loop(lambda t: t - start < 20.0, lambda t: [tf.timestamp()], [start])
         return x
 
-    batcher = Batcher(_params(max_batch_size=2, batch_timeout_micros=0), lambda inputs: {"y": spin(inputs["x"]).numpy()})
+    batcher = Batcher(_params(max_batch_size=2, batch_timeout_micros=0),
+                      lambda inputs: {"y": spin(inputs["x"]).numpy()})
     start = time.monotonic()
     with pytest.raises(errors.ServingError) as info:
         batcher.submit({"x": np.ones((1, 1), np.float32)}, deadline=time.monotonic() + 0.3)

@@ -246,7 +246,8 @@ def test_get_model_metadata(predict_stub):
     assert set(sig_map.signature_def) == {"serving_default", "classify", "regress", "serving_bytes"}
     assert sig_map.signature_def["classify"].method_name == "tensorflow/serving/classify"
     assert sig_map.signature_def["serving_default"].inputs["images"].dtype == types_pb2.DT_FLOAT
-    for fields, fragment in [([], "at least one metadata_field"), (["weights"], "Metadata field weights is not supported")]:
+    for fields, fragment in [([], "at least one metadata_field"),
+                             (["weights"], "Metadata field weights is not supported")]:
         code, details = error_of(predict_stub.GetModelMetadata, get_model_metadata_pb2.GetModelMetadataRequest(
             model_spec=spec(), metadata_field=fields))
         assert code == CODE.INVALID_ARGUMENT and fragment in details

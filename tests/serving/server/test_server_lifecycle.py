@@ -178,7 +178,8 @@ def test_rest_timeout_is_504_and_a_failing_warmup_fails_the_load(tmp_path, free_
     with pytest.raises(Exception, match="Warmup failed .* Sent extra: {pixels}"):
         srv.start()
     text = srv.metrics.exposition()[0].decode()
-    assert 'model_warmup_latency_count{model_path="' + str(tmp_path / "warm" / "1") + '",status="INVALID_ARGUMENT"} 1.0' in text
+    assert ('model_warmup_latency_count{model_path="' + str(tmp_path / "warm" / "1")
+            + '",status="INVALID_ARGUMENT"} 1.0') in text
 
 
 def _self_signed(tmp_path):
@@ -197,14 +198,16 @@ def test_tls_round_trip(tmp_path):
     ssl_config.write_text(text_format.MessageToString(  # PEM contents inline, as TF Serving's SSLConfig
         SSLConfigProto(server_key=key.read_text(), server_cert=cert.read_text())))
     for opts in ({"ssl_cert_file": str(cert), "ssl_key_file": str(key)}, {"ssl_config_file": str(ssl_config)}):
-        with ModelServer(ServerOptions(port=0, model_name="tiny", model_base_path=str(tmp_path / "tiny"), **opts)) as srv:
+        options = ServerOptions(port=0, model_name="tiny", model_base_path=str(tmp_path / "tiny"), **opts)
+        with ModelServer(options) as srv:
             creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
             with grpc.secure_channel(f"localhost:{srv.grpc_port}", creds) as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 assert predict(stub, "tiny", sm.sample_images(1)).model_spec.version.value == 1
             with grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}") as plain:
                 with pytest.raises(grpc.RpcError) as info:
-                    predict(prediction_service_pb2_grpc.PredictionServiceStub(plain), "tiny", sm.sample_images(1), timeout=5)
+                    predict(prediction_service_pb2_grpc.PredictionServiceStub(plain), "tiny", sm.sample_images(1),
+                            timeout=5)
                 assert info.value.code() == grpc.StatusCode.UNAVAILABLE
 
 

@@ -418,7 +418,8 @@ def test_sigterm_during_a_load_stops_the_process_before_it_serves(tmp_path, free
 
 
 def test_a_usage_error_is_one_line_before_tensorflow_is_imported(tmp_path):
-    code = ("import sys\nfrom serving.server.cli import main\ntry:\n    main(['--model_config_file=/nonexistent.config'])\n"
+    code = ("import sys\nfrom serving.server.cli import main\ntry:\n"
+            "    main(['--model_config_file=/nonexistent.config'])\n"
             "except SystemExit as exc:\n    print('exit', exc.code, 'tensorflow' in sys.modules)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=rel.subprocess_env(),
                           timeout=60)

@@ -96,7 +96,8 @@ def test_classify_and_regress(server):
     assert status == 200
     assert [label for label, _ in body["results"][0]] == sm.CLASS_NAMES
     assert sum(score for _, score in body["results"][0]) == pytest.approx(1.0, rel=1e-5)
-    status, body = call(server, "/v1/models/tiny/versions/1:regress", {"signature_name": "regress", "examples": examples})
+    status, body = call(server, "/v1/models/tiny/versions/1:regress",
+                        {"signature_name": "regress", "examples": examples})
     assert status == 200
     np.testing.assert_allclose(body["results"], x.sum(axis=(1, 2, 3)) + 1.0, rtol=1e-5)
     # context is merged into each example
@@ -109,7 +110,8 @@ def test_classify_and_regress(server):
     ("/v1/models/nope:predict", {"instances": [1]}, 404, "Servable not found for request: Latest(nope)"),
     ("/v1/models/tiny/versions/9:predict", {"instances": [1]}, 404, "Specific(tiny, 9)"),
     ("/v1/models/tiny/labels/canary:predict", {"instances": [1]}, 400, "Unrecognized servable version label: canary"),
-    ("/v1/models/tiny:predict", {"signature_name": "nope", "instances": [1]}, 400, 'Serving signature key "nope" not found.'),
+    ("/v1/models/tiny:predict", {"signature_name": "nope", "instances": [1]}, 400,
+     'Serving signature key "nope" not found.'),
     ("/v1/models/tiny:predict", {"instances": [[[[0.5]]]]}, 400, "expected shape [-1,8,8,1]"),
     ("/v1/models/tiny:predict", {"inputs": {"pixels": [1.0]}}, 400, "pixels"),
     ("/v1/models/tiny:predict", {"instances": [[1], [1, 2]]}, 400, "images"),

@@ -119,7 +119,8 @@ def test_implemented_flags_take_effect(base, tmp_path, caplog):
     options, _ = cli.parse([f"--model_base_path={tmp_path / 'm'}", "--model_name=m", "--port=0",
                             "--enable_model_warmup=false", f"--grpc_socket_path={sock}",
                             "--grpc_channel_arguments=grpc.max_connection_age_ms=60000,grpc.primary_user_agent=zoo",
-                            "--saved_model_tags=serve", "--num_load_threads=1", "--num_request_iterations_for_warmup=2"])
+                            "--saved_model_tags=serve", "--num_load_threads=1",
+                            "--num_request_iterations_for_warmup=2"])
     with ModelServer(options):
         with grpc.insecure_channel(f"unix:{sock}") as channel:
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="m"))

@@ -187,8 +187,10 @@ def test_json_numbers_still_convert():
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)] * 65)), "rank 65"),
     (tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_shape=tensor_shape_pb2.TensorShapeProto(
         dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=s) for s in (0, 2**62, 2**62)])), "elements"),
-    (tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"png"], tensor_shape=tensor_shape_pb2.TensorShapeProto(
-        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=100000)])), "one string for shape [100000]"),
+    (tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[b"png"],
+                            tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                                dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=100000)])),
+     "one string for shape [100000]"),
 ])
 def test_tensor_shapes_that_cannot_be_decoded_are_client_errors(proto, fragment):
     """65 dims or a dim product over int64 ended in INTERNAL; one string filled into [100000]
@@ -336,14 +338,20 @@ def test_model_config_file_errors():
     (["--model_base_path", "/m", "--ssl_cert_file", "/c"], "--ssl_cert_file and --ssl_key_file"),
     (["--model_config_file", "/nonexistent.config"], "--model_config_file: cannot read"),
     # issue 21 defect 13: every numeric flag is range-checked (inf, nan, overflow) before any load
-    (["--model_base_path", "/m", "--max_request_bytes=100000000000"], "--max_request_bytes: must be an integer in [1024, 2147483647]"),
-    (["--model_base_path", "/m", "--file_system_poll_wait_seconds=inf"], "--file_system_poll_wait_seconds: must be a finite"),
-    (["--model_base_path", "/m", "--file_system_poll_wait_seconds=nan"], "--file_system_poll_wait_seconds: must be a finite"),
-    (["--model_base_path", "/m", "--model_config_file_poll_wait_seconds=-1"], "--model_config_file_poll_wait_seconds: must be"),
-    (["--model_base_path", "/m", "--per_process_gpu_memory_fraction=nan"], "--per_process_gpu_memory_fraction: must be"),
+    (["--model_base_path", "/m", "--max_request_bytes=100000000000"],
+     "--max_request_bytes: must be an integer in [1024, 2147483647]"),
+    (["--model_base_path", "/m", "--file_system_poll_wait_seconds=inf"],
+     "--file_system_poll_wait_seconds: must be a finite"),
+    (["--model_base_path", "/m", "--file_system_poll_wait_seconds=nan"],
+     "--file_system_poll_wait_seconds: must be a finite"),
+    (["--model_base_path", "/m", "--model_config_file_poll_wait_seconds=-1"],
+     "--model_config_file_poll_wait_seconds: must be"),
+    (["--model_base_path", "/m", "--per_process_gpu_memory_fraction=nan"],
+     "--per_process_gpu_memory_fraction: must be"),
     (["--model_base_path", "/m", "--rest_api_timeout_in_ms=1e3"], "--rest_api_timeout_in_ms: must be an integer"),
     (["--model_base_path", "/m", "--rest_api_timeout_in_ms=99999999999"], "--rest_api_timeout_in_ms: must be"),
-    (["--model_base_path", "/m", "--grpc_max_threads=10000000"], "--grpc_max_threads: must be an integer in [0, 10000]"),
+    (["--model_base_path", "/m", "--grpc_max_threads=10000000"],
+     "--grpc_max_threads: must be an integer in [0, 10000]"),
     (["--model_base_path", "/m", "--tensorflow_intra_op_parallelism=-1"], "--tensorflow_intra_op_parallelism: must be"),
     (["--model_base_path", "/m", "--max_num_load_retries=-1"], "--max_num_load_retries: must be"),
     (["--model_base_path", "/m", "--load_retry_interval_micros=1e9"], "--load_retry_interval_micros: must be"),

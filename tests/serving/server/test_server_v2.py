@@ -109,7 +109,8 @@ def test_versions_and_labels_as_for_v1(server, http, grpc_client, version, v1_pa
     x = sm.sample_images(2, seed=4)
     v1 = v1_predict(server, x, v1_path)
     for result, got in ((grpc_infer(grpc_client, x, version), lambda r: r.get_response().model_version),
-                        (http_infer(http, x, binary=True, version=version), lambda r: r.get_response()["model_version"])):
+                        (http_infer(http, x, binary=True, version=version),
+                         lambda r: r.get_response()["model_version"])):
         np.testing.assert_allclose(result.as_numpy("probabilities"), v1["probabilities"], rtol=1e-6)
         assert got(result) == served
 
