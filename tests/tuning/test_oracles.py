@@ -89,7 +89,8 @@ def test_resume_refuses_other_settings_and_names_them(tmp_path):
                project="p", max_macs=100_000, **TINY)
     tuning.search(**run)
     with pytest.raises(tuning.SearchError, match=r"project '.*p' was made with other settings "
-                       r"\(`max_trials`: 1 -> 2; `epochs`: 1 -> 2; `max_macs`: 100000 -> 120000; `max_rejections`: 4 -> 8\); "
+                       r"\(`max_trials`: 1 -> 2; `epochs`: 1 -> 2; `max_macs`: 100000 -> 120000; "
+                       r"`max_rejections`: 4 -> 8\); "
                        r"pass --overwrite or choose another --project"):
         tuning.search(**dict(run, max_trials=2, max_macs=120_000, epochs=2))
     assert len(tuning.search(**run).leaderboard()) == 1  # the same settings resume
