@@ -23,8 +23,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -85,20 +83,6 @@ def _log_time(line: str) -> float:
     return dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def _wait_available(proc: subprocess.Popen, url: str, start: float) -> float:
-    while time.perf_counter() - start < TIMEOUT_S:
-        if proc.poll() is not None:
-            raise RuntimeError(f"zoo-serve exited {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as answer:
-                if b"AVAILABLE" in answer.read():
-                    return time.time()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.02)
-    raise RuntimeError(f"zoo-serve was not AVAILABLE within {TIMEOUT_S} s")
-
-
 def phases_once(env: dict[str, str], cwd: Path, work: Path) -> dict[str, float]:
     """Seconds per phase of one probed start-up (see PHASES), plus `total`."""
     grpc_port, rest_port = free_ports(2)
@@ -111,14 +95,10 @@ def phases_once(env: dict[str, str], cwd: Path, work: Path) -> dict[str, float]:
         proc = subprocess.Popen([sys.executable, "-c", PROBE, *argv], cwd=cwd, stdout=subprocess.DEVNULL,
                                 stderr=log, env=dict(env, ZOO_BENCH_STAMPS=str(stamps_path)))
         try:
-            ready = _wait_available(proc, f"http://127.0.0.1:{rest_port}/v1/models/digits", start)
+            ready = bench_startup.wait_available(proc, f"http://127.0.0.1:{rest_port}/v1/models/digits",
+                                                 start, TIMEOUT_S)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            bench_startup.stop(proc)
     stamps = json.loads(stamps_path.read_text())
     marks: dict[str, float] = {}
     warmup_s = 0.0

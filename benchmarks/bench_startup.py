@@ -93,24 +93,38 @@ def serve_ready(env: dict[str, str], cwd: Path) -> float:
                              "--file_system_poll_wait_seconds", "0"],
                             env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        while time.perf_counter() - start < 180:
-            if proc.poll() is not None:
-                raise RuntimeError(f"zoo-serve exited {proc.returncode}: {proc.stderr.read()[-1500:]!r}")
-            try:
-                with urllib.request.urlopen(url, timeout=1) as answer:
-                    if b"AVAILABLE" in answer.read():
-                        return time.perf_counter() - start
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.02)
-        raise RuntimeError("zoo-serve was not AVAILABLE within 180 s")
+        wait_available(proc, url, start)
+        return time.perf_counter() - start
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}: {proc.stderr.read()[-1500:]!r}") from None
     finally:
-        proc.terminate()
+        stop(proc)
+
+
+def wait_available(proc: subprocess.Popen, url: str, start: float, timeout_s: float = 180) -> float:
+    """Poll the REST status route `url` every 20 ms until it answers AVAILABLE; the wall clock
+    (time.time()) of that answer. RuntimeError when `proc` exits first or after `timeout_s`."""
+    while time.perf_counter() - start < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"zoo-serve exited {proc.returncode}")
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if b"AVAILABLE" in answer.read():
+                    return time.time()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"zoo-serve was not AVAILABLE within {timeout_s} s")
+
+
+def stop(proc: subprocess.Popen, grace_s: float = 20) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`: a benchmark never leaves a server behind."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def start_server(work: Path) -> tuple[ServerProcess, dict[str, str]]:
