@@ -124,22 +124,40 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
             c = combine(effects)
             combined[rule] = {"mean": c.mean, "interval": c.interval(), "p": c.p, "q_p": c.q_p,
                               "budgets": c.budgets}
-    curve = {}
+    curve, regime = {}, {}
+    reference = regime_reference(design)
     for s in design["studies"]:
-        if not complete[s["name"]] or not (s["name"].startswith("epochs-") or s["name"] == "full-data"):
+        if not complete[s["name"]] or not (s["part"] == 2 or s["name"] == reference):
             continue
         for rule in s["rules"][1:]:
+            if s["name"] == reference and rule not in _part2_rules(design):
+                continue
             for b in s["budgets"]:
                 v = list(_diffs(runs[s["name"]], rule, str(b), "test_accuracy").values())
                 if len(v) > 1:
                     iv = paired_interval(v)
                     curve.setdefault(rule, {})[s["name"]] = [iv.mean, iv.low, iv.high, len(v)]
+    # Rule x epochs against the reference: other seeds, so two independent estimates; their
+    # difference (normal interval) and Cochran's Q, the test the rule x budget rows use.
+    epochs = {s["name"]: s["epochs"] for s in design["studies"]}
+    for rule, per in curve.items():
+        if reference not in per:
+            continue
+        for name, cell in per.items():
+            if not name.startswith("epochs-") or epochs[name] == epochs[reference]:
+                continue
+            (m0, lo0, _, n0), (m1, lo1, _, n1) = per[reference], cell
+            se0, se1 = (m0 - lo0) / _t(n0), (m1 - lo1) / _t(n1)
+            c = combine([(m0, se0), (m1, se1)])
+            half = 1.959964 * math.hypot(se0, se1)
+            regime.setdefault(rule, {})[name] = [m1 - m0, m1 - m0 - half, m1 - m0 + half, c.q_p]
     converged = {}
     for x in runs.get("full-data", []):
         c = x.get("val_curve") or []
         if len(c) >= 3:
             converged.setdefault(x["rule"], []).append(max(c[-3:]) - min(c[-3:]) <= 0.001)
-    return {"hypotheses": rows, "combined": combined, "curve": curve,
+    return {"hypotheses": rows, "combined": combined, "curve": curve, "regime": regime,
+            "reference": reference,
             "converged": {k: [sum(v), len(v)] for k, v in converged.items()},
             "runs": {k: len(v) for k, v in runs.items()}}
 
@@ -163,6 +181,26 @@ def _p(v: float) -> str:
 
 def _ci(v: Sequence[float] | None) -> str:
     return "" if not v else f"{_pts(v[0])} [{_pts(v[1])}, {_pts(v[2])}]"
+
+
+def _part2_rules(design: dict[str, Any]) -> set[str]:
+    return {r for s in design["studies"] if s["part"] == 2 for r in s["rules"]}
+
+
+def regime_reference(design: dict[str, Any]) -> str | None:
+    """The part-1 study trained as part 2's shortest epochs study (same budget, data, network
+    and epochs, other seeds, part 2's rules among its own): the regime curve's first point from
+    part 1's seeds, so the curve has one whether or not that epochs study has run."""
+    part2 = [s for s in design["studies"] if s["name"].startswith("epochs-")]
+    if not part2:
+        return None
+    first = min(part2, key=lambda s: s["epochs"])
+    same = ("budget_kind", "budgets", "train_limit", "epochs")
+    for s in design["studies"]:
+        if (s["part"] == 1 and all(s[k] == first[k] for k in same)
+                and _part2_rules(design) <= set(s["rules"])):
+            return s["name"]
+    return None
 
 
 def planned_runs(design: dict[str, Any]) -> dict[str, int]:
@@ -220,13 +258,28 @@ def markdown(design: dict[str, Any], result: dict[str, Any], studies: dict[str, 
             lines.append(f"| {rule} | {c['budgets']} | {_ci([c['mean'], *c['interval']])} | "
                          f"{c['p']:.3g} | {c['q_p']:.3g} |")
     if result["curve"]:
+        epochs = {s["name"]: s["epochs"] for s in design["studies"]}
+        seeds = {s["name"]: f"seeds {s['seed_start']}-{s['seed_start'] + s['seeds'] - 1}"
+                 for s in design["studies"]}
         names = [s["name"] for s in design["studies"] if s["name"] in
                  {k for v in result["curve"].values() for k in v}]
-        lines += ["", "Part 2, the regime: each rule minus doubling per study (95% paired CI, seeds).",
-                  "", "| rule | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        intro = "Part 2, the regime: each rule minus doubling per study (95% paired CI, seeds)."
+        if result.get("reference") in names:
+            intro += (f" {result['reference']} is part 1's study with the same training: the "
+                      f"{epochs[result['reference']]}-epoch point, on other seeds than part 2's.")
+        lines += ["", intro, "", "| rule | " + " | ".join(f"{n} ({epochs[n]} epochs, {seeds[n]})" for n in names)
+                  + " |", "|---|" + "---|" * len(names)]
         for rule, per in result["curve"].items():
             lines.append(f"| {rule} | " + " | ".join(
                 f"{_ci(per[n])} ({per[n][3]})" if n in per else "" for n in names) + " |")
+    if result.get("regime"):
+        lines += ["", f"Rule x epochs (secondary): the change of each rule's effect from "
+                  f"{result['reference']} to a longer training, as two independent estimates "
+                  "(normal 95% interval; Cochran's Q p, the rule x budget test).", "",
+                  "| rule | study | change of effect [95% CI] | Q p |", "|---|---|---|---|"]
+        for rule, per in result["regime"].items():
+            for name, (d, lo, hi, qp) in per.items():
+                lines.append(f"| {rule} | {name} | {_ci([d, lo, hi])} | {qp:.3g} |")
     if result["converged"]:
         lines += ["", "Full-data convergence (validation accuracy of the last three epochs within "
                   "0.1 points): " + ", ".join(f"{k} {v[0]} of {v[1]} runs"

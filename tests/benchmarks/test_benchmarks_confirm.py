@@ -95,3 +95,35 @@ def test_a_study_still_running_gets_no_interim_test(tmp_path):
     (tmp_path / "params" / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     p1 = confirm.analyse(DESIGN, tmp_path, labels=None)["hypotheses"][0]
     assert p1["seeds"] == 2 and abs(p1["mean"] - 0.02) < 1e-9  # all in: tested
+
+
+def test_regime_curve_starts_from_part_1s_study_with_the_same_training(tmp_path):
+    # epochs-5 has not run: params' runs (same budget, data and 5 epochs, other seeds) are the
+    # curve's 5-epoch point, and epochs-20's effect is compared with them as two independent
+    # estimates.
+    from _bench import bench_module
+
+    confirm = bench_module("confirm")
+    part2 = {"part": 2, "budget_kind": "params", "budgets": [2000], "rules": ["doubling", "constant"],
+             "train_limit": 200, "seed_start": 3000, "seeds": 3}
+    design = {**DESIGN, "studies": [
+        {**DESIGN["studies"][0], "epochs": 5}, DESIGN["studies"][1],
+        {**part2, "name": "epochs-5", "epochs": 5}, {**part2, "name": "epochs-20", "epochs": 20}]}
+    assert confirm.regime_reference(design) == "params"
+    gains = {"params": [0.010, 0.012], "epochs-20": [0.001, 0.002, 0.003]}
+    for name, start in (("params", 1000), ("epochs-20", 3000)):
+        (tmp_path / name).mkdir()
+        rows = []
+        for i, gain in enumerate(gains[name]):
+            for rule, acc in (("doubling", 0.9 + i / 100), ("constant", 0.9 + i / 100 + gain)):
+                rows.append({"rule": rule, "budget": 2000, "budget_kind": "params",
+                             "seed": start + i, "test_accuracy": acc, "val_accuracy": acc})
+        (tmp_path / name / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = confirm.analyse(design, tmp_path, labels=None)
+    assert set(result["curve"]["constant"]) == {"params", "epochs-20"}
+    change, low, high, q_p = result["regime"]["constant"]["epochs-20"]
+    assert abs(change - (0.002 - 0.011)) < 1e-9 and low < change < high and q_p < 0.05
+    report = confirm.markdown(design, result, {})
+    assert "params (5 epochs, seeds 1000-1001)" in report and "| constant | epochs-20 |" in report
+    # without a part-1 study trained like part 2's shortest, there is no reference
+    assert confirm.regime_reference({**design, "studies": design["studies"][1:]}) is None
