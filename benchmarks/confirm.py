@@ -124,7 +124,7 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
             c = combine(effects)
             combined[rule] = {"mean": c.mean, "interval": c.interval(), "p": c.p, "q_p": c.q_p,
                               "budgets": c.budgets}
-    curve, regime = {}, {}
+    curve = {}
     reference = regime_reference(design)
     for s in design["studies"]:
         if not complete[s["name"]] or not (s["part"] == 2 or s["name"] == reference):
@@ -137,20 +137,33 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
                 if len(v) > 1:
                     iv = paired_interval(v)
                     curve.setdefault(rule, {})[s["name"]] = [iv.mean, iv.low, iv.high, len(v)]
-    # Rule x epochs against the reference: other seeds, so two independent estimates; their
-    # difference (normal interval) and Cochran's Q, the test the rule x budget rows use.
+    # Rule x epochs: a rule's effect after a longer training minus its effect after the
+    # shortest. Against part 2's own shortest study the seeds are shared, so seed by seed (paired
+    # t); against the part-1 reference they are other seeds: two independent estimates, their
+    # difference with a normal interval and Cochran's Q (the rule x budget rows' test).
+    regime = []
     epochs = {s["name"]: s["epochs"] for s in design["studies"]}
+    done = sorted((n for n in epochs if n.startswith("epochs-") and complete[n]), key=epochs.get)
     for rule, per in curve.items():
-        if reference not in per:
-            continue
-        for name, cell in per.items():
-            if not name.startswith("epochs-") or epochs[name] == epochs[reference]:
-                continue
-            (m0, lo0, _, n0), (m1, lo1, _, n1) = per[reference], cell
-            se0, se1 = (m0 - lo0) / _t(n0), (m1 - lo1) / _t(n1)
-            c = combine([(m0, se0), (m1, se1)])
-            half = 1.959964 * math.hypot(se0, se1)
-            regime.setdefault(rule, {})[name] = [m1 - m0, m1 - m0 - half, m1 - m0 + half, c.q_p]
+        for name in done:
+            if epochs[name] > epochs[done[0]]:
+                b = str(next(s for s in design["studies"] if s["name"] == name)["budgets"][0])
+                short = _diffs(runs[done[0]], rule, b, "test_accuracy")
+                long = _diffs(runs[name], rule, b, "test_accuracy")
+                v = [long[seed] - short[seed] for seed in sorted(short.keys() & long.keys())]
+                if len(v) > 1:
+                    iv = paired_interval(v)
+                    regime.append({"rule": rule, "from": done[0], "to": name, "change": iv.mean,
+                                   "low": iv.low, "high": iv.high, "seeds": len(v),
+                                   "p": primary_p(v, "superiority", margin), "test": "paired t"})
+            if reference in per and name in per and epochs[name] > epochs[reference]:
+                (m0, lo0, _, n0), (m1, lo1, _, n1) = per[reference], per[name]
+                se0, se1 = (m0 - lo0) / _t(n0), (m1 - lo1) / _t(n1)
+                half = 1.959964 * math.hypot(se0, se1)
+                regime.append({"rule": rule, "from": reference, "to": name, "change": m1 - m0,
+                               "low": m1 - m0 - half, "high": m1 - m0 + half, "seeds": n0 + n1,
+                               "p": combine([(m0, se0), (m1, se1)]).q_p,
+                               "test": "Cochran's Q (other seeds)"})
     converged = {}
     for x in runs.get("full-data", []):
         c = x.get("val_curve") or []
@@ -273,13 +286,14 @@ def markdown(design: dict[str, Any], result: dict[str, Any], studies: dict[str, 
             lines.append(f"| {rule} | " + " | ".join(
                 f"{_ci(per[n])} ({per[n][3]})" if n in per else "" for n in names) + " |")
     if result.get("regime"):
-        lines += ["", f"Rule x epochs (secondary): the change of each rule's effect from "
-                  f"{result['reference']} to a longer training, as two independent estimates "
-                  "(normal 95% interval; Cochran's Q p, the rule x budget test).", "",
-                  "| rule | study | change of effect [95% CI] | Q p |", "|---|---|---|---|"]
-        for rule, per in result["regime"].items():
-            for name, (d, lo, hi, qp) in per.items():
-                lines.append(f"| {rule} | {name} | {_ci([d, lo, hi])} | {qp:.3g} |")
+        lines += ["", "Rule x epochs (secondary): the change of each rule's effect from a shorter to "
+                  "a longer training; paired t where the two studies share their seeds, else two "
+                  "independent estimates (normal 95% interval, Cochran's Q).", "",
+                  "| rule | from | to | change of effect [95% CI] | p | test |",
+                  "|---|---|---|---|---|---|"]
+        for c in result["regime"]:
+            lines.append(f"| {c['rule']} | {c['from']} | {c['to']} | "
+                         f"{_ci([c['change'], c['low'], c['high']])} | {c['p']:.3g} | {c['test']} |")
     if result["converged"]:
         lines += ["", "Full-data convergence (validation accuracy of the last three epochs within "
                   "0.1 points): " + ", ".join(f"{k} {v[0]} of {v[1]} runs"

@@ -97,33 +97,49 @@ def test_a_study_still_running_gets_no_interim_test(tmp_path):
     assert p1["seeds"] == 2 and abs(p1["mean"] - 0.02) < 1e-9  # all in: tested
 
 
-def test_regime_curve_starts_from_part_1s_study_with_the_same_training(tmp_path):
-    # epochs-5 has not run: params' runs (same budget, data and 5 epochs, other seeds) are the
-    # curve's 5-epoch point, and epochs-20's effect is compared with them as two independent
-    # estimates.
+def test_regime_curve_and_the_change_of_each_rules_effect_with_longer_training(tmp_path):
+    # params (part 1: same budget, data and 5 epochs, other seeds) is the curve's 5-epoch point;
+    # epochs-20's effect is compared with it as two independent estimates, and with epochs-5 (the
+    # same seeds) seed by seed.
     from _bench import bench_module
 
     confirm = bench_module("confirm")
     part2 = {"part": 2, "budget_kind": "params", "budgets": [2000], "rules": ["doubling", "constant"],
-             "train_limit": 200, "seed_start": 3000, "seeds": 3}
+             "train_limit": 200, "seeds": 3}
     design = {**DESIGN, "studies": [
         {**DESIGN["studies"][0], "epochs": 5}, DESIGN["studies"][1],
-        {**part2, "name": "epochs-5", "epochs": 5}, {**part2, "name": "epochs-20", "epochs": 20}]}
+        {**part2, "name": "epochs-5", "epochs": 5, "seed_start": 3000},
+        {**part2, "name": "epochs-20", "epochs": 20, "seed_start": 3000}]}
     assert confirm.regime_reference(design) == "params"
-    gains = {"params": [0.010, 0.012], "epochs-20": [0.001, 0.002, 0.003]}
-    for name, start in (("params", 1000), ("epochs-20", 3000)):
+    gains = {"params": (1000, [0.010, 0.012]), "epochs-20": (3000, [0.001, 0.002, 0.004]),
+             "epochs-5": (3000, [0.011, 0.010, 0.013])}
+
+    def write(name):
+        start, studied = gains[name]
         (tmp_path / name).mkdir()
         rows = []
-        for i, gain in enumerate(gains[name]):
+        for i, gain in enumerate(studied):
             for rule, acc in (("doubling", 0.9 + i / 100), ("constant", 0.9 + i / 100 + gain)):
                 rows.append({"rule": rule, "budget": 2000, "budget_kind": "params",
                              "seed": start + i, "test_accuracy": acc, "val_accuracy": acc})
         (tmp_path / name / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    write("params")
+    write("epochs-20")
     result = confirm.analyse(design, tmp_path, labels=None)
     assert set(result["curve"]["constant"]) == {"params", "epochs-20"}
-    change, low, high, q_p = result["regime"]["constant"]["epochs-20"]
-    assert abs(change - (0.002 - 0.011)) < 1e-9 and low < change < high and q_p < 0.05
+    (change,) = result["regime"]
+    assert (change["from"], change["to"], change["test"]) == ("params", "epochs-20",
+                                                              "Cochran's Q (other seeds)")
+    assert abs(change["change"] - (0.007 / 3 - 0.011)) < 1e-9 and change["p"] < 0.05
+    assert change["low"] < change["change"] < change["high"]
     report = confirm.markdown(design, result, {})
-    assert "params (5 epochs, seeds 1000-1001)" in report and "| constant | epochs-20 |" in report
+    assert "params (5 epochs, seeds 1000-1001)" in report
+    assert "| constant | params | epochs-20 |" in report
+    write("epochs-5")  # now the same seeds at 5 epochs: the change seed by seed, too
+    paired = [c for c in confirm.analyse(design, tmp_path, labels=None)["regime"]
+              if c["test"] == "paired t"]
+    assert [(c["from"], c["to"], c["seeds"]) for c in paired] == [("epochs-5", "epochs-20", 3)]
+    assert abs(paired[0]["change"] - (0.007 - 0.034) / 3) < 1e-9
     # without a part-1 study trained like part 2's shortest, there is no reference
     assert confirm.regime_reference({**design, "studies": design["studies"][1:]}) is None
