@@ -18,7 +18,7 @@ from .plans import DEFAULT_BASE_FILTERS, Plan, architecture, plan  # noqa: E402
 from .registry import get_rule, keyword_names  # noqa: E402
 
 __all__ = ["build", "model_info", "ModelInfo", "ZooModel", "compile_classifier", "classifier_loss",
-           "OUTPUT_NAMES"]
+           "outputs_logits", "OUTPUT_NAMES"]
 
 # The classifier layer's name by what it outputs: the softmax keeps the name every zoo model had
 # (serving and the tests know it); logits and other activations get their own, so nothing reads
@@ -257,21 +257,25 @@ def model_info(model: keras.Model) -> dict[str, Any] | None:
     return dict(config) if isinstance(config, dict) else None
 
 
+def outputs_logits(model: keras.Model, needs: str) -> bool:
+    """Whether `model`'s head outputs logits (built with `classifier_activation=None`) rather than
+    softmax probabilities (the default, and any model `build` did not make). Another activation
+    is a ValueError that starts with `needs`, the caller's words for what it needs."""
+    activation = (model_info(model) or {}).get("classifier_activation", "softmax")
+    if activation not in ("softmax", None):
+        raise ValueError(f"{needs}, but this model's head ends in {activation!r} "
+                         "(classifier_activation): build it with classifier_activation='softmax' "
+                         "or None (logits)")
+    return activation is None
+
+
 def classifier_loss(model: keras.Model) -> str | keras.losses.Loss:
     """Sparse categorical cross-entropy (integer labels) for what `model`'s head outputs:
-    probabilities (a softmax head, or any model `build` did not make) or logits
-    (`classifier_activation=None`); a ValueError for another activation, which that loss does
-    not fit."""
-    info = model_info(model) or {}
-    activation = info.get("classifier_activation", "softmax")
-    if activation == "softmax":
-        return "sparse_categorical_crossentropy"
-    if activation is None:
+    probabilities or logits (see `outputs_logits`); a ValueError for another activation, which
+    that loss does not fit (compile such a model with a loss for its output)."""
+    if outputs_logits(model, "sparse categorical cross-entropy needs softmax probabilities or logits"):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    raise ValueError(f"this model's head ends in {activation!r} (classifier_activation), but sparse "
-                     "categorical cross-entropy needs softmax probabilities or logits: build it with "
-                     "classifier_activation='softmax' or None, or compile it with a loss for its "
-                     "output")
+    return "sparse_categorical_crossentropy"
 
 
 def compile_classifier(model: keras.Model, learning_rate: float = 1e-3) -> keras.Model:

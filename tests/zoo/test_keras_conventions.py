@@ -66,7 +66,8 @@ def test_compile_helpers_train_a_logits_head_from_logits():
     np.testing.assert_allclose(model.evaluate(X, Y, verbose=0)[0], twin.evaluate(X, Y, verbose=0)[0],
                                rtol=1e-5)
     sigmoid = zoo.build("doubling", classifier_activation="sigmoid", **KW)
-    with pytest.raises(ValueError, match="head ends in 'sigmoid'.*needs softmax probabilities or logits"):
+    with pytest.raises(ValueError, match="needs softmax probabilities or logits, but this model's "
+                                         "head ends in 'sigmoid'"):
         zoo.compile_classifier(sigmoid)
 
 
