@@ -124,7 +124,7 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
             c = combine(effects)
             combined[rule] = {"mean": c.mean, "interval": c.interval(), "p": c.p, "q_p": c.q_p,
                               "budgets": c.budgets}
-    curve = {}
+    curve, cells = {}, {}  # cells: the same intervals, kept whole for the rule x epochs tests
     reference = regime_reference(design)
     for s in design["studies"]:
         if not complete[s["name"]] or not (s["part"] == 2 or s["name"] == reference):
@@ -135,34 +135,36 @@ def analyse(design: dict[str, Any], results_dir: Path, labels: dict[str, Any] | 
             for b in s["budgets"]:
                 v = list(_diffs(runs[s["name"]], rule, str(b), "test_accuracy").values())
                 if len(v) > 1:
-                    iv = paired_interval(v)
+                    iv = cells[rule, s["name"]] = paired_interval(v)
                     curve.setdefault(rule, {})[s["name"]] = [iv.mean, iv.low, iv.high, len(v)]
     # Rule x epochs: a rule's effect after a longer training minus its effect after the
     # shortest. Against part 2's own shortest study the seeds are shared, so seed by seed (paired
     # t); against the part-1 reference they are other seeds: two independent estimates, their
     # difference with a normal interval and Cochran's Q (the rule x budget rows' test).
     regime = []
-    epochs = {s["name"]: s["epochs"] for s in design["studies"]}
-    done = sorted((n for n in epochs if n.startswith("epochs-") and complete[n]), key=epochs.get)
-    for rule, per in curve.items():
+    studies = {s["name"]: s for s in design["studies"]}
+    done = sorted((n for n in studies if n.startswith("epochs-") and complete[n]),
+                  key=lambda n: studies[n]["epochs"])
+    for rule in curve:
         for name in done:
-            if epochs[name] > epochs[done[0]]:
-                b = str(next(s for s in design["studies"] if s["name"] == name)["budgets"][0])
+            longer = studies[name]
+            if longer["epochs"] > studies[done[0]]["epochs"]:
+                b = str(longer["budgets"][0])
                 short = _diffs(runs[done[0]], rule, b, "test_accuracy")
                 long = _diffs(runs[name], rule, b, "test_accuracy")
                 v = [long[seed] - short[seed] for seed in sorted(short.keys() & long.keys())]
                 if len(v) > 1:
                     iv = paired_interval(v)
                     regime.append({"rule": rule, "from": done[0], "to": name, "change": iv.mean,
-                                   "low": iv.low, "high": iv.high, "seeds": len(v),
-                                   "p": primary_p(v, "superiority", margin), "test": "paired t"})
-            if reference in per and name in per and epochs[name] > epochs[reference]:
-                (m0, lo0, _, n0), (m1, lo1, _, n1) = per[reference], per[name]
-                se0, se1 = (m0 - lo0) / _t(n0), (m1 - lo1) / _t(n1)
-                half = 1.959964 * math.hypot(se0, se1)
-                regime.append({"rule": rule, "from": reference, "to": name, "change": m1 - m0,
-                               "low": m1 - m0 - half, "high": m1 - m0 + half, "seeds": n0 + n1,
-                               "p": combine([(m0, se0), (m1, se1)]).q_p,
+                                   "low": iv.low, "high": iv.high, "seeds": len(v), "p": iv.p,
+                                   "test": "paired t"})
+            if ((rule, reference) in cells and (rule, name) in cells
+                    and longer["epochs"] > studies[reference]["epochs"]):
+                a, z = cells[rule, reference], cells[rule, name]
+                half = 1.959964 * math.hypot(a.se, z.se)
+                regime.append({"rule": rule, "from": reference, "to": name, "change": z.mean - a.mean,
+                               "low": z.mean - a.mean - half, "high": z.mean - a.mean + half,
+                               "seeds": a.n + z.n, "p": combine([(a.mean, a.se), (z.mean, z.se)]).q_p,
                                "test": "Cochran's Q (other seeds)"})
     converged = {}
     for x in runs.get("full-data", []):
